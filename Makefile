@@ -1,0 +1,41 @@
+# celeriac: `make demo` runs a real workload, `make test` runs the whole suite.
+# Both set themselves up (a virtualenv in .venv) on a machine with Python 3.11+ and make.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+
+.PHONY: all demo test check lint docs bench clean
+
+all: test
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "celeriac needs Python 3.11 or newer: run make PYTHON=python3.11")'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	@$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+demo: $(STAMP)
+	@$(PY) demo/run_demo.py
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+check: lint
+	$(PY) -m pytest tests/unit/test_layers.py -q
+
+lint: $(STAMP)
+	$(PY) -m ruff check src tests benchmarks demo
+	$(PY) -m ruff format --check src tests benchmarks demo
+
+docs: $(STAMP)
+	$(PY) -m celeriac.config > docs/settings.md
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_sqlite.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .coverage htmlcov demo-output test-artifacts

@@ -1,0 +1,5 @@
+import sys
+
+from celeriac.cli import main
+
+sys.exit(main())

@@ -1,0 +1,36 @@
+"""Layer 2: brokers. ``from_url`` picks the module by URL scheme and imports it lazily."""
+
+from __future__ import annotations
+
+import importlib
+
+from celeriac.brokers.base import Broker, BrokerOptions, Delivery, Outgoing, QueueLength
+from celeriac.errors import ConfigurationError
+
+#: URL scheme → (module, class). Modules are imported only when their scheme is used.
+SCHEMES: dict[str, tuple[str, str]] = {
+    "sqlite": ("celeriac.brokers.sqlite", "SQLiteBroker"),
+    "memory": ("celeriac.brokers.memory", "MemoryBroker"),
+}
+
+#: Schemes that later releases serve, named so the error can say so.
+_PLANNED = {"redis", "rediss", "amqp", "amqps", "pyamqp"}
+
+
+def from_url(url: str, options: BrokerOptions | None = None) -> Broker:
+    """Return a broker for ``url`` (``sqlite:///celeriac.db``, ``memory://``)."""
+    if not isinstance(url, str) or "://" not in url:
+        raise ConfigurationError(f"broker_url={url!r} is not a URL: use e.g. 'sqlite:///celeriac.db'")
+    scheme = url.split("://", 1)[0].lower()
+    if scheme not in SCHEMES:
+        known = ", ".join(f"{s}://" for s in sorted(SCHEMES))
+        extra = " (not available in this version)" if scheme in _PLANNED else ""
+        raise ConfigurationError(
+            f"broker_url={url!r}: unknown broker scheme {scheme!r}{extra}; supported: {known}"
+        )
+    module_name, class_name = SCHEMES[scheme]
+    broker_class: type[Broker] = getattr(importlib.import_module(module_name), class_name)
+    return broker_class(url, options)
+
+
+__all__ = ["Broker", "BrokerOptions", "Delivery", "Outgoing", "QueueLength", "from_url"]

@@ -1,0 +1,264 @@
+"""The broker interface: every broker is bytes, framing and delivery bookkeeping.
+
+A broker stores :class:`~celeriac.protocol.Envelope` objects in named queues and
+hands them out with an ack token. It never decodes a body: task semantics live in
+:mod:`celeriac.protocol`, so one contract suite covers every broker.
+
+Delivery model
+--------------
+``fetch`` leases up to *n* messages to a consumer (one child process). A leased
+message is invisible to other consumers until it is acked (removed), rejected
+(dead-lettered or requeued), released by ``consumer_lost`` or its lease runs out
+(the node holding it died). A live worker keeps its leases fresh with
+``extend_leases``, so a long task is never handed to a second consumer.
+
+Every delivery counts towards ``delivery_limit``: a message fetched that many
+times without being settled (its consumers kept dying on it) goes to the dead
+letters instead of being delivered again, so a poison message cannot crash-loop a
+worker. Handing unstarted messages back with ``reject(requeue=True)`` does not
+count as a delivery.
+
+Messages with an ETA are *scheduled*: invisible and never leased until due.
+
+Method summary (all batch-shaped; one broker round trip each):
+
+=====================  ===============================================================
+``declare_queue``      make sure a queue exists (idempotent)
+``publish``            store a batch of outgoing messages atomically
+``fetch``              lease up to n ready messages from some queues, waiting up to timeout
+``ack``                remove settled deliveries
+``reject``             dead-letter deliveries with a reason, or requeue them unstarted
+``extend_leases``      push back the lease deadline of everything some consumers hold
+``consumer_lost``      a consumer died: release its deliveries at once
+``queue_length``       ready / scheduled / reserved counts of one queue
+``purge``              delete the ready and scheduled messages of a queue
+``dead_letters`` ...   list, count, requeue and purge the dead-letter store
+``put_node_stats``     store a worker node's heartbeat; ``node_stats`` reads them
+=====================  ===============================================================
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from celeriac.protocol.entities import Queue
+from celeriac.protocol.message import Envelope
+
+#: Default number of deliveries after which an unsettled message is dead-lettered.
+DEFAULT_DELIVERY_LIMIT = 5
+#: Default lease length in seconds; live workers extend leases well before they run out.
+DEFAULT_LEASE_SECONDS = 30.0
+
+#: Where ``consumer_lost`` sends the messages the lost consumer had started.
+QUEUE, ACK, DEAD = "queue", "ack", "dead"
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A message to publish: where it goes, whether it must survive a restart, when it is due."""
+
+    queue: str
+    envelope: Envelope
+    persistent: bool = True
+    eta: float | None = None
+    priority: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A leased message. ``tag`` is the opaque token for ack/reject (at most 64 bytes)."""
+
+    queue: str
+    envelope: Envelope
+    tag: str
+    deliveries: int
+    persistent: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class QueueLength:
+    """What a queue holds: ready to run, waiting for an ETA, and leased to consumers."""
+
+    queue: str
+    ready: int
+    scheduled: int
+    reserved: int
+
+    @property
+    def total(self) -> int:
+        """Every message not yet acked."""
+        return self.ready + self.scheduled + self.reserved
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A message the workers could not run, with the reason."""
+
+    id: str
+    queue: str
+    reason: str
+    envelope: Envelope
+    failed_at: float
+    deliveries: int
+    persistent: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStats:
+    """A worker node's last heartbeat: an encoded stats document and when it was written."""
+
+    node: str
+    payload: bytes
+    updated_at: float
+    expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerOptions:
+    """Delivery settings every broker honours."""
+
+    lease_seconds: float = DEFAULT_LEASE_SECONDS
+    delivery_limit: int = DEFAULT_DELIVERY_LIMIT
+    transport_options: dict[str, object] = field(default_factory=dict)
+
+
+class Broker(abc.ABC):
+    """A message broker. Subclasses implement the ``_`` methods; this class keeps invariants."""
+
+    scheme: str = ""
+
+    def __init__(self, url: str, options: BrokerOptions | None = None) -> None:
+        self.url = url
+        self.options = options or BrokerOptions()
+
+    # -- declarations -----------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def declare_queue(self, queue: Queue) -> None:
+        """Create ``queue`` if it does not exist; remember whether it is durable."""
+
+    # -- producer side ----------------------------------------------------------------------
+
+    def publish(self, batch: Sequence[Outgoing]) -> None:
+        """Store every message of ``batch`` in one atomic operation.
+
+        When this returns, persistent messages on durable queues are on stable
+        storage; transient ones are in the broker's memory or an unsynced file.
+        """
+        if batch:
+            self._publish(batch)
+
+    @abc.abstractmethod
+    def _publish(self, batch: Sequence[Outgoing]) -> None: ...
+
+    # -- consumer side ----------------------------------------------------------------------
+
+    def fetch(self, queues: Sequence[str], n: int, timeout: float, consumer: str) -> list[Delivery]:
+        """Lease up to ``n`` ready messages from ``queues`` to ``consumer``.
+
+        Returns as soon as at least one message is leased, or an empty list after
+        ``timeout`` seconds (0 = do not wait). Higher priority first, then FIFO.
+        """
+        if n < 1 or not queues:
+            return []
+        return self._fetch(queues, n, max(0.0, timeout), consumer)
+
+    @abc.abstractmethod
+    def _fetch(self, queues: Sequence[str], n: int, timeout: float, consumer: str) -> list[Delivery]: ...
+
+    def ack(self, batch: Sequence[Delivery]) -> None:
+        """Remove settled deliveries. Acking a message twice is harmless."""
+        if batch:
+            self._ack(batch)
+
+    @abc.abstractmethod
+    def _ack(self, batch: Sequence[Delivery]) -> None: ...
+
+    def reject(self, batch: Sequence[Delivery], requeue: bool, reason: str = "") -> None:
+        """Dead-letter ``batch`` with ``reason`` or, with ``requeue``, hand it back unstarted.
+
+        A requeued message keeps its place in the queue and its delivery does not
+        count towards ``delivery_limit``.
+        """
+        if not batch:
+            return
+        if not requeue and not reason:
+            raise ValueError("dead-lettering needs a reason")
+        self._reject(batch, requeue, reason)
+
+    @abc.abstractmethod
+    def _reject(self, batch: Sequence[Delivery], requeue: bool, reason: str) -> None: ...
+
+    @abc.abstractmethod
+    def extend_leases(self, consumers: Sequence[str]) -> int:
+        """Renew for ``lease_seconds`` every lease held by ``consumers``; return how many."""
+
+    @abc.abstractmethod
+    def consumer_lost(
+        self, consumer: str, running: Sequence[str], reason: str, running_to: str = QUEUE
+    ) -> list[str]:
+        """Release everything ``consumer`` holds, now.
+
+        Messages the consumer never started go back as if requeued. ``running``
+        are tags of messages it had started; ``running_to`` says where they go:
+
+        * ``QUEUE``: delivered again; this counts as a failed delivery and at
+          ``delivery_limit`` the message goes to the dead letters with ``reason``;
+        * ``ACK``: removed (the task was settled as failed);
+        * ``DEAD``: to the dead letters with ``reason``.
+
+        Returns the tags that were dead-lettered.
+        """
+
+    # -- inspection -------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def queue_length(self, queue: str) -> QueueLength:
+        """Count the messages of ``queue`` (cheap: one round trip)."""
+
+    @abc.abstractmethod
+    def queue_names(self) -> list[str]:
+        """Every queue the broker knows: declared, or holding messages."""
+
+    @abc.abstractmethod
+    def purge(self, queue: str) -> int:
+        """Delete the ready and scheduled messages of ``queue``; return how many."""
+
+    @abc.abstractmethod
+    def dead_letters(self, limit: int = 100, queue: str | None = None) -> list[DeadLetter]:
+        """The oldest ``limit`` dead letters (of one queue, if given)."""
+
+    @abc.abstractmethod
+    def dead_letter_count(self, queue: str | None = None) -> int:
+        """How many messages are in the dead-letter store."""
+
+    @abc.abstractmethod
+    def requeue_dead_letters(self, ids: Sequence[str] | None = None) -> int:
+        """Put dead letters back on their queues (all when ``ids`` is None); return how many."""
+
+    @abc.abstractmethod
+    def purge_dead_letters(self, ids: Sequence[str] | None = None) -> int:
+        """Delete dead letters (all when ``ids`` is None); return how many."""
+
+    # -- worker heartbeats ------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def put_node_stats(self, node: str, payload: bytes, ttl: float) -> None:
+        """Store a worker node's heartbeat; it is forgotten ``ttl`` seconds later."""
+
+    @abc.abstractmethod
+    def node_stats(self) -> list[NodeStats]:
+        """Heartbeats of the worker nodes that are alive."""
+
+    def close(self) -> None:
+        """Release connections. The broker must not be used afterwards."""
+
+    # -- helpers for subclasses -------------------------------------------------------------
+
+    @staticmethod
+    def now() -> float:
+        """Wall-clock time used for ETAs and leases (POSIX seconds)."""
+        return time.time()

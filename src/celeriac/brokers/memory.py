@@ -1,0 +1,261 @@
+"""An in-process broker (``memory://``) for tests: the full contract, no persistence.
+
+Every ``MemoryBroker`` object is its own broker; threads of one process may
+share it. It keeps the same delivery rules as the real brokers (leases, delivery
+limit, dead letters, ETAs), so tests written against it mean something.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from celeriac.brokers.base import (
+    ACK,
+    DEAD,
+    QUEUE,
+    Broker,
+    BrokerOptions,
+    DeadLetter,
+    Delivery,
+    NodeStats,
+    Outgoing,
+    QueueLength,
+)
+from celeriac.protocol.entities import Queue
+
+
+@dataclass(slots=True)
+class _Stored:
+    seq: int
+    queue: str
+    outgoing: Outgoing
+    deliveries: int = 0
+    owner: str | None = None
+    lease_until: float = 0.0
+
+
+class MemoryBroker(Broker):
+    """Thread-safe in-memory broker."""
+
+    scheme = "memory"
+
+    def __init__(self, url: str = "memory://", options: BrokerOptions | None = None) -> None:
+        super().__init__(url, options)
+        self._cond = threading.Condition()
+        self._seq = itertools.count(1)
+        self._declared: dict[str, Queue] = {}
+        self._messages: dict[int, _Stored] = {}
+        self._dead: dict[int, DeadLetter] = {}
+        self._nodes: dict[str, NodeStats] = {}
+
+    def declare_queue(self, queue: Queue) -> None:
+        with self._cond:
+            self._declared[queue.name] = queue
+
+    def _publish(self, batch: Sequence[Outgoing]) -> None:
+        with self._cond:
+            for item in batch:
+                seq = next(self._seq)
+                self._messages[seq] = _Stored(seq, item.queue, item)
+            self._cond.notify_all()
+
+    # -- consumer side ----------------------------------------------------------------------
+
+    def _reclaim(self, now: float) -> None:
+        for stored in self._messages.values():
+            if stored.owner is not None and stored.lease_until < now:
+                stored.owner = None
+
+    def _ready(self, queues: Sequence[str], now: float) -> list[_Stored]:
+        wanted = set(queues)
+        return [
+            s
+            for s in self._messages.values()
+            if s.owner is None and s.queue in wanted and (s.outgoing.eta or 0) <= now
+        ]
+
+    def _lease(self, queues: Sequence[str], n: int, consumer: str) -> list[Delivery]:
+        now = self.now()
+        self._reclaim(now)
+        picked = heapq.nsmallest(n, self._ready(queues, now), key=lambda s: (-s.outgoing.priority, s.seq))
+        out: list[Delivery] = []
+        for stored in picked:
+            if stored.deliveries >= self.options.delivery_limit:
+                self._to_dead(stored, f"delivered {stored.deliveries} times without being settled")
+                continue
+            stored.deliveries += 1
+            stored.owner = consumer
+            stored.lease_until = now + self.options.lease_seconds
+            out.append(
+                Delivery(
+                    stored.queue,
+                    stored.outgoing.envelope,
+                    f"m:{stored.seq}",
+                    stored.deliveries,
+                    stored.outgoing.persistent,
+                )
+            )
+        return out
+
+    def _next_due(self, queues: Sequence[str]) -> float | None:
+        wanted = set(queues)
+        times = [
+            s.outgoing.eta or 0 for s in self._messages.values() if s.queue in wanted and s.owner is None
+        ]
+        times += [s.lease_until for s in self._messages.values() if s.queue in wanted and s.owner is not None]
+        return min(times) if times else None
+
+    def _fetch(self, queues: Sequence[str], n: int, timeout: float, consumer: str) -> list[Delivery]:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                got = self._lease(queues, n, consumer)
+                if got:
+                    return got
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return []
+                due = self._next_due(queues)
+                if due is not None:
+                    remaining = min(remaining, max(0.001, due - self.now()))
+                self._cond.wait(remaining)
+
+    @staticmethod
+    def _seq_of(tag: str) -> int:
+        return int(tag[2:])
+
+    def _ack(self, batch: Sequence[Delivery]) -> None:
+        with self._cond:
+            for delivery in batch:
+                self._messages.pop(self._seq_of(delivery.tag), None)
+
+    def _to_dead(self, stored: _Stored, reason: str) -> None:
+        self._messages.pop(stored.seq, None)
+        self._dead[stored.seq] = DeadLetter(
+            id=str(stored.seq),
+            queue=stored.queue,
+            reason=reason,
+            envelope=stored.outgoing.envelope,
+            failed_at=self.now(),
+            deliveries=stored.deliveries,
+            persistent=stored.outgoing.persistent,
+        )
+
+    def _release(self, stored: _Stored, started: bool) -> None:
+        stored.owner = None
+        stored.lease_until = 0.0
+        if not started:
+            stored.deliveries = max(0, stored.deliveries - 1)
+
+    def _reject(self, batch: Sequence[Delivery], requeue: bool, reason: str) -> None:
+        with self._cond:
+            for delivery in batch:
+                stored = self._messages.get(self._seq_of(delivery.tag))
+                if stored is None:
+                    continue
+                if requeue:
+                    self._release(stored, started=False)
+                else:
+                    self._to_dead(stored, reason)
+            self._cond.notify_all()
+
+    def extend_leases(self, consumers: Sequence[str]) -> int:
+        owners = set(consumers)
+        until = self.now() + self.options.lease_seconds
+        count = 0
+        with self._cond:
+            for stored in self._messages.values():
+                if stored.owner in owners:
+                    stored.lease_until = until
+                    count += 1
+        return count
+
+    def consumer_lost(
+        self, consumer: str, running: Sequence[str], reason: str, running_to: str = QUEUE
+    ) -> list[str]:
+        started = {self._seq_of(tag) for tag in running}
+        dead: list[str] = []
+        with self._cond:
+            for stored in [s for s in self._messages.values() if s.owner == consumer]:
+                was_running = stored.seq in started
+                if was_running and running_to == ACK:
+                    self._messages.pop(stored.seq, None)
+                elif was_running and (running_to == DEAD or stored.deliveries >= self.options.delivery_limit):
+                    suffix = "" if running_to == DEAD else f" (delivered {stored.deliveries} times)"
+                    self._to_dead(stored, reason + suffix)
+                    dead.append(f"m:{stored.seq}")
+                else:
+                    self._release(stored, started=was_running)
+            self._cond.notify_all()
+        return dead
+
+    # -- inspection -------------------------------------------------------------------------
+
+    def queue_length(self, queue: str) -> QueueLength:
+        now = self.now()
+        ready = scheduled = reserved = 0
+        with self._cond:
+            for s in self._messages.values():
+                if s.queue != queue:
+                    continue
+                if s.owner is not None:
+                    reserved += 1
+                elif (s.outgoing.eta or 0) > now:
+                    scheduled += 1
+                else:
+                    ready += 1
+        return QueueLength(queue, ready, scheduled, reserved)
+
+    def queue_names(self) -> list[str]:
+        with self._cond:
+            return sorted(set(self._declared) | {s.queue for s in self._messages.values()})
+
+    def purge(self, queue: str) -> int:
+        with self._cond:
+            doomed = [k for k, s in self._messages.items() if s.queue == queue and s.owner is None]
+            for key in doomed:
+                del self._messages[key]
+        return len(doomed)
+
+    def _dead_items(self, queue: str | None) -> list[DeadLetter]:
+        return [d for d in self._dead.values() if queue is None or d.queue == queue]
+
+    def dead_letters(self, limit: int = 100, queue: str | None = None) -> list[DeadLetter]:
+        with self._cond:
+            return self._dead_items(queue)[:limit]
+
+    def dead_letter_count(self, queue: str | None = None) -> int:
+        with self._cond:
+            return len(self._dead_items(queue))
+
+    def requeue_dead_letters(self, ids: Sequence[str] | None = None) -> int:
+        with self._cond:
+            keys = [k for k in self._dead if ids is None or str(k) in ids]
+            for key in keys:
+                dead = self._dead.pop(key)
+                outgoing = Outgoing(dead.queue, dead.envelope, dead.persistent)
+                self._messages[key] = _Stored(key, dead.queue, outgoing)
+            self._cond.notify_all()
+        return len(keys)
+
+    def purge_dead_letters(self, ids: Sequence[str] | None = None) -> int:
+        with self._cond:
+            keys = [k for k in self._dead if ids is None or str(k) in ids]
+            for key in keys:
+                del self._dead[key]
+        return len(keys)
+
+    def put_node_stats(self, node: str, payload: bytes, ttl: float) -> None:
+        now = self.now()
+        with self._cond:
+            self._nodes[node] = NodeStats(node, payload, now, now + ttl)
+
+    def node_stats(self) -> list[NodeStats]:
+        now = self.now()
+        with self._cond:
+            return [s for s in self._nodes.values() if s.expires_at > now]

@@ -1,0 +1,598 @@
+"""The embedded broker: queues in SQLite files shared by the processes of one machine.
+
+URL: ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db``.
+
+Two stores
+----------
+durable (the file named in the URL)
+    Persistent messages (``delivery_mode=2``) on durable queues. WAL journal.
+    A publish is committed with ``synchronous=FULL``: when ``apply_async``
+    returns, the message is on disk and survives a kill -9 of every process and
+    a power loss. Deliveries, acks and dead-lettering are committed with
+    ``synchronous=NORMAL``: they survive any process crash; a power loss may
+    undo the last few of them, which can only make a task run again, never lose
+    one. ``broker_transport_options={'fsync': 'all'}`` fsyncs those too.
+transient (``<file>.transient-<boot id>``, next to it)
+    Messages on queues declared ``durable=False`` and messages sent with
+    ``delivery_mode=1``. ``synchronous=OFF``: no fsync is ever paid. They
+    survive process crashes (the data is in the OS page cache) but not a reboot:
+    the file name carries the kernel's boot id, and files of earlier boots are
+    deleted when the broker opens. Leases, acks and redelivery work exactly as
+    for durable messages.
+
+Schema (both stores)
+--------------------
+``messages``
+    ``id`` (AUTOINCREMENT, so ids are never reused and order is FIFO),
+    ``queue``, ``state`` (0 ready, 1 scheduled until ``eta``, 2 leased to
+    ``owner`` until ``lease_until``), ``priority`` (higher first),
+    ``deliveries`` (times leased without being settled), ``published_at``,
+    ``meta`` (JSON: headers, properties, content type and encoding), ``body``.
+``dead_letters``
+    the same message columns plus ``reason`` and ``failed_at``.
+``queues`` (durable store)
+    declared queues and whether they are durable.
+``nodes`` (durable store)
+    worker heartbeats: node name, payload, ``updated_at``, ``expires_at``.
+
+Lease rules
+-----------
+* ``fetch`` leases up to *n* ready messages in one ``BEGIN IMMEDIATE``
+  transaction, after moving due scheduled messages to ready and taking back
+  expired leases (a node that died). Rows leased ``delivery_limit`` times
+  already go to ``dead_letters`` instead.
+* A live worker's master renews its children's leases (``extend_leases``) every
+  third of the lease; when it sees a child die it releases that child's leases at
+  once (``consumer_lost``).
+* An idle consumer polls ``PRAGMA data_version`` (a counter SQLite bumps when
+  another connection commits) every few milliseconds and queries only when it
+  moved, when a scheduled message falls due or when a lease expires.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import orjson
+
+from celeriac.brokers.base import (
+    ACK,
+    DEAD,
+    QUEUE,
+    Broker,
+    BrokerOptions,
+    DeadLetter,
+    Delivery,
+    NodeStats,
+    Outgoing,
+    QueueLength,
+)
+from celeriac.brokers.sqlitedb import SQLiteFile, Sync, path_from_url, placeholders
+from celeriac.errors import ConfigurationError
+from celeriac.protocol.entities import Queue
+from celeriac.protocol.message import Envelope
+
+SCHEMA_VERSION = 1
+
+READY, SCHEDULED, LEASED = 0, 1, 2
+
+_MESSAGE_COLUMNS = """
+    queue TEXT NOT NULL,
+    priority INTEGER NOT NULL DEFAULT 0,
+    deliveries INTEGER NOT NULL DEFAULT 0,
+    published_at REAL NOT NULL,
+    meta BLOB NOT NULL,
+    body BLOB NOT NULL
+"""
+
+SCHEMA = (
+    f"""CREATE TABLE IF NOT EXISTS messages (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        state INTEGER NOT NULL,
+        eta REAL,
+        owner TEXT,
+        lease_until REAL,
+        {_MESSAGE_COLUMNS})""",
+    "CREATE INDEX IF NOT EXISTS messages_ready ON messages(queue, priority DESC, id) WHERE state = 0",
+    "CREATE INDEX IF NOT EXISTS messages_scheduled ON messages(eta) WHERE state = 1",
+    "CREATE INDEX IF NOT EXISTS messages_lease ON messages(lease_until) WHERE state = 2",
+    "CREATE INDEX IF NOT EXISTS messages_owner ON messages(owner) WHERE state = 2",
+    f"""CREATE TABLE IF NOT EXISTS dead_letters (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        reason TEXT NOT NULL,
+        failed_at REAL NOT NULL,
+        {_MESSAGE_COLUMNS})""",
+    """CREATE TABLE IF NOT EXISTS queues (
+        name TEXT PRIMARY KEY,
+        durable INTEGER NOT NULL,
+        declared_at REAL NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS nodes (
+        node TEXT PRIMARY KEY,
+        payload BLOB NOT NULL,
+        updated_at REAL NOT NULL,
+        expires_at REAL NOT NULL)""",
+)
+
+#: How often an idle consumer looks for a change (seconds).
+POLL_INTERVAL = 0.005
+#: An idle consumer queries at least this often, whatever data_version says.
+MAX_IDLE_QUERY_INTERVAL = 1.0
+
+_DEAD_COPY = """
+    INSERT INTO dead_letters (reason, failed_at, queue, priority, deliveries, published_at, meta, body)
+    SELECT ?, ?, queue, priority, deliveries, published_at, meta, body FROM messages WHERE id IN ({ids})
+"""
+
+
+def _boot_id() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as fh:
+            return fh.read().strip().replace("-", "")[:12]
+    except OSError:
+        return "static"
+
+
+def _meta(envelope: Envelope) -> bytes:
+    return orjson.dumps(
+        {
+            "headers": envelope.headers,
+            "properties": envelope.properties,
+            "content_type": envelope.content_type,
+            "content_encoding": envelope.content_encoding,
+        }
+    )
+
+
+def _envelope(meta: bytes, body: bytes) -> Envelope:
+    fields = orjson.loads(meta)
+    return Envelope(
+        body=bytes(body),
+        content_type=fields["content_type"],
+        content_encoding=fields["content_encoding"],
+        headers=fields["headers"],
+        properties=fields["properties"],
+    )
+
+
+class _Store:
+    """One of the two database files, with the statements the broker runs on it."""
+
+    def __init__(self, prefix: str, db: SQLiteFile, persistent: bool, publish_sync: Sync) -> None:
+        self.prefix = prefix
+        self.db = db
+        self.persistent = persistent
+        self.publish_sync: Sync = publish_sync
+        self._select_sql: dict[str, str] = {}
+        self._pending_sql: dict[int, str] = {}
+
+    def tag(self, row_id: int) -> str:
+        return f"{self.prefix}{row_id}"
+
+    # -- consumer statements ------------------------------------------------------------------
+
+    def has_work(self, queues: Sequence[str], now: float) -> bool:
+        sql = self._pending_sql.get(len(queues))
+        if sql is None:
+            sql = (
+                "SELECT EXISTS(SELECT 1 FROM messages WHERE state=0 AND queue IN "
+                f"({placeholders(len(queues))})) OR EXISTS(SELECT 1 FROM messages WHERE state=1 "
+                "AND eta<=?) OR EXISTS(SELECT 1 FROM messages WHERE state=2 AND lease_until<?)"
+            )
+            self._pending_sql[len(queues)] = sql
+        return bool(self.db.read(sql, (*queues, now, now))[0][0])
+
+    def next_due(self) -> float | None:
+        """When the next scheduled message falls due or the next lease expires."""
+        row = self.db.read(
+            "SELECT (SELECT MIN(eta) FROM messages WHERE state=1), "
+            "(SELECT MIN(lease_until) FROM messages WHERE state=2)"
+        )[0]
+        candidates = [value for value in row if value is not None]
+        return min(candidates) if candidates else None
+
+    def lease(
+        self, conn: sqlite3.Connection, queues: Sequence[str], n: int, consumer: str, now: float, until: float
+    ) -> list[tuple[Any, ...]]:
+        conn.execute("UPDATE messages SET state=0, eta=NULL WHERE state=1 AND eta<=?", (now,))
+        conn.execute(
+            "UPDATE messages SET state=0, owner=NULL, lease_until=NULL WHERE state=2 AND lease_until<?",
+            (now,),
+        )
+        if len(queues) == 1:
+            return conn.execute(
+                "UPDATE messages SET state=2, owner=?, lease_until=?, deliveries=deliveries+1 "
+                "WHERE id IN (SELECT id FROM messages WHERE state=0 AND queue=? "
+                "ORDER BY priority DESC, id LIMIT ?) "
+                "RETURNING id, queue, priority, deliveries, meta, body",
+                (consumer, until, queues[0], n),
+            ).fetchall()
+        candidates: list[tuple[int, int]] = []
+        for queue in queues:
+            candidates += conn.execute(
+                "SELECT -priority, id FROM messages WHERE state=0 AND queue=? "
+                "ORDER BY priority DESC, id LIMIT ?",
+                (queue, n),
+            ).fetchall()
+        chosen = [row_id for _, row_id in sorted(candidates)[:n]]
+        if not chosen:
+            return []
+        return conn.execute(
+            "UPDATE messages SET state=2, owner=?, lease_until=?, deliveries=deliveries+1 "
+            f"WHERE id IN ({placeholders(len(chosen))}) "
+            "RETURNING id, queue, priority, deliveries, meta, body",
+            (consumer, until, *chosen),
+        ).fetchall()
+
+    @staticmethod
+    def to_dead(conn: sqlite3.Connection, ids: Sequence[int], reason: str, now: float) -> None:
+        marks = placeholders(len(ids))
+        conn.execute(_DEAD_COPY.format(ids=marks), (reason, now, *ids))
+        conn.execute(f"DELETE FROM messages WHERE id IN ({marks})", tuple(ids))
+
+
+class SQLiteBroker(Broker):
+    """Queues in a SQLite database file (durable) and a companion file (transient)."""
+
+    scheme = "sqlite"
+
+    def __init__(self, url: str, options: BrokerOptions | None = None) -> None:
+        super().__init__(url, options)
+        path, query = path_from_url(url)
+        transport = {**query, **self.options.transport_options}
+        fsync = str(transport.get("fsync", "publish"))
+        if fsync not in ("publish", "all"):
+            raise ConfigurationError(
+                f"broker_transport_options fsync={fsync!r}: use 'publish' (fsync each publish, "
+                "the default) or 'all' (fsync deliveries and acks too)"
+            )
+        busy = float(transport.get("busy_timeout", 30.0))
+        consumer_sync: Sync = "FULL" if fsync == "all" else "NORMAL"
+        self.path = os.path.abspath(path)
+        self.transient_path = f"{self.path}.transient-{_boot_id()}"
+        self._durable = _Store(
+            "d:", SQLiteFile(self.path, "broker", SCHEMA, SCHEMA_VERSION, consumer_sync, busy), True, "FULL"
+        )
+        self._transient = _Store(
+            "t:", SQLiteFile(self.transient_path, "broker", SCHEMA, SCHEMA_VERSION, "OFF", busy), False, "OFF"
+        )
+        self._stores = {"d:": self._durable, "t:": self._transient}
+        self._durable_queues: dict[str, bool] = {}
+        self._turn = 0
+        self._removed_stale = False
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _remove_stale_transient(self) -> None:
+        """Delete transient files of earlier boots: their messages did not survive the reboot."""
+        if self._removed_stale:
+            return
+        self._removed_stale = True
+        for stale in glob.glob(glob.escape(self.path) + ".transient-*"):
+            if stale.startswith(self.transient_path):
+                continue
+            with contextlib.suppress(OSError):
+                os.remove(stale)
+
+    def _stores_for(self) -> list[_Store]:
+        """Both stores, in turns, so neither starves the other.
+
+        A durable queue can hold transient messages (``delivery_mode=1``), and a
+        producer that does not know a queue's declaration sends persistent
+        messages to the durable store, so both are always consulted.
+        """
+        self._turn ^= 1
+        return [self._transient, self._durable] if self._turn else [self._durable, self._transient]
+
+    def _group(self, batch: Iterable[Delivery]) -> dict[str, list[int]]:
+        groups: dict[str, list[int]] = {}
+        for delivery in batch:
+            groups.setdefault(delivery.tag[:2], []).append(int(delivery.tag[2:]))
+        return groups
+
+    def _group_tags(self, tags: Iterable[str]) -> dict[str, list[int]]:
+        groups: dict[str, list[int]] = {}
+        for tag in tags:
+            groups.setdefault(tag[:2], []).append(int(tag[2:]))
+        return groups
+
+    # -- declarations -----------------------------------------------------------------------
+
+    def _is_durable(self, queue: str) -> bool:
+        """Whether ``queue`` was declared durable (undeclared queues are durable)."""
+        durable = self._durable_queues.get(queue)
+        if durable is None:
+            rows = self._durable.db.read("SELECT durable FROM queues WHERE name=?", (queue,))
+            durable = bool(rows[0][0]) if rows else True
+            self._durable_queues[queue] = durable
+        return durable
+
+    def declare_queue(self, queue: Queue) -> None:
+        self._durable_queues[queue.name] = queue.durable
+        self._remove_stale_transient()
+        self._durable.db.write(
+            lambda conn: conn.execute(
+                "INSERT INTO queues(name, durable, declared_at) VALUES (?, ?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET durable=excluded.durable",
+                (queue.name, int(queue.durable), self.now()),
+            )
+        )
+
+    # -- producer side ----------------------------------------------------------------------
+
+    def _publish(self, batch: Sequence[Outgoing]) -> None:
+        now = self.now()
+        rows: dict[str, list[tuple[Any, ...]]] = {"d:": [], "t:": []}
+        for item in batch:
+            durable = item.persistent and self._is_durable(item.queue)
+            scheduled = item.eta is not None and item.eta > now
+            rows["d:" if durable else "t:"].append(
+                (
+                    item.queue,
+                    SCHEDULED if scheduled else READY,
+                    item.eta if scheduled else None,
+                    item.priority,
+                    now,
+                    _meta(item.envelope),
+                    item.envelope.body,
+                )
+            )
+        for prefix, values in rows.items():
+            if values:
+                store = self._stores[prefix]
+                store.db.write(
+                    lambda conn, values=values: conn.executemany(
+                        "INSERT INTO messages (queue, state, eta, priority, published_at, meta, body) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        values,
+                    ),
+                    sync=store.publish_sync,
+                )
+
+    # -- consumer side ----------------------------------------------------------------------
+
+    def _lease_from(self, store: _Store, queues: Sequence[str], n: int, consumer: str) -> list[Delivery]:
+        now = self.now()
+        if not store.has_work(queues, now):
+            return []
+        until = now + self.options.lease_seconds
+        limit = self.options.delivery_limit
+
+        def lease(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+            rows = store.lease(conn, queues, n, consumer, now, until)
+            poison = [row[0] for row in rows if row[3] > limit]
+            if poison:
+                reason = f"delivered {limit} times without being settled: the worker died running it"
+                store.to_dead(conn, poison, reason, now)
+                rows = [row for row in rows if row[3] <= limit]
+            return rows
+
+        rows = store.db.write(lease)
+        rows.sort(key=lambda row: (-row[2], row[0]))
+        return [
+            Delivery(queue, _envelope(meta, body), store.tag(row_id), deliveries, store.persistent)
+            for row_id, queue, _priority, deliveries, meta, body in rows
+        ]
+
+    def _try_fetch(self, queues: Sequence[str], n: int, consumer: str) -> list[Delivery]:
+        got: list[Delivery] = []
+        for store in self._stores_for():
+            got += self._lease_from(store, queues, n - len(got), consumer)
+            if len(got) >= n:
+                break
+        return got
+
+    def _fetch(self, queues: Sequence[str], n: int, timeout: float, consumer: str) -> list[Delivery]:
+        got = self._try_fetch(queues, n, consumer)
+        if got or timeout <= 0:
+            return got
+        deadline = time.monotonic() + timeout
+        stores = self._stores_for()
+        while True:
+            versions = [store.db.data_version() for store in stores]
+            dues = [due for due in (store.next_due() for store in stores) if due is not None]
+            wake = min(deadline, time.monotonic() + MAX_IDLE_QUERY_INTERVAL)
+            if dues:
+                wake = min(wake, time.monotonic() + max(0.0, min(dues) - self.now()))
+            while time.monotonic() < wake:
+                time.sleep(POLL_INTERVAL)
+                if [store.db.data_version() for store in stores] != versions:
+                    break
+            got = self._try_fetch(queues, n, consumer)
+            if got or time.monotonic() >= deadline:
+                return got
+
+    def _ack(self, batch: Sequence[Delivery]) -> None:
+        for prefix, ids in self._group(batch).items():
+            sql = f"DELETE FROM messages WHERE id IN ({placeholders(len(ids))})"
+            self._stores[prefix].db.write(lambda conn, sql=sql, ids=ids: conn.execute(sql, ids))
+
+    def _reject(self, batch: Sequence[Delivery], requeue: bool, reason: str) -> None:
+        now = self.now()
+        for prefix, ids in self._group(batch).items():
+            store = self._stores[prefix]
+            if requeue:
+                sql = (
+                    "UPDATE messages SET state=0, owner=NULL, lease_until=NULL, "
+                    f"deliveries=MAX(deliveries-1, 0) WHERE state=2 AND id IN ({placeholders(len(ids))})"
+                )
+                store.db.write(lambda conn, sql=sql, ids=ids: conn.execute(sql, ids))
+            else:
+                store.db.write(lambda conn, store=store, ids=ids: store.to_dead(conn, ids, reason, now))
+
+    def extend_leases(self, consumers: Sequence[str]) -> int:
+        if not consumers:
+            return 0
+        until = self.now() + self.options.lease_seconds
+        sql = f"UPDATE messages SET lease_until=? WHERE state=2 AND owner IN ({placeholders(len(consumers))})"
+        total = 0
+        for store in self._stores.values():
+            total += store.db.write(lambda conn, sql=sql: conn.execute(sql, (until, *consumers)).rowcount)
+        return total
+
+    def consumer_lost(
+        self, consumer: str, running: Sequence[str], reason: str, running_to: str = QUEUE
+    ) -> list[str]:
+        started = self._group_tags(running)
+        limit = self.options.delivery_limit
+        now = self.now()
+        dead: list[str] = []
+        for prefix, store in self._stores.items():
+            ran = started.get(prefix, [])
+
+            def release(conn: sqlite3.Connection, store: _Store = store, ran: list[int] = ran) -> list[int]:
+                marks = placeholders(len(ran))
+                doomed: list[int] = []
+                if ran and running_to == ACK:
+                    conn.execute(f"DELETE FROM messages WHERE owner=? AND id IN ({marks})", (consumer, *ran))
+                elif ran:
+                    floor = 0 if running_to == DEAD else limit
+                    doomed = [
+                        row[0]
+                        for row in conn.execute(
+                            f"SELECT id FROM messages WHERE state=2 AND owner=? AND id IN ({marks}) "
+                            "AND deliveries>=?",
+                            (consumer, *ran, floor),
+                        )
+                    ]
+                if doomed:
+                    suffix = "" if running_to == DEAD else f" (delivered {limit} times)"
+                    store.to_dead(conn, doomed, reason + suffix, now)
+                conn.execute(
+                    "UPDATE messages SET state=0, owner=NULL, lease_until=NULL, "
+                    f"deliveries=deliveries - (id NOT IN ({marks})) WHERE state=2 AND owner=?",
+                    (*ran, consumer),
+                )
+                return doomed
+
+            dead += [store.tag(row_id) for row_id in store.db.write(release)]
+        return dead
+
+    # -- inspection -------------------------------------------------------------------------
+
+    def queue_length(self, queue: str) -> QueueLength:
+        now = self.now()
+        ready = scheduled = reserved = 0
+        for store in self._stores.values():
+            row = store.db.read(
+                "SELECT (SELECT COUNT(*) FROM messages WHERE state=0 AND queue=?), "
+                "(SELECT COUNT(*) FROM messages WHERE state=1 AND queue=? AND eta<=?), "
+                "(SELECT COUNT(*) FROM messages WHERE state=1 AND queue=? AND eta>?), "
+                "(SELECT COUNT(*) FROM messages WHERE state=2 AND queue=?)",
+                (queue, queue, now, queue, now, queue),
+            )[0]
+            ready += row[0] + row[1]
+            scheduled += row[2]
+            reserved += row[3]
+        return QueueLength(queue, ready, scheduled, reserved)
+
+    def queue_names(self) -> list[str]:
+        names = {row[0] for row in self._durable.db.read("SELECT name FROM queues")}
+        for store in self._stores.values():
+            names.update(row[0] for row in store.db.read("SELECT DISTINCT queue FROM messages"))
+        return sorted(names)
+
+    def purge(self, queue: str) -> int:
+        total = 0
+        for store in self._stores.values():
+            total += store.db.write(
+                lambda conn: (
+                    conn.execute("DELETE FROM messages WHERE queue=? AND state IN (0, 1)", (queue,)).rowcount
+                )
+            )
+        return total
+
+    def _dead_where(self, ids: Sequence[str] | None, prefix: str) -> tuple[str, tuple[Any, ...]]:
+        if ids is None:
+            return "", ()
+        mine = [int(i[2:]) for i in ids if i.startswith(prefix)]
+        return f"WHERE id IN ({placeholders(len(mine))})", tuple(mine)
+
+    def dead_letters(self, limit: int = 100, queue: str | None = None) -> list[DeadLetter]:
+        out: list[DeadLetter] = []
+        where, params = ("WHERE queue=?", (queue,)) if queue is not None else ("", ())
+        for store in self._stores.values():
+            for row_id, q, reason, failed_at, deliveries, meta, body in store.db.read(
+                "SELECT id, queue, reason, failed_at, deliveries, meta, body FROM dead_letters "
+                f"{where} ORDER BY id LIMIT ?",
+                (*params, limit),
+            ):
+                out.append(
+                    DeadLetter(
+                        store.tag(row_id),
+                        q,
+                        reason,
+                        _envelope(meta, body),
+                        failed_at,
+                        deliveries,
+                        store.persistent,
+                    )
+                )
+        out.sort(key=lambda d: d.failed_at)
+        return out[:limit]
+
+    def dead_letter_count(self, queue: str | None = None) -> int:
+        where, params = ("WHERE queue=?", (queue,)) if queue is not None else ("", ())
+        return sum(
+            store.db.read(f"SELECT COUNT(*) FROM dead_letters {where}", params)[0][0]
+            for store in self._stores.values()
+        )
+
+    def _dead_op(
+        self, ids: Sequence[str] | None, op: Callable[[sqlite3.Connection, str, tuple[Any, ...]], int]
+    ) -> int:
+        total = 0
+        for prefix, store in self._stores.items():
+            where, params = self._dead_where(ids, prefix)
+            if ids is not None and not params:
+                continue
+            total += store.db.write(lambda conn, where=where, params=params: op(conn, where, params))
+        return total
+
+    def requeue_dead_letters(self, ids: Sequence[str] | None = None) -> int:
+        now = self.now()
+
+        def requeue(conn: sqlite3.Connection, where: str, params: tuple[Any, ...]) -> int:
+            conn.execute(
+                "INSERT INTO messages (state, queue, priority, deliveries, published_at, meta, body) "
+                f"SELECT 0, queue, priority, 0, ?, meta, body FROM dead_letters {where} ORDER BY id",
+                (now, *params),
+            )
+            return conn.execute(f"DELETE FROM dead_letters {where}", params).rowcount
+
+        return self._dead_op(ids, requeue)
+
+    def purge_dead_letters(self, ids: Sequence[str] | None = None) -> int:
+        return self._dead_op(
+            ids,
+            lambda conn, where, params: conn.execute(f"DELETE FROM dead_letters {where}", params).rowcount,
+        )
+
+    # -- heartbeats -------------------------------------------------------------------------
+
+    def put_node_stats(self, node: str, payload: bytes, ttl: float) -> None:
+        now = self.now()
+        self._durable.db.write(
+            lambda conn: conn.execute(
+                "INSERT INTO nodes(node, payload, updated_at, expires_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(node) DO UPDATE SET payload=excluded.payload, "
+                "updated_at=excluded.updated_at, expires_at=excluded.expires_at",
+                (node, payload, now, now + ttl),
+            )
+        )
+
+    def node_stats(self) -> list[NodeStats]:
+        rows = self._durable.db.read(
+            "SELECT node, payload, updated_at, expires_at FROM nodes WHERE expires_at>? ORDER BY node",
+            (self.now(),),
+        )
+        return [NodeStats(node, bytes(payload), updated, expires) for node, payload, updated, expires in rows]
+
+    def close(self) -> None:
+        for store in self._stores.values():
+            store.db.close()

@@ -1,0 +1,228 @@
+"""One SQLite database file shared by many processes: connections, locking, retries.
+
+Used by the SQLite broker and the SQLite result backend. Rules it keeps:
+
+* WAL journal, so readers never block the one writer.
+* Every write is one ``BEGIN IMMEDIATE`` transaction: the write lock is taken at
+  the start, so two writers never deadlock upgrading a read lock.
+* Lock waits are retried here with short sleeps (tens of microseconds, growing to
+  a millisecond) instead of SQLite's busy handler, whose first sleep is a whole
+  millisecond; a write that cannot get the lock for ``busy_timeout`` seconds
+  fails with a :class:`~celeriac.errors.BrokerError` that says so.
+* ``synchronous`` is chosen per write: ``FULL`` fsyncs the WAL at commit (and
+  with it every earlier commit), ``NORMAL`` survives any process crash but may
+  lose the last commits on power loss, ``OFF`` never fsyncs.
+* A connection belongs to the process that opened it. After ``fork()`` the child
+  opens its own; the inherited one is left untouched (closing it in the child
+  could disturb the parent's locks).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Literal, TypeVar
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from celeriac.errors import BrokerError, ConfigurationError
+
+T = TypeVar("T")
+Sync = Literal["FULL", "NORMAL", "OFF"]
+
+#: Connections inherited over fork(): kept referenced so they are never closed in the child.
+_ABANDONED: list[sqlite3.Connection] = []
+
+
+def path_from_url(url: str) -> tuple[str, dict[str, str]]:
+    """``sqlite:///rel/path.db`` → ``rel/path.db``; ``sqlite:////abs.db`` → ``/abs.db``.
+
+    Query parameters are returned as options. An in-memory database cannot be
+    shared between processes and is refused.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("sqlite", "sqla+sqlite", "db+sqlite"):
+        raise ConfigurationError(f"{url!r} is not a sqlite:// URL")
+    if parts.netloc:
+        raise ConfigurationError(
+            f"{url!r}: a SQLite URL has no host; use sqlite:///relative/path.db "
+            "or sqlite:////absolute/path.db"
+        )
+    path = unquote(parts.path)[1:] if parts.path.startswith("/") else unquote(parts.path)
+    if not path or path == ":memory:":
+        raise ConfigurationError(
+            f"{url!r}: give a database file, e.g. sqlite:///celeriac.db; an in-memory "
+            "database cannot be shared by the worker's processes"
+        )
+    return path, dict(parse_qsl(parts.query))
+
+
+def _is_lock_error(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc)
+    return "locked" in text or "busy" in text
+
+
+class SQLiteFile:
+    """A database file opened by this process, with retrying transactions."""
+
+    def __init__(
+        self,
+        path: str,
+        component: str,
+        schema: Sequence[str],
+        schema_version: int,
+        default_sync: Sync = "NORMAL",
+        busy_timeout: float = 30.0,
+    ) -> None:
+        self.path = os.path.abspath(path)
+        self.component = component
+        self.schema = tuple(schema)
+        self.schema_version = schema_version
+        self.default_sync: Sync = default_sync
+        self.busy_timeout = busy_timeout
+        self._conn: sqlite3.Connection | None = None
+        self._pid = 0
+        self._sync: Sync | None = None
+
+    # -- connection -------------------------------------------------------------------------
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        """This process's connection, opened (and the schema created) on first use."""
+        if self._conn is None or self._pid != os.getpid():
+            if self._conn is not None:
+                _ABANDONED.append(self._conn)
+            self._conn = self._open()
+            self._pid = os.getpid()
+        return self._conn
+
+    def _open(self) -> sqlite3.Connection:
+        directory = os.path.dirname(self.path)
+        if directory and not os.path.isdir(directory):
+            raise ConfigurationError(
+                f"the directory of the SQLite database {self.path!r} does not exist: create it "
+                "or point broker_url / result_backend elsewhere"
+            )
+        try:
+            conn = sqlite3.connect(self.path, timeout=0, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise BrokerError(f"cannot open SQLite database {self.path!r}: {exc}") from exc
+        self._sync = None
+        self._retry(lambda: conn.execute("PRAGMA journal_mode=WAL").fetchone())
+        conn.execute("PRAGMA temp_store=MEMORY")
+        conn.execute("PRAGMA cache_size=-16000")
+        if self._retry(lambda: self._schema_version(conn)) != self.schema_version:
+            self._create_schema(conn)
+        return conn
+
+    def _schema_version(self, conn: sqlite3.Connection) -> int | None:
+        """The schema version of this component in the file (None: not created yet)."""
+        try:
+            row = conn.execute(
+                "SELECT version FROM celeriac_schema WHERE component=?", (self.component,)
+            ).fetchone()
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return None
+            raise
+        return row[0] if row else None
+
+    def _create_schema(self, conn: sqlite3.Connection) -> None:
+        def create() -> None:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute(
+                    "CREATE TABLE IF NOT EXISTS celeriac_schema "
+                    "(component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
+                )
+                for statement in self.schema:
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT OR REPLACE INTO celeriac_schema(component, version) VALUES (?, ?)",
+                    (self.component, self.schema_version),
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+        self._retry(create)
+
+    def close(self) -> None:
+        """Close this process's connection (never one inherited over fork)."""
+        if self._conn is not None and self._pid == os.getpid():
+            self._conn.close()
+        self._conn = None
+
+    # -- retries ----------------------------------------------------------------------------
+
+    def _retry(self, fn: Callable[[], T]) -> T:
+        deadline = time.monotonic() + self.busy_timeout
+        pause = 0.00002
+        while True:
+            try:
+                return fn()
+            except sqlite3.OperationalError as exc:
+                if not _is_lock_error(exc):
+                    raise BrokerError(f"SQLite error on {self.path!r}: {exc}") from exc
+                if time.monotonic() > deadline:
+                    raise BrokerError(
+                        f"SQLite database {self.path!r} stayed locked for {self.busy_timeout:.0f} s: "
+                        "another process holds a long write transaction"
+                    ) from exc
+                time.sleep(pause)
+                pause = min(pause * 2, 0.001)
+            except sqlite3.DatabaseError as exc:
+                raise BrokerError(f"SQLite error on {self.path!r}: {exc}") from exc
+
+    # -- statements -------------------------------------------------------------------------
+
+    def read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run a read-only statement outside any transaction."""
+        conn = self.conn
+        return self._retry(lambda: conn.execute(sql, params).fetchall())
+
+    def _set_sync(self, conn: sqlite3.Connection, sync: Sync) -> None:
+        if self._sync != sync:
+            conn.execute(f"PRAGMA synchronous={sync}")
+            self._sync = sync
+
+    def write(self, fn: Callable[[sqlite3.Connection], T], sync: Sync | None = None) -> T:
+        """Run ``fn(conn)`` inside one ``BEGIN IMMEDIATE`` transaction and commit it."""
+        conn = self.conn
+        self._set_sync(conn, sync or self.default_sync)
+
+        def attempt() -> T:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            return result
+
+        return self._retry(attempt)
+
+    def data_version(self) -> int:
+        """Changes whenever another connection commits to this file (cheap to poll)."""
+        conn = self.conn
+        return self._retry(lambda: conn.execute("PRAGMA data_version").fetchone()[0])
+
+    @contextmanager
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction: several SELECTs see one snapshot."""
+        conn = self.conn
+        self._retry(lambda: conn.execute("BEGIN"))
+        try:
+            yield conn
+        finally:
+            conn.execute("COMMIT")
+
+
+def placeholders(n: int) -> str:
+    """``?,?,?`` for ``n`` parameters."""
+    return ",".join("?" * n)

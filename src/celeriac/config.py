@@ -1,0 +1,752 @@
+"""The settings table: one row per setting, Celery's names and units.
+
+Every setting is declared once in :data:`SETTINGS` with its default, type, unit
+and documentation; ``docs/settings.md`` is generated from it
+(``python -m celeriac.config``). Values are validated when they are set: a bad
+value or an unknown name raises :class:`~celeriac.errors.ConfigurationError`
+naming the setting, the closest valid name and the expected type and unit.
+
+Celery settings that celeriac does not implement are accepted with a warning
+that says so (see :data:`CELERY_IGNORED`), so a Celery configuration module
+loads unchanged.
+
+Environment: ``CELERIAC_<NAME>`` (for example ``CELERIAC_BROKER_URL``)
+overrides any setting; ``CELERY_BROKER_URL`` and ``CELERY_RESULT_BACKEND`` are
+honoured too. Values from the environment are parsed for the setting's type
+(JSON for lists and mappings).
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import logging
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import orjson
+
+from celeriac.errors import ConfigurationError
+from celeriac.protocol import serializers
+from celeriac.protocol.entities import Queue, delivery_mode_of
+
+logger = logging.getLogger("celeriac.config")
+
+Validator = Callable[[str, Any], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """One row of the settings table."""
+
+    name: str
+    default: Any
+    type: str
+    unit: str
+    doc: str
+    validate: Validator
+    celery: str = "same"  # "same" as Celery, "celeriac" (own setting) or a note on the difference
+
+
+def _fail(name: str, value: Any, expected: str) -> ConfigurationError:
+    return ConfigurationError(f"setting {name}={value!r} is invalid: expected {expected}")
+
+
+# -- validators ----------------------------------------------------------------------------------
+
+
+def _url(name: str, value: Any) -> str:
+    if not isinstance(value, str) or "://" not in value:
+        raise _fail(name, value, "a URL such as 'sqlite:///celeriac.db'")
+    return value
+
+
+def _optional_url(name: str, value: Any) -> str | None:
+    return None if value is None else _url(name, value)
+
+
+def _bool(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise _fail(name, value, "True or False")
+
+
+def _str(name: str, value: Any) -> str:
+    if isinstance(value, str) and value:
+        return value
+    raise _fail(name, value, "a non-empty string")
+
+
+def _int_at_least(minimum: int, unit: str, optional: bool = False) -> Validator:
+    def check(name: str, value: Any) -> int | None:
+        if value is None and optional:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            none = " or None" if optional else ""
+            raise _fail(name, value, f"an integer >= {minimum}{none} ({unit})")
+        return value
+
+    return check
+
+
+def _seconds(optional: bool = False, positive: bool = True) -> Validator:
+    def check(name: str, value: Any) -> float | None:
+        if value is None and optional:
+            return None
+        if isinstance(value, timedelta):
+            value = value.total_seconds()
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or value < 0
+            or (positive and value == 0)
+        ):
+            none = " or None" if optional else ""
+            sign = "> 0" if positive else ">= 0"
+            raise _fail(name, value, f"a number of seconds {sign} (int, float or timedelta){none}")
+        return float(value)
+
+    return check
+
+
+def _str_list(name: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",") if part.strip()]
+    if isinstance(value, list | tuple | set | frozenset) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise _fail(name, value, "a list of strings")
+
+
+def _mapping(name: str, value: Any) -> dict[str, Any]:
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise _fail(name, value, "a dict")
+
+
+def _serializer(name: str, value: Any) -> str:
+    try:
+        serializers.content_type_of(value)
+    except Exception:
+        raise _fail(name, value, f"a serializer name: {', '.join(sorted(serializers.ALIASES))}") from None
+    return value
+
+
+def _accept(name: str, value: Any) -> tuple[str, ...]:
+    names = _str_list(name, value)
+    for item in names:
+        _serializer(name, item)
+    return names
+
+
+def _optional_accept(name: str, value: Any) -> tuple[str, ...] | None:
+    return None if value is None else _accept(name, value)
+
+
+def _queues(name: str, value: Any) -> tuple[Queue, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, Queue):
+        value = (value,)
+    if not isinstance(value, list | tuple | set | frozenset) or not all(isinstance(q, Queue) for q in value):
+        raise _fail(name, value, "a list or tuple of Queue objects")
+    names = [q.name for q in value]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ConfigurationError(f"setting {name} declares queue(s) {duplicates} more than once")
+    return tuple(value)
+
+
+def _route_entry(name: str, entry: Any) -> Any:
+    if isinstance(entry, str):
+        module, _, attr = entry.rpartition(".")
+        try:
+            return getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError, ValueError) as exc:
+            raise ConfigurationError(f"setting {name}: cannot import router {entry!r}: {exc}") from exc
+    if isinstance(entry, Mapping) or callable(entry):
+        return entry
+    if isinstance(entry, tuple) and len(entry) == 2 and isinstance(entry[0], str):
+        return entry
+    raise _fail(name, entry, "a dict, a callable, a (pattern, route) pair or an import path")
+
+
+def _routes(name: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, Mapping) or callable(value) or isinstance(value, str):
+        value = (value,)
+    if not isinstance(value, list | tuple):
+        raise _fail(name, value, "a dict, a list of routers, or a callable")
+    return tuple(_route_entry(name, entry) for entry in value)
+
+
+def _prefetch(name: str, value: Any) -> int | str:
+    if value == "auto":
+        return value
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise _fail(name, value, "an integer >= 0 (messages per child; 0 = unlimited) or 'auto'")
+    return value
+
+
+def _delivery_mode(name: str, value: Any) -> int:
+    mode = delivery_mode_of(value, name)
+    assert mode is not None
+    return mode
+
+
+def _optional_priority(name: str, value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 255:
+        raise _fail(name, value, "an integer from 0 to 255 or None")
+    return value
+
+
+def _protocol(name: str, value: Any) -> int:
+    if value != 2:
+        raise _fail(name, value, "2 (celeriac speaks Celery's task message protocol 2 only)")
+    return 2
+
+
+def _timezone(name: str, value: Any) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    if not isinstance(value, str):
+        raise _fail(name, value, "a time zone name such as 'UTC' or 'Europe/Paris'")
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise _fail(name, value, "a time zone name such as 'UTC' or 'Europe/Paris'") from None
+    return value
+
+
+# -- the table -----------------------------------------------------------------------------------
+
+_S = Setting
+
+SETTINGS: tuple[Setting, ...] = (
+    # broker
+    _S(
+        "broker_url",
+        "sqlite:///celeriac.db",
+        "URL",
+        "",
+        "Where messages are stored: `sqlite:///path.db` (embedded, the default) or `memory://` (tests).",
+        _url,
+        "default differs: Celery defaults to amqp://",
+    ),
+    _S(
+        "broker_transport_options",
+        {},
+        "dict",
+        "",
+        "Broker-specific options. SQLite: `fsync` = `'publish'` (default: fsync each publish) or `'all'` (also fsync deliveries and acks); `busy_timeout` (seconds a write may wait for the lock, default 30).",
+        _mapping,
+    ),
+    _S(
+        "broker_lease_timeout",
+        30.0,
+        "float",
+        "seconds",
+        "How long a fetched message stays invisible to other workers if its worker stops renewing the lease. Live workers renew every third of it, so tasks may run longer than this.",
+        _seconds(),
+        "celeriac",
+    ),
+    _S(
+        "task_delivery_limit",
+        5,
+        "int",
+        "deliveries",
+        "A message delivered this many times without being settled (its child kept dying on it) goes to the dead letters instead of running again.",
+        _int_at_least(1, "deliveries"),
+        "celeriac",
+    ),
+    # queues and routing
+    _S(
+        "task_queues",
+        None,
+        "list of Queue",
+        "",
+        "Queues this app knows. None: one durable queue named `task_default_queue`.",
+        _queues,
+    ),
+    _S(
+        "task_routes",
+        None,
+        "dict, list or callable",
+        "",
+        "Where each task goes: `{'name-or-glob': {'queue': ..., 'delivery_mode': ...}}`, a list of such dicts, `(pattern, route)` pairs or callables `(name, args, kwargs, options, task=None, **kw) -> dict | str | None`.",
+        _routes,
+    ),
+    _S("task_default_queue", "celery", "str", "", "Queue of tasks with no route.", _str),
+    _S(
+        "task_default_delivery_mode",
+        2,
+        "int or str",
+        "",
+        "`'persistent'` (2) or `'transient'` (1) for messages whose queue, route and call say nothing.",
+        _delivery_mode,
+    ),
+    _S(
+        "task_default_priority",
+        None,
+        "int",
+        "",
+        "Priority of messages sent without one (0-255, higher runs first on SQLite).",
+        _optional_priority,
+    ),
+    _S(
+        "task_create_missing_queues",
+        True,
+        "bool",
+        "",
+        "Create a durable queue for a route that names a queue not in `task_queues`; if False such a route is an error.",
+        _bool,
+    ),
+    # messages
+    _S(
+        "task_serializer",
+        "json",
+        "str",
+        "",
+        "Content type of task arguments: `json` or `pickle` (pickle must also be in `accept_content`).",
+        _serializer,
+    ),
+    _S(
+        "accept_content",
+        ("json",),
+        "list of str",
+        "",
+        "Content types a worker accepts; other messages go to the dead letters.",
+        _accept,
+    ),
+    _S(
+        "task_protocol",
+        2,
+        "int",
+        "",
+        "Task message protocol. Only 2 (Celery's default since 4.0).",
+        _protocol,
+    ),
+    _S(
+        "task_message_max_bytes",
+        16 * 1024 * 1024,
+        "int",
+        "bytes",
+        "Largest message body a producer sends and a worker accepts; larger ones are refused or dead-lettered.",
+        _int_at_least(1, "bytes"),
+        "celeriac",
+    ),
+    _S("timezone", "UTC", "str", "", "Time zone in which naive `eta` datetimes are read.", _timezone),
+    # execution
+    _S(
+        "task_acks_late",
+        False,
+        "bool",
+        "",
+        "Ack after the task ran (at-least-once: a task whose child dies runs again) instead of before it starts (at-most-once).",
+        _bool,
+    ),
+    _S(
+        "task_acks_on_failure_or_timeout",
+        True,
+        "bool",
+        "",
+        "With `task_acks_late`, ack tasks that failed or hit the hard time limit (False: dead-letter them).",
+        _bool,
+    ),
+    _S(
+        "task_reject_on_worker_lost",
+        True,
+        "bool",
+        "",
+        "With `task_acks_late`, a task whose child died is delivered again. False: it is acked and recorded as failed (WorkerLostError).",
+        _bool,
+        "default differs: Celery defaults to False",
+    ),
+    _S(
+        "task_time_limit",
+        None,
+        "float",
+        "seconds",
+        "Hard time limit: the child running the task is killed and replaced, the task fails with TimeLimitExceeded.",
+        _seconds(optional=True),
+    ),
+    _S(
+        "task_soft_time_limit",
+        None,
+        "float",
+        "seconds",
+        "Soft time limit: SoftTimeLimitExceeded is raised inside the task.",
+        _seconds(optional=True),
+    ),
+    _S(
+        "task_default_retry_delay",
+        180.0,
+        "float",
+        "seconds",
+        "Delay before a retry when `Task.retry()` gives no countdown or eta.",
+        _seconds(positive=False),
+    ),
+    _S(
+        "task_max_retries",
+        3,
+        "int",
+        "retries",
+        "Retries allowed before `Task.retry()` raises MaxRetriesExceededError (None: unlimited). Per task: `max_retries=`.",
+        _int_at_least(0, "retries", optional=True),
+        "Celery's Task.max_retries as a setting",
+    ),
+    _S(
+        "task_track_started",
+        False,
+        "bool",
+        "",
+        "Record the STARTED state (with pid and hostname) when a task starts.",
+        _bool,
+    ),
+    _S(
+        "task_ignore_result",
+        False,
+        "bool",
+        "",
+        "Do not store results (per task: `ignore_result=True`).",
+        _bool,
+    ),
+    _S(
+        "task_always_eager",
+        False,
+        "bool",
+        "",
+        "Run tasks in the calling process at `apply_async` (for tests); no broker is used.",
+        _bool,
+    ),
+    _S(
+        "task_eager_propagates",
+        False,
+        "bool",
+        "",
+        "In eager mode, re-raise the task's exception at `apply_async`.",
+        _bool,
+    ),
+    # results
+    _S(
+        "result_backend",
+        None,
+        "URL",
+        "",
+        "Where results are stored: `sqlite:///path.db`. None: the broker's file when the broker is SQLite, else no results.",
+        _optional_url,
+        "default differs: Celery stores no results unless set",
+    ),
+    _S("result_serializer", "json", "str", "", "Content type of stored results.", _serializer),
+    _S(
+        "result_accept_content",
+        None,
+        "list of str",
+        "",
+        "Content types accepted when reading results (None: `accept_content`).",
+        _optional_accept,
+    ),
+    _S(
+        "result_expires",
+        86400.0,
+        "float",
+        "seconds",
+        "Results older than this are deleted (None: kept).",
+        _seconds(optional=True),
+    ),
+    # worker
+    _S(
+        "worker_concurrency",
+        None,
+        "int",
+        "processes",
+        "Number of child processes (None: number of CPUs).",
+        _int_at_least(1, "processes", optional=True),
+    ),
+    _S(
+        "worker_prefetch_multiplier",
+        4,
+        "int or 'auto'",
+        "messages per child",
+        "How many messages each child fetches at a time: 1 = fair dispatch for long tasks, 0 = as many as are ready (up to 1000), 'auto' = sized from measured task time.",
+        _prefetch,
+    ),
+    _S(
+        "worker_max_tasks_per_child",
+        None,
+        "int",
+        "tasks",
+        "Replace a child after it ran this many tasks.",
+        _int_at_least(1, "tasks", optional=True),
+    ),
+    _S(
+        "worker_max_memory_per_child",
+        None,
+        "int",
+        "KiB",
+        "Replace a child after a task if its own memory (USS: pages not shared with the master) is above this.",
+        _int_at_least(1, "KiB", optional=True),
+        "same name and unit; celeriac compares USS, Celery peak RSS",
+    ),
+    _S(
+        "worker_proc_alive_timeout",
+        10.0,
+        "float",
+        "seconds",
+        "How long a new child may take to start before it is killed and replaced.",
+        _seconds(),
+        "default differs: Celery uses 4.0",
+    ),
+    _S(
+        "worker_stats_interval",
+        2.0,
+        "float",
+        "seconds",
+        "How often the master publishes its heartbeat with per-child statistics.",
+        _seconds(),
+        "celeriac",
+    ),
+    _S(
+        "worker_log_format",
+        "[%(asctime)s: %(levelname)s/%(processName)s] %(message)s",
+        "str",
+        "",
+        "Log line format of the worker.",
+        _str,
+    ),
+    _S(
+        "include",
+        (),
+        "list of str",
+        "",
+        "Modules the worker imports at start (where tasks are defined).",
+        _str_list,
+    ),
+    _S("imports", (), "list of str", "", "Same as `include`.", _str_list),
+)
+
+SETTINGS_BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
+
+#: Celery settings accepted (with a warning) and ignored: why each does not apply.
+CELERY_IGNORED: dict[str, str] = {
+    "enable_utc": "celeriac always keeps times in UTC",
+    "worker_hijack_root_logger": "celeriac configures only its own loggers and the root handler the CLI sets up",
+    "worker_redirect_stdouts": "output of task code goes to the worker's stderr",
+    "worker_redirect_stdouts_level": "output of task code goes to the worker's stderr",
+    "worker_send_task_events": "task events are not implemented; the worker heartbeat carries statistics",
+    "task_send_sent_event": "task events are not implemented",
+    "result_extended": "results always store the task name, args and worker",
+    "broker_connection_retry_on_startup": "the SQLite broker needs no connection",
+    "broker_connection_retry": "the SQLite broker needs no connection",
+    "broker_connection_max_retries": "the SQLite broker needs no connection",
+    "broker_heartbeat": "the SQLite broker needs no connection",
+    "broker_pool_limit": "the SQLite broker has no connection pool",
+    "worker_disable_rate_limits": "rate limits are not implemented",
+    "task_annotations": "annotations are not implemented",
+    "beat_schedule": "periodic tasks (beat) are not implemented",
+    "result_persistent": "results are always persistent",
+    "worker_pool_restarts": "children can be recycled by task count and memory instead",
+    "worker_task_log_format": "worker_log_format applies to task logs too",
+}
+
+_ENV_ALIASES = {"CELERY_BROKER_URL": "broker_url", "CELERY_RESULT_BACKEND": "result_backend"}
+
+
+def suggest(name: str) -> str:
+    """A hint naming the closest valid setting, or an empty string."""
+    close = difflib.get_close_matches(name, list(SETTINGS_BY_NAME), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _unknown(name: str) -> ConfigurationError:
+    return ConfigurationError(
+        f"unknown setting {name!r}{suggest(name)} (every setting is listed in docs/settings.md)"
+    )
+
+
+def parse_env_value(setting: Setting, raw: str) -> Any:
+    """Turn an environment string into a value of the setting's type."""
+    text = raw.strip()
+    if setting.validate is _bool or setting.type == "bool":
+        lowered = text.lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ConfigurationError(f"environment value for {setting.name}={raw!r}: expected true or false")
+    if text.lower() in ("none", "null"):
+        return None
+    if setting.type in ("URL", "str") or (setting.name == "worker_prefetch_multiplier" and text == "auto"):
+        return text
+    if setting.type.startswith("list") and not text.startswith("["):
+        return text
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return text
+
+
+class Settings:
+    """The settings of one app. Attribute and item access for every setting in the table."""
+
+    __slots__ = ("_listener", "_values")
+
+    def __init__(
+        self,
+        values: Mapping[str, Any] | None = None,
+        environ: Mapping[str, str] | None = None,
+        listener: Callable[[], None] | None = None,
+    ) -> None:
+        object.__setattr__(self, "_values", {s.name: s.default for s in SETTINGS})
+        object.__setattr__(self, "_listener", listener)
+        if values:
+            self.update(values)
+        self._apply_environ(os.environ if environ is None else environ)
+
+    def _apply_environ(self, environ: Mapping[str, str]) -> None:
+        for env_name, name in _ENV_ALIASES.items():
+            if env_name in environ:
+                self[name] = parse_env_value(SETTINGS_BY_NAME[name], environ[env_name])
+        for env_name, raw in environ.items():
+            if env_name.startswith("CELERIAC_") and env_name != "CELERIAC_APP":
+                name = env_name[len("CELERIAC_") :].lower()
+                setting = SETTINGS_BY_NAME.get(name)
+                if setting is None:
+                    raise ConfigurationError(f"environment variable {env_name}: {_unknown(name)}")
+                self[name] = parse_env_value(setting, raw)
+
+    # -- access -----------------------------------------------------------------------------
+
+    def __getitem__(self, name: str) -> Any:
+        try:
+            return self._values[name]
+        except KeyError:
+            raise _unknown(name) from None
+
+    def __setitem__(self, name: str, value: Any) -> None:
+        setting = SETTINGS_BY_NAME.get(name)
+        if setting is None:
+            if name in CELERY_IGNORED:
+                logger.warning("setting %s is ignored: %s", name, CELERY_IGNORED[name])
+                return
+            raise _unknown(name)
+        self._values[name] = setting.validate(name, value)
+        if self._listener is not None:
+            self._listener()
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self[name] = value
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._values
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        """The value of ``name``, or ``default`` for names that are not settings."""
+        return self._values.get(name, default)
+
+    def update(self, values: Mapping[str, Any] | Iterable[tuple[str, Any]] = (), **kwargs: Any) -> None:
+        """Set several settings; the first bad one raises before any is applied."""
+        items = dict(values, **kwargs)
+        staged = Settings.__new__(Settings)
+        object.__setattr__(staged, "_values", dict(self._values))
+        object.__setattr__(staged, "_listener", None)
+        for name, value in items.items():
+            staged[name] = value
+        self._values.update(staged._values)
+        if self._listener is not None:
+            self._listener()
+
+    def as_dict(self) -> dict[str, Any]:
+        """A copy of every setting's current value."""
+        return dict(self._values)
+
+    def changes(self) -> dict[str, Any]:
+        """Settings whose value differs from the default."""
+        return {k: v for k, v in self._values.items() if v != SETTINGS_BY_NAME[k].default}
+
+
+def _make_property(name: str) -> property:
+    def getter(self: Settings) -> Any:
+        return self._values[name]
+
+    return property(getter, doc=SETTINGS_BY_NAME[name].doc)
+
+
+for _setting in SETTINGS:
+    setattr(Settings, _setting.name, _make_property(_setting.name))
+
+
+def from_object(obj: Any, namespace: str | None = None) -> dict[str, Any]:
+    """Read settings from a module, class or object, like Celery's ``config_from_object``.
+
+    ``obj`` may be an import path (``'proj.celeryconfig'`` or ``'proj.settings:Config'``).
+    Without a namespace every public lower-case attribute is a setting (prefix
+    helpers with ``_``); with ``namespace='CELERY'`` only ``CELERY_*`` names are
+    read and ``CELERY_BROKER_URL`` becomes ``broker_url``.
+    """
+    if isinstance(obj, str):
+        module_name, _, attr = obj.partition(":")
+        try:
+            target: Any = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise ConfigurationError(
+                f"config_from_object({obj!r}): cannot import {module_name!r}: {exc}"
+            ) from exc
+        if attr:
+            target = getattr(target, attr)
+        obj = target
+    values = dict(obj) if isinstance(obj, Mapping) else {k: getattr(obj, k) for k in dir(obj)}
+    found: dict[str, Any] = {}
+    prefix = f"{namespace}_" if namespace else ""
+    for key, value in values.items():
+        if key.startswith("_"):
+            continue
+        if prefix:
+            if not key.startswith(prefix):
+                continue
+            found[key[len(prefix) :].lower()] = value
+        elif key.islower() and not callable(value) and not hasattr(value, "__file__"):
+            found[key] = value
+    return found
+
+
+def settings_markdown() -> str:
+    """The settings reference page (docs/settings.md), generated from the table."""
+    lines = [
+        "# Settings",
+        "",
+        "Generated from `src/celeriac/config.py` by `python -m celeriac.config`; do not edit by hand.",
+        "",
+        "Set them with `app.conf.update(...)`, `app.config_from_object(...)`, or the environment",
+        "(`CELERIAC_<NAME>`, e.g. `CELERIAC_WORKER_CONCURRENCY=4`; lists and dicts as JSON).",
+        "An unknown name or a bad value is an error that names the setting and what it expects.",
+        "",
+        "| setting | default | type | unit | meaning | vs Celery |",
+        "|---|---|---|---|---|---|",
+    ]
+    for s in SETTINGS:
+        default = "`None`" if s.default is None else f"`{s.default!r}`"
+        lines.append(f"| `{s.name}` | {default} | {s.type} | {s.unit or '-'} | {s.doc} | {s.celery} |")
+    lines += [
+        "",
+        "## Celery settings that are accepted and ignored",
+        "",
+        "A Celery configuration that sets these still loads; the worker logs a warning naming each.",
+        "",
+        "| setting | why |",
+        "|---|---|",
+    ]
+    lines += [f"| `{name}` | {why} |" for name, why in sorted(CELERY_IGNORED.items())]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(settings_markdown(), end="")

@@ -1,0 +1,153 @@
+"""Every exception celeriac raises, under one base class.
+
+::
+
+    CeleriacError
+    ├── ConfigurationError          a setting, URL, queue or CLI argument is wrong
+    ├── ProtocolError               a message cannot be built or read
+    │   ├── ContentDisallowedError  content type not in accept_content (pickle is off by default)
+    │   ├── DecodeError             body or headers cannot be decoded
+    │   └── MessageTooLargeError    over task_message_max_bytes
+    ├── BrokerError                 the broker refused or failed an operation
+    │   └── BrokerConnectionError   the broker cannot be reached (retry may help)
+    ├── NotRegisteredError          no task of that name in this app
+    ├── TimeoutError                AsyncResult.get() waited longer than its timeout
+    ├── MaxRetriesExceededError     Task.retry() past max_retries
+    ├── TaskRevokedError            the task expired before it could start
+    ├── DeadLetteredError           the message went to the dead letters instead of running
+    ├── WorkerLostError             the child running the task died (early ack: not redelivered)
+    ├── TimeLimitExceeded           the hard time limit killed the child running the task
+    ├── SoftTimeLimitExceeded       raised inside the task at the soft time limit
+    └── TaskControl                 control flow for task code, not failures:
+        ├── Retry                   raised by Task.retry(): the task was sent again
+        ├── Reject                  the message goes to dead letters (or back, requeue=True)
+        └── Ignore                  the worker acks and records nothing
+
+The names of the task-facing exceptions are Celery's, so ``except`` clauses
+written for Celery keep working after the import line changes.
+"""
+
+from __future__ import annotations
+
+import builtins
+from typing import Any
+
+
+class CeleriacError(Exception):
+    """Base class of every exception celeriac raises."""
+
+
+class ConfigurationError(CeleriacError):
+    """A setting, URL, queue declaration or command-line argument is invalid."""
+
+
+class ProtocolError(CeleriacError):
+    """A message cannot be encoded or decoded."""
+
+
+class ContentDisallowedError(ProtocolError):
+    """The content type is not in ``accept_content``."""
+
+
+class DecodeError(ProtocolError):
+    """The body or headers of a message cannot be decoded."""
+
+
+class MessageTooLargeError(ProtocolError):
+    """The encoded message is larger than ``task_message_max_bytes``."""
+
+
+class BrokerError(CeleriacError):
+    """The broker failed an operation."""
+
+
+class BrokerConnectionError(BrokerError):
+    """The broker cannot be reached; the operation may succeed if retried."""
+
+
+class NotRegisteredError(CeleriacError, KeyError):
+    """No task of this name is registered with the app."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+class TimeoutError(CeleriacError, builtins.TimeoutError):
+    """Waiting for a result took longer than the timeout."""
+
+
+class MaxRetriesExceededError(CeleriacError):
+    """``Task.retry()`` was called after ``max_retries`` retries."""
+
+
+class TaskRevokedError(CeleriacError):
+    """The task was not run: it expired before a worker could start it."""
+
+
+class DeadLetteredError(CeleriacError):
+    """The message was sent to the dead letters (bad message or too many deliveries)."""
+
+
+class WorkerLostError(CeleriacError):
+    """The child process running the task exited before the task finished."""
+
+
+class TimeLimitExceeded(CeleriacError):
+    """The task ran past its hard time limit and its child was killed."""
+
+
+class SoftTimeLimitExceeded(CeleriacError):
+    """Raised inside a task when it reaches its soft time limit."""
+
+
+class TaskControl(CeleriacError):
+    """Base of the exceptions task code raises to steer the worker."""
+
+
+class Retry(TaskControl):
+    """The task was scheduled to run again (raised by ``Task.retry``)."""
+
+    def __init__(
+        self, message: str | None = None, exc: BaseException | None = None, when: Any = None
+    ) -> None:
+        self.message = message
+        self.exc = exc
+        self.when = when
+        super().__init__(message or f"Retry in {when}: {exc!r}")
+
+
+class Reject(TaskControl):
+    """Reject the message: dead-letter it, or put it back with ``requeue=True``."""
+
+    def __init__(self, reason: str | BaseException | None = None, requeue: bool = False) -> None:
+        self.reason = reason
+        self.requeue = requeue
+        super().__init__(reason, requeue)
+
+
+class Ignore(TaskControl):
+    """Ack the message and record no result state."""
+
+
+__all__ = [
+    "BrokerConnectionError",
+    "BrokerError",
+    "CeleriacError",
+    "ConfigurationError",
+    "ContentDisallowedError",
+    "DeadLetteredError",
+    "DecodeError",
+    "Ignore",
+    "MaxRetriesExceededError",
+    "MessageTooLargeError",
+    "NotRegisteredError",
+    "ProtocolError",
+    "Reject",
+    "Retry",
+    "SoftTimeLimitExceeded",
+    "TaskControl",
+    "TaskRevokedError",
+    "TimeLimitExceeded",
+    "TimeoutError",
+    "WorkerLostError",
+]

@@ -1,0 +1,1 @@
+"""Layer 5: what the worker reports and what the monitor reads."""

@@ -1,0 +1,172 @@
+"""``AsyncResult``: the handle ``delay`` and ``apply_async`` return."""
+
+from __future__ import annotations
+
+import contextvars
+from datetime import UTC, datetime
+from typing import Any
+
+from celeriac.errors import ConfigurationError, TimeoutError
+from celeriac.hooks import FAILURE, PENDING, READY_STATES, SUCCESS
+from celeriac.results.base import ResultBackend, ResultRecord
+
+#: Set while a task runs in a worker, so result.get() inside a task can refuse.
+in_worker_task: contextvars.ContextVar[bool] = contextvars.ContextVar("in_worker_task", default=False)
+
+
+class AsyncResult:
+    """The state and result of a task, read from the result backend."""
+
+    def __init__(self, id: str, backend: ResultBackend | None = None, task_name: str | None = None) -> None:
+        self.id = id
+        self.backend = backend
+        self.task_name = task_name
+
+    @property
+    def task_id(self) -> str:
+        """Same as ``id`` (Celery's alias)."""
+        return self.id
+
+    def __repr__(self) -> str:
+        return f"<AsyncResult: {self.id}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, AsyncResult) and other.id == self.id
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    def _backend(self) -> ResultBackend:
+        if self.backend is None:
+            raise ConfigurationError(
+                "no result backend is configured: set result_backend (e.g. 'sqlite:///celeriac.db') "
+                "to read task results"
+            )
+        return self.backend
+
+    def _record(self) -> ResultRecord | None:
+        return self._backend().get(self.id)
+
+    @property
+    def state(self) -> str:
+        """PENDING, STARTED, RETRY, SUCCESS, FAILURE or REVOKED. Unknown ids are PENDING."""
+        record = self._record()
+        return record.state if record is not None else PENDING
+
+    status = state
+
+    @property
+    def result(self) -> Any:
+        """The return value, or the exception for a failed task; None while not ready."""
+        record = self._record()
+        return record.result if record is not None else None
+
+    info = result
+
+    @property
+    def traceback(self) -> str | None:
+        """The formatted traceback of a failed task."""
+        record = self._record()
+        return record.traceback if record is not None else None
+
+    @property
+    def date_done(self) -> datetime | None:
+        """When the task reached its current state (UTC)."""
+        record = self._record()
+        if record is None or record.date_done is None:
+            return None
+        return datetime.fromtimestamp(record.date_done, UTC)
+
+    @property
+    def worker(self) -> str | None:
+        """Node and child that ran the task."""
+        record = self._record()
+        return record.worker if record is not None else None
+
+    @property
+    def name(self) -> str | None:
+        """The task's name, as stored with the result."""
+        record = self._record()
+        return record.name if record is not None else self.task_name
+
+    @property
+    def retries(self) -> int:
+        """How many times the task was retried before its current state."""
+        record = self._record()
+        return record.retries if record is not None else 0
+
+    def ready(self) -> bool:
+        """True once the task succeeded, failed or was revoked."""
+        return self.state in READY_STATES
+
+    def successful(self) -> bool:
+        """True if the task returned a value."""
+        return self.state == SUCCESS
+
+    def failed(self) -> bool:
+        """True if the task raised."""
+        return self.state == FAILURE
+
+    def get(
+        self,
+        timeout: float | None = None,
+        propagate: bool = True,
+        interval: float | None = None,
+        disable_sync_subtasks: bool = True,
+    ) -> Any:
+        """Wait for the result and return it; re-raise the task's exception if ``propagate``.
+
+        Raises :class:`~celeriac.errors.TimeoutError` after ``timeout`` seconds.
+        ``interval`` is accepted for Celery compatibility; waiting is driven by the
+        backend's change notification.
+        """
+        if disable_sync_subtasks and in_worker_task.get():
+            raise RuntimeError(
+                "never call result.get() inside a task: it can deadlock the worker; "
+                "pass disable_sync_subtasks=False if you really must"
+            )
+        record = self._backend().wait(self.id, timeout)
+        if record is None:
+            raise TimeoutError(f"task {self.task_name or ''}[{self.id}] not ready after {timeout} s")
+        if record.state != SUCCESS and propagate:
+            exc = record.result
+            if isinstance(exc, BaseException):
+                raise exc
+        return record.result
+
+    wait = get
+
+    def forget(self) -> None:
+        """Delete the stored result."""
+        self._backend().forget(self.id)
+
+
+class EagerResult(AsyncResult):
+    """The result of a task run in the calling process (``task_always_eager`` or ``apply``)."""
+
+    def __init__(
+        self, id: str, state: str, value: Any, traceback: str | None = None, task_name: str | None = None
+    ) -> None:
+        super().__init__(id, None, task_name)
+        self._state = state
+        self._value = value
+        self._traceback = traceback
+
+    def _record(self) -> ResultRecord | None:
+        return ResultRecord(self.id, self._state, self._value, self._traceback, self.task_name)
+
+    def get(
+        self,
+        timeout: float | None = None,
+        propagate: bool = True,
+        interval: float | None = None,
+        disable_sync_subtasks: bool = True,
+    ) -> Any:
+        if self._state != SUCCESS and propagate and isinstance(self._value, BaseException):
+            raise self._value
+        return self._value
+
+    wait = get
+
+    def forget(self) -> None:
+        """Nothing is stored for an eager result."""

@@ -1,0 +1,368 @@
+"""``Task``: a function the workers run, with Celery's calling API.
+
+``@app.task`` turns a function into a :class:`Task`. Calling it runs the function
+here; ``delay`` / ``apply_async`` send a message; ``apply`` runs it here as a task
+(eager). ``self.retry()`` inside a bound task (``bind=True``) sends the task
+again with its retry count in the message headers.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import inspect
+import random
+import traceback as tb
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from celeriac.errors import Ignore, MaxRetriesExceededError, Reject, Retry
+from celeriac.hooks import FAILURE, SUCCESS
+from celeriac.protocol.message import TaskMessage
+from celeriac.results.result import AsyncResult, EagerResult
+
+if TYPE_CHECKING:
+    from celeriac.app import Celeriac
+
+
+@dataclass(slots=True)
+class Request:
+    """What a running task knows about its own invocation (``self.request``)."""
+
+    id: str | None = None
+    task: str | None = None
+    args: Sequence[Any] = ()
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    retries: int = 0
+    eta: datetime | None = None
+    expires: datetime | None = None
+    root_id: str | None = None
+    parent_id: str | None = None
+    group: str | None = None
+    origin: str | None = None
+    hostname: str | None = None
+    timelimit: tuple[float | None, float | None] = (None, None)
+    delivery_info: dict[str, Any] = field(default_factory=dict)
+    is_eager: bool = False
+    called_directly: bool = True
+    message: TaskMessage | None = None
+    acks_late: bool = False
+    ignore_result: bool = False
+    track_started: bool = False
+
+    @property
+    def correlation_id(self) -> str | None:
+        """The task id (AMQP's name for it)."""
+        return self.id
+
+
+_current: contextvars.ContextVar[Request | None] = contextvars.ContextVar("celeriac_request", default=None)
+
+
+def current_request() -> Request | None:
+    """The request of the task running in this context, if any."""
+    return _current.get()
+
+
+def push_request(request: Request) -> contextvars.Token[Request | None]:
+    """Make ``request`` current (the worker calls this around each task)."""
+    return _current.set(request)
+
+
+def pop_request(token: contextvars.Token[Request | None]) -> None:
+    """Undo :func:`push_request`."""
+    _current.reset(token)
+
+
+def backoff_countdown(factor: int, retries: int, maximum: int, full_jitter: bool) -> int:
+    """Celery's exponential backoff: ``factor * 2**retries``, capped, optionally jittered."""
+    countdown = min(maximum, factor * (2**retries))
+    if full_jitter:
+        countdown = random.randrange(countdown + 1)
+    return max(0, countdown)
+
+
+class Task:
+    """A registered task. Class attributes are its options; None means "use the setting"."""
+
+    name: str = ""
+    app: Celeriac
+    bind: bool = False
+    typing: bool = True
+    max_retries: int | None = None
+    default_retry_delay: float | None = None
+    autoretry_for: tuple[type[BaseException], ...] = ()
+    dont_autoretry_for: tuple[type[BaseException], ...] = ()
+    retry_kwargs: Mapping[str, Any] = {}
+    retry_backoff: bool | int = False
+    retry_backoff_max: int = 600
+    retry_jitter: bool = True
+    acks_late: bool | None = None
+    acks_on_failure_or_timeout: bool | None = None
+    reject_on_worker_lost: bool | None = None
+    time_limit: float | None = None
+    soft_time_limit: float | None = None
+    ignore_result: bool | None = None
+    track_started: bool | None = None
+    queue: str | None = None
+    priority: int | None = None
+    delivery_mode: int | str | None = None
+    serializer: str | None = None
+    expires: float | datetime | None = None
+
+    #: Options ``@app.task(...)`` accepts (plus ``name``, ``bind``, ``base``).
+    OPTIONS = frozenset(
+        {
+            "typing",
+            "max_retries",
+            "default_retry_delay",
+            "autoretry_for",
+            "dont_autoretry_for",
+            "retry_kwargs",
+            "retry_backoff",
+            "retry_backoff_max",
+            "retry_jitter",
+            "acks_late",
+            "acks_on_failure_or_timeout",
+            "reject_on_worker_lost",
+            "time_limit",
+            "soft_time_limit",
+            "ignore_result",
+            "track_started",
+            "queue",
+            "priority",
+            "delivery_mode",
+            "serializer",
+            "expires",
+        }
+    )
+
+    def __init__(self) -> None:
+        self._signature: inspect.Signature | None = None
+
+    # -- the function -----------------------------------------------------------------------
+
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        """The task body: the decorated function, or a subclass's override."""
+        raise NotImplementedError(f"task {self.name} has no run()")
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the task body in this process, now."""
+        return self.run(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<@task: {self.name}>"
+
+    @property
+    def request(self) -> Request:
+        """The current invocation (a called-directly request outside a worker)."""
+        return _current.get() or Request(task=self.name)
+
+    def _check_arguments(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
+        if not self.typing:
+            return
+        if self._signature is None:
+            self._signature = inspect.signature(self.run)
+        try:
+            self._signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"{self.name}: {exc}") from None
+
+    # -- sending ----------------------------------------------------------------------------
+
+    def delay(self, *args: Any, **kwargs: Any) -> AsyncResult:
+        """Send the task with these arguments; shortcut for ``apply_async(args, kwargs)``."""
+        return self.apply_async(args, kwargs)
+
+    def apply_async(
+        self,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        task_id: str | None = None,
+        **options: Any,
+    ) -> AsyncResult:
+        """Send the task. Options: queue, countdown, eta, expires, priority, delivery_mode,
+        time_limit, soft_time_limit, serializer, ignore_result, headers, ..."""
+        args = tuple(args or ())
+        kwargs = dict(kwargs or {})
+        self._check_arguments(args, kwargs)
+        if self.app.conf.task_always_eager:
+            return self.apply(args, kwargs, task_id=task_id, throw=self.app.conf.task_eager_propagates)
+        return self.app.send_task(self.name, args, kwargs, task_id=task_id, task=self, **options)
+
+    def apply_many(self, calls: Iterable[Sequence[Any]], **options: Any) -> list[AsyncResult]:
+        """Send one task per argument tuple in ``calls``, in one broker round trip."""
+        batch = [tuple(args) for args in calls]
+        for args in batch:
+            self._check_arguments(args, {})
+        return self.app.send_many(self.name, batch, task=self, **options)
+
+    def AsyncResult(self, task_id: str) -> AsyncResult:
+        """A handle on the result of ``task_id``."""
+        return self.app.AsyncResult(task_id, task_name=self.name)
+
+    # -- running here -----------------------------------------------------------------------
+
+    def apply(
+        self,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        task_id: str | None = None,
+        retries: int = 0,
+        throw: bool | None = None,
+        **_options: Any,
+    ) -> EagerResult:
+        """Run the task in this process as the worker would (retries included)."""
+        args = tuple(args or ())
+        kwargs = dict(kwargs or {})
+        task_id = task_id or str(uuid.uuid4())
+        while True:
+            request = Request(
+                id=task_id,
+                task=self.name,
+                args=args,
+                kwargs=kwargs,
+                retries=retries,
+                root_id=task_id,
+                is_eager=True,
+                called_directly=False,
+            )
+            token = push_request(request)
+            try:
+                value = self.call_with_autoretry(args, kwargs)
+            except Retry:
+                retries += 1
+                continue
+            except Exception as exc:
+                if throw:
+                    raise
+                return EagerResult(task_id, FAILURE, exc, tb.format_exc(), self.name)
+            finally:
+                pop_request(token)
+            return EagerResult(task_id, SUCCESS, value, None, self.name)
+
+    def call_with_autoretry(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
+        """Call the body; an exception listed in ``autoretry_for`` becomes ``self.retry``."""
+        if not self.autoretry_for:
+            return self(*args, **kwargs)
+        try:
+            return self(*args, **kwargs)
+        except (Retry, Ignore, Reject):
+            raise
+        except self.autoretry_for as exc:
+            if self.dont_autoretry_for and isinstance(exc, self.dont_autoretry_for):
+                raise
+            retry_kwargs = dict(self.retry_kwargs)
+            if self.retry_backoff and "countdown" not in retry_kwargs:
+                factor = 1 if self.retry_backoff is True else int(self.retry_backoff)
+                retry_kwargs["countdown"] = backoff_countdown(
+                    factor, self.request.retries, self.retry_backoff_max, self.retry_jitter
+                )
+            raise self.retry(exc=exc, **retry_kwargs) from exc
+
+    # -- retrying ---------------------------------------------------------------------------
+
+    def retry(
+        self,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        exc: BaseException | None = None,
+        throw: bool = True,
+        eta: datetime | None = None,
+        countdown: float | None = None,
+        max_retries: int | None = None,
+        **options: Any,
+    ) -> Retry:
+        """Send this task again (same id, retries + 1) and raise :class:`Retry`.
+
+        Past ``max_retries`` the given ``exc`` is re-raised, or
+        :class:`MaxRetriesExceededError` if there is none.
+        """
+        request = self.request
+        if request.called_directly:
+            raise RuntimeError(f"{self.name}.retry() called outside a worker: call the task with .delay()")
+        limit = max_retries if max_retries is not None else self.max_retries
+        if limit is None and not self._sets_max_retries():
+            limit = self.app.conf.task_max_retries
+        if limit is not None and request.retries >= limit:
+            if exc is not None:
+                raise exc
+            raise MaxRetriesExceededError(
+                f"can't retry {self.name}[{request.id}]: max_retries={limit} reached"
+            )
+        if eta is None and countdown is None:
+            delay = self.default_retry_delay
+            countdown = self.app.conf.task_default_retry_delay if delay is None else delay
+        when = eta if eta is not None else countdown
+        if not request.is_eager:
+            self.app.send_retry(request, args=args, kwargs=kwargs, eta=eta, countdown=countdown, **options)
+        retry = Retry(exc=exc, when=when)
+        if throw:
+            raise retry
+        return retry
+
+    def _sets_max_retries(self) -> bool:
+        """True when the task or a base class below Task chose max_retries (None = unlimited)."""
+        return any("max_retries" in cls.__dict__ for cls in type(self).__mro__ if cls is not Task)
+
+    # -- handlers (override in a base class) ------------------------------------------------
+
+    def on_success(self, retval: Any, task_id: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
+        """Called in the worker after the task returned."""
+
+    def on_failure(
+        self,
+        exc: BaseException,
+        task_id: str,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any],
+        einfo: str | None,
+    ) -> None:
+        """Called in the worker after the task raised."""
+
+    def on_retry(
+        self,
+        exc: BaseException,
+        task_id: str,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any],
+        einfo: str | None,
+    ) -> None:
+        """Called in the worker when the task asked to be retried."""
+
+    def after_return(
+        self,
+        status: str,
+        retval: Any,
+        task_id: str,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any],
+        einfo: str | None,
+    ) -> None:
+        """Called in the worker after any outcome."""
+
+
+def make_task(
+    app: Celeriac,
+    fun: Callable[..., Any],
+    name: str,
+    base: type[Task],
+    bind: bool,
+    options: Mapping[str, Any],
+) -> Task:
+    """Build the Task subclass for ``fun`` and return its single instance."""
+    run = fun if bind else staticmethod(fun)
+    attrs: dict[str, Any] = {
+        "name": name,
+        "app": app,
+        "bind": bind,
+        "run": run,
+        "__doc__": fun.__doc__,
+        "__module__": fun.__module__,
+        "__wrapped__": fun,
+        **options,
+    }
+    cls = type(fun.__name__, (base,), attrs)
+    return cls()

@@ -1,0 +1,1 @@
+"""Layer 4: the worker node: a master that supervises prefork children."""

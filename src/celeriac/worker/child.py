@@ -1,0 +1,224 @@
+"""The child loop: fetch within the prefetch window → execute → batch ack.
+
+A child runs in a process forked by the master. It fetches up to its prefetch
+window in one broker call, runs the messages one by one, and settles them in
+batches: buffered results are written, then the late acks, in one broker call
+each. It settles after the window is done, and before the next task when the
+oldest unsettled task finished more than :data:`SETTLE_AFTER_S` ago or the last
+task took longer than :data:`SLOW_TASK_S`, so results of slow tasks show up at
+once while fast tasks share a write.
+
+It stops its loop, hands unstarted messages back and exits cleanly when:
+
+* the master asks it to (SIGTERM: warm shutdown, the running task finishes);
+* it has run ``worker_max_tasks_per_child`` tasks;
+* after a task, its own memory (USS) is over ``worker_max_memory_per_child``.
+
+The reason travels to the master over the event pipe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from celeriac.brokers.base import Delivery
+from celeriac.errors import BrokerError, SoftTimeLimitExceeded
+from celeriac.observe.records import ExitReason
+from celeriac.worker.execute import ACK, REQUEUE, Executor
+from celeriac.worker.memory import MemoryProbe
+from celeriac.worker.prefetch import PrefetchWindow
+
+if TYPE_CHECKING:
+    from celeriac.app import Celeriac
+    from celeriac.worker.options import WorkerOptions
+    from celeriac.worker.slots import Slot
+
+logger = logging.getLogger("celeriac.worker")
+
+#: How long one idle fetch waits before the loop looks at its stop flag again.
+FETCH_TIMEOUT_S = 0.25
+SETTLE_AFTER_S = 0.005
+SLOW_TASK_S = 0.001
+
+
+def consumer_id(nodename: str, pid: int) -> str:
+    """The lease owner name of a child: node and pid."""
+    return f"{nodename}/{pid}"
+
+
+class Child:
+    """One child process's loop."""
+
+    def __init__(self, app: Celeriac, options: WorkerOptions, index: int, slot: Slot, event_fd: int) -> None:
+        self.app = app
+        self.options = options
+        self.index = index
+        self.slot = slot
+        self.event_fd = event_fd
+        self.pid = os.getpid()
+        self.consumer = consumer_id(options.nodename, self.pid)
+        self.broker = app.broker
+        self.hooks = app.hooks
+        self.executor = Executor(app, self.broker, self.hooks, options.nodename, slot)
+        self.window = PrefetchWindow(options.prefetch_multiplier)
+        self.memory = MemoryProbe()
+        self.stopping = False
+        self._held: deque[Delivery] = deque()
+        self._acks: list[Delivery] = []
+        self._unsettled = 0
+        self._oldest = 0.0
+
+    # -- signals ----------------------------------------------------------------------------
+
+    def on_sigterm(self, signum: int, frame: Any) -> None:
+        """Warm stop: finish the running task, then hand back the rest and exit."""
+        self.stopping = True
+
+    def on_soft_limit(self, signum: int, frame: Any) -> None:
+        """The master says the running task passed its soft time limit."""
+        if self.executor.in_body and self.slot.soft_sent() == self.slot.seq:
+            raise SoftTimeLimitExceeded("soft time limit exceeded")
+
+    def _install_signals(self) -> None:
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGTERM, self.on_sigterm)
+        signal.signal(signal.SIGUSR1, self.on_soft_limit)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGQUIT, signal.SIG_DFL)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+
+    def _event(self, **fields: Any) -> None:
+        with contextlib.suppress(OSError):  # the master is gone: nothing to tell
+            os.write(self.event_fd, orjson.dumps(fields) + b"\n")
+
+    # -- loop -------------------------------------------------------------------------------
+
+    def _settle(self) -> None:
+        if not self._unsettled:
+            return
+        self.hooks.before_settle()
+        if self._acks:
+            self.broker.ack(self._acks)
+            self._acks = []
+        self._unsettled = 0
+
+    def _fetch(self) -> None:
+        started = time.perf_counter()
+        got = self.broker.fetch(self.options.queue_names, self.window.size, FETCH_TIMEOUT_S, self.consumer)
+        if got:
+            self._held.extend(got)
+            self._fetch_s = time.perf_counter() - started
+            self._batch = (len(got), time.perf_counter())
+
+    def _recycle_reason(self) -> tuple[ExitReason, str] | None:
+        limit = self.options.max_tasks_per_child
+        if limit is not None and self.slot.done >= limit:
+            return ExitReason.MAX_TASKS, f"ran {self.slot.done} tasks (worker_max_tasks_per_child={limit})"
+        memory_limit = self.options.max_memory_per_child
+        if memory_limit is not None:
+            uss = self.memory.over(memory_limit)
+            if uss is not None:
+                return ExitReason.MAX_MEMORY, (
+                    f"own memory (USS) {uss} KiB > worker_max_memory_per_child={memory_limit} KiB "
+                    f"after {self.slot.done} tasks"
+                )
+        return None
+
+    def _run_one(self, delivery: Delivery) -> float:
+        started = time.perf_counter()
+        settlement = self.executor.execute(delivery)
+        runtime = time.perf_counter() - started
+        if settlement.action == ACK:
+            self._acks.append(delivery)
+        elif settlement.action == REQUEUE:
+            self.broker.reject([delivery], requeue=True)
+        if not self._unsettled:
+            self._oldest = time.monotonic()
+        self._unsettled += 1
+        return runtime
+
+    def _batch_done(self) -> None:
+        tasks, started = self._batch
+        self.window.observe(self._fetch_s, tasks, time.perf_counter() - started)
+
+    def loop(self) -> tuple[ExitReason, str]:
+        """Serve until told to stop or recycled; return why."""
+        last_runtime = 0.0
+        self._batch = (0, 0.0)
+        self._fetch_s = 0.0
+        while not self.stopping:
+            if not self._held:
+                self._settle()
+                self._batch_done()
+                self._fetch()
+                continue
+            if self._unsettled and (
+                last_runtime >= SLOW_TASK_S or time.monotonic() - self._oldest >= SETTLE_AFTER_S
+            ):
+                self._settle()
+            last_runtime = self._run_one(self._held.popleft())
+            reason = self._recycle_reason()
+            if reason is not None:
+                return reason
+        return ExitReason.SHUTDOWN, "warm shutdown"
+
+    def _hand_back(self) -> None:
+        held, self._held = list(self._held), deque()
+        if held:
+            self.broker.reject(held, requeue=True)
+            logger.info("handed %d prefetched message(s) back to the queue", len(held))
+
+    def _serve(self) -> tuple[ExitReason, str]:
+        pause = 0.1
+        while True:
+            try:
+                return self.loop()
+            except BrokerError as exc:
+                logger.error("broker error in child %d, retrying in %.1f s: %s", self.index, pause, exc)
+                time.sleep(pause)
+                pause = min(pause * 2, 5.0)
+
+    def main(self) -> int:
+        """Entry point after fork. Returns the process exit code."""
+        self._install_signals()
+        multiprocessing.current_process().name = f"Child-{self.index}"
+        started = time.monotonic()
+        self.hooks.after_child_start(self.index)
+        self._event(event="ready", pid=self.pid, setup_s=time.monotonic() - started)
+        try:
+            reason, detail = self._serve()
+        finally:
+            try:
+                self._hand_back()
+                self._settle()
+            except BrokerError as exc:
+                logger.error(
+                    "child %d could not hand back messages: %s (their leases will expire)", self.index, exc
+                )
+        self.hooks.before_child_exit(self.index)
+        self._event(event="exit", reason=reason.value, detail=detail)
+        return 0
+
+
+def run_child(app: Celeriac, options: WorkerOptions, index: int, slot: Slot, event_fd: int) -> None:
+    """Run a child to completion and leave the process (never returns)."""
+    code = 1
+    try:
+        code = Child(app, options, index, slot, event_fd).main()
+    except BaseException:
+        logger.exception("child %d crashed", index)
+    finally:
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)

@@ -1,0 +1,309 @@
+"""Execute one delivery, as small steps: decode → validate → hooks → call → classify → settle.
+
+Nothing here raises for bad input: a message that cannot run is dead-lettered
+with its reason, and the caller goes on with the next one.
+
+Acknowledgement modes:
+
+* early ack (the default, ``task_acks_late=False``): the message is acked just
+  before the task starts. At most once: if the child dies, the task is not run
+  again; the master records it as failed (WorkerLostError).
+* late ack (``task_acks_late=True``): the task's ack is batched with others
+  after it ran. At least once: if the child dies, the task is delivered again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from celeriac.brokers.base import Broker, Delivery
+from celeriac.errors import Ignore, Reject, Retry, TaskRevokedError
+from celeriac.hooks import (
+    FAILURE,
+    IGNORED,
+    REJECTED,
+    RETRY,
+    REVOKED,
+    SUCCESS,
+    DeadLettered,
+    HookChain,
+    Outcome,
+)
+from celeriac.protocol import serializers
+from celeriac.protocol.message import TaskMessage
+from celeriac.protocol.validate import InvalidMessage, decode
+from celeriac.results.result import in_worker_task
+from celeriac.task import Request, Task, pop_request, push_request
+
+if TYPE_CHECKING:
+    from celeriac.app import Celeriac
+    from celeriac.worker.slots import Slot
+
+logger = logging.getLogger("celeriac.worker")
+
+ACK, REQUEUE, DEAD, SETTLED = "ack", "requeue", "dead", "settled"
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """What to do with a delivery after it was handled."""
+
+    action: str
+    reason: str = ""
+    failed: bool = False
+
+
+_SETTLED = Settlement(SETTLED)
+_ACK = Settlement(ACK)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskPolicy:
+    """A task's options with the settings filled in (computed once per task name)."""
+
+    acks_late: bool
+    acks_on_failure: bool
+    hard_limit: float | None
+    soft_limit: float | None
+    ignore_result: bool
+    track_started: bool
+
+
+def _pick(value: Any, default: Any) -> Any:
+    return default if value is None else value
+
+
+class Executor:
+    """Runs deliveries for one child process."""
+
+    def __init__(
+        self, app: Celeriac, broker: Broker, hooks: HookChain, hostname: str, slot: Slot | None = None
+    ) -> None:
+        self.app = app
+        self.broker = broker
+        self.hooks = hooks
+        self.hostname = hostname
+        self.slot = slot
+        conf = app.conf
+        self.accept = serializers.accepted(conf.accept_content)
+        self.max_bytes: int = conf.task_message_max_bytes
+        self._policies: dict[str, TaskPolicy] = {}
+        #: True only while task code runs (the soft time limit fires only then).
+        self.in_body = False
+
+    # -- steps ------------------------------------------------------------------------------
+
+    def policy(self, task: Task) -> TaskPolicy:
+        """The effective options of ``task``."""
+        found = self._policies.get(task.name)
+        if found is None:
+            conf = self.app.conf
+            found = self._policies[task.name] = TaskPolicy(
+                acks_late=_pick(task.acks_late, conf.task_acks_late),
+                acks_on_failure=_pick(task.acks_on_failure_or_timeout, conf.task_acks_on_failure_or_timeout),
+                hard_limit=_pick(task.time_limit, conf.task_time_limit),
+                soft_limit=_pick(task.soft_time_limit, conf.task_soft_time_limit),
+                ignore_result=_pick(task.ignore_result, conf.task_ignore_result),
+                track_started=_pick(task.track_started, conf.task_track_started),
+            )
+        return found
+
+    def dead_letter(
+        self, delivery: Delivery, reason: str, task_id: str | None, task_name: str | None
+    ) -> Settlement:
+        """Send ``delivery`` to the dead letters now, tell the hooks, and log it."""
+        logger.error(
+            "message %s on queue %r dead-lettered: %s", task_id or delivery.tag, delivery.queue, reason
+        )
+        self.broker.reject([delivery], requeue=False, reason=reason)
+        self.hooks.after_dead_letter(DeadLettered(reason, task_id, task_name, delivery.queue))
+        return _SETTLED
+
+    def _resolve(self, delivery: Delivery) -> tuple[TaskMessage, Task] | str:
+        message = decode(delivery.envelope, self.accept, self.max_bytes)
+        if isinstance(message, InvalidMessage):
+            return message.reason
+        task = self.app.tasks.get(message.task)
+        if task is None:
+            known = ", ".join(sorted(self.app.tasks)[:10]) or "none"
+            return f"unknown task {message.task!r}: not registered in this worker (it knows: {known})"
+        return message, task
+
+    def _request(self, message: TaskMessage, task: Task, policy: TaskPolicy, delivery: Delivery) -> Request:
+        return Request(
+            id=message.id,
+            task=message.task,
+            args=message.args,
+            kwargs=message.kwargs,
+            retries=message.retries,
+            eta=message.eta,
+            expires=message.expires,
+            root_id=message.root_id,
+            parent_id=message.parent_id,
+            group=message.group,
+            origin=message.origin,
+            hostname=self.hostname,
+            timelimit=(
+                _pick(message.time_limit, policy.hard_limit),
+                _pick(message.soft_time_limit, policy.soft_limit),
+            ),
+            delivery_info={
+                "queue": delivery.queue,
+                "routing_key": delivery.queue,
+                "exchange": "",
+                "redelivered": delivery.deliveries > 1,
+                "delivery_tag": delivery.tag,
+            },
+            is_eager=False,
+            called_directly=False,
+            message=message,
+            acks_late=policy.acks_late,
+            ignore_result=message.ignore_result or policy.ignore_result,
+            track_started=policy.track_started,
+        )
+
+    def _call(self, task: Task, request: Request) -> Outcome:
+        started = time.perf_counter()
+        request_token = push_request(request)
+        worker_token = in_worker_task.set(True)
+        try:
+            self.hooks.before_task(request)
+            self.in_body = True
+            try:
+                value = task.call_with_autoretry(request.args, request.kwargs)
+            finally:
+                self.in_body = False
+            outcome = Outcome(SUCCESS, value)
+        except Retry as retry:
+            outcome = Outcome(RETRY, exc=retry.exc or retry, traceback=traceback.format_exc())
+        except Ignore:
+            outcome = Outcome(IGNORED)
+        except Reject as reject:
+            outcome = Outcome(REJECTED, exc=reject)
+        except (Exception, SystemExit, KeyboardInterrupt) as exc:
+            outcome = Outcome(FAILURE, exc=exc, traceback=traceback.format_exc())
+        outcome.runtime = time.perf_counter() - started
+        self._handlers(task, request, outcome)
+        self.hooks.after_task(request, outcome)
+        in_worker_task.reset(worker_token)
+        pop_request(request_token)
+        return outcome
+
+    @staticmethod
+    def _handlers(task: Task, request: Request, outcome: Outcome) -> None:
+        task_id, args, kwargs = request.id or "", request.args, request.kwargs
+        try:
+            if outcome.state == SUCCESS:
+                task.on_success(outcome.result, task_id, args, kwargs)
+            elif outcome.state == FAILURE:
+                assert outcome.exc is not None
+                task.on_failure(outcome.exc, task_id, args, kwargs, outcome.traceback)
+            elif outcome.state == RETRY:
+                assert outcome.exc is not None
+                task.on_retry(outcome.exc, task_id, args, kwargs, outcome.traceback)
+            retval = outcome.result if outcome.state == SUCCESS else outcome.exc
+            task.after_return(outcome.state, retval, task_id, args, kwargs, outcome.traceback)
+        except Exception:
+            logger.exception("handler of %s[%s] failed", task.name, task_id)
+
+    @staticmethod
+    def _log(request: Request, outcome: Outcome) -> None:
+        if outcome.state == SUCCESS:
+            if logger.isEnabledFor(logging.INFO):
+                logger.info(
+                    "Task %s[%s] succeeded in %.6fs: %.200r",
+                    request.task,
+                    request.id,
+                    outcome.runtime,
+                    outcome.result,
+                )
+        elif outcome.state == FAILURE:
+            logger.error(
+                "Task %s[%s] raised %r\n%s", request.task, request.id, outcome.exc, outcome.traceback
+            )
+        elif outcome.state == RETRY:
+            logger.info(
+                "Task %s[%s] retry %d: %r", request.task, request.id, request.retries + 1, outcome.exc
+            )
+
+    def _settle(self, request: Request, policy: TaskPolicy, outcome: Outcome) -> Settlement:
+        failed = outcome.state == FAILURE
+        if outcome.state == REJECTED:
+            reject = outcome.exc
+            assert isinstance(reject, Reject)
+            if not policy.acks_late:
+                logger.warning(
+                    "Task %s[%s] raised Reject, but its message was acked before it ran "
+                    "(task_acks_late is off)",
+                    request.task,
+                    request.id,
+                )
+                return _SETTLED
+            if reject.requeue:
+                return Settlement(REQUEUE)
+            return Settlement(DEAD, f"rejected by the task: {reject.reason}")
+        if not policy.acks_late:
+            return Settlement(SETTLED, failed=failed) if failed else _SETTLED
+        if failed and not policy.acks_on_failure:
+            return Settlement(DEAD, f"task raised {outcome.exc!r}", failed=True)
+        return Settlement(ACK, failed=True) if failed else _ACK
+
+    # -- the whole thing --------------------------------------------------------------------
+
+    def execute(self, delivery: Delivery) -> Settlement:
+        """Handle one delivery; the returned settlement says what is left to do."""
+        resolved = self._resolve(delivery)
+        if isinstance(resolved, str):
+            envelope = delivery.envelope
+            task_id = envelope.headers.get("id") if isinstance(envelope.headers, dict) else None
+            name = envelope.headers.get("task") if isinstance(envelope.headers, dict) else None
+            return self.dead_letter(
+                delivery,
+                resolved,
+                task_id if isinstance(task_id, str) else None,
+                name if isinstance(name, str) else None,
+            )
+        message, task = resolved
+        policy = self.policy(task)
+        request = self._request(message, task, policy, delivery)
+        if message.expires is not None and datetime.now(UTC) > message.expires:
+            logger.warning(
+                "Task %s[%s] expired at %s: not run", message.task, message.id, message.expires.isoformat()
+            )
+            outcome = Outcome(REVOKED, exc=TaskRevokedError(f"expired at {message.expires.isoformat()}"))
+            self.hooks.after_task(request, outcome)
+            return _ACK if policy.acks_late else self._early_ack(delivery)
+        slot = self.slot
+        if slot is not None:
+            # before the early ack: a child dying from here on is seen running this task
+            now = time.monotonic()
+            hard, soft = request.timelimit
+            slot.start(
+                delivery.tag,
+                message.id,
+                message.task,
+                policy.acks_late,
+                now,
+                now + soft if soft else 0.0,
+                now + hard if hard else 0.0,
+            )
+        if not policy.acks_late:
+            self._early_ack(delivery)
+        outcome = self._call(task, request)
+        if slot is not None:
+            slot.finish(outcome.state == FAILURE)
+        self._log(request, outcome)
+        settlement = self._settle(request, policy, outcome)
+        if settlement.action == DEAD:
+            self.dead_letter(delivery, settlement.reason, message.id, message.task)
+            return Settlement(SETTLED, failed=settlement.failed)
+        return settlement
+
+    def _early_ack(self, delivery: Delivery) -> Settlement:
+        self.broker.ack([delivery])
+        return _SETTLED

@@ -1,0 +1,483 @@
+"""The master: spawns, watches, recycles and replaces children; it runs no task code.
+
+One single-threaded loop waits on ``select()`` for signals (through the wake-up
+pipe of :mod:`celeriac.worker.control`) and for events from children (one pipe
+each), and on a short tick:
+
+* reaps children that exited, records why (recycled for tasks or memory, warm
+  shutdown, killed, crashed), settles the task a dead child was running and
+  starts a replacement;
+* enforces time limits from the shared-memory slots: SIGUSR1 at the soft limit,
+  SIGKILL at the hard limit;
+* renews the leases of its children's messages every third of the lease, so a
+  task longer than the lease never runs twice;
+* publishes the node's heartbeat with per-child statistics.
+
+What happens to the task of a child that dies while running it:
+
+=====================================  ==============================================
+case                                   result
+=====================================  ==============================================
+hard time limit                        failed (TimeLimitExceeded); message acked, or
+                                       dead-lettered with ``acks_late`` and
+                                       ``task_acks_on_failure_or_timeout=False``
+early ack (default)                    failed (WorkerLostError); not run again
+``acks_late`` (+ reject_on_worker_lost)  delivered again at once; dead-lettered after
+                                       ``task_delivery_limit`` deliveries
+``acks_late``, reject_on_worker_lost   failed (WorkerLostError); message acked
+  = False
+=====================================  ==============================================
+
+Messages the child had prefetched but not started go back to their queue at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import select
+import signal
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import orjson
+import psutil
+
+from celeriac.brokers.base import ACK, DEAD, QUEUE
+from celeriac.errors import BrokerError, TimeLimitExceeded, WorkerLostError
+from celeriac.hooks import DeadLettered, LostTask
+from celeriac.observe.records import ChildExit, ChildStats, ExitReason, WorkerStats
+from celeriac.worker.child import consumer_id, run_child
+from celeriac.worker.control import Action, Control
+from celeriac.worker.memory import MemoryProbe
+from celeriac.worker.prefetch import PrefetchWindow
+from celeriac.worker.slots import SlotTable, SlotView
+
+if TYPE_CHECKING:
+    from celeriac.app import Celeriac
+    from celeriac.worker.options import WorkerOptions
+
+logger = logging.getLogger("celeriac.worker")
+
+TICK_S = 0.1
+#: A child that dies sooner than this after starting, having run nothing, counts as a failed start.
+QUICK_DEATH_S = 2.0
+MAX_RESPAWN_DELAY_S = 30.0
+RECENT_EXITS = 20
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return str(signum)
+
+
+@dataclass(slots=True)
+class ChildProcess:
+    """The master's view of one child."""
+
+    index: int
+    pid: int
+    events: int
+    spawned_at: float
+    ready_at: float | None = None
+    buffer: bytes = b""
+    exit_event: dict[str, str] | None = None
+    killing: tuple[ExitReason, str] | None = None
+    process: psutil.Process | None = None
+    stats: dict[str, int] = field(default_factory=dict)
+
+
+class Master:
+    """Supervises the children of one worker node."""
+
+    def __init__(self, app: Celeriac, options: WorkerOptions) -> None:
+        self.app = app
+        self.options = options
+        self.control = Control()
+        self.slots = SlotTable(options.concurrency)
+        self.children: dict[int, ChildProcess] = {}
+        self.by_index: dict[int, ChildProcess] = {}
+        self.respawn_at: dict[int, float] = {}
+        self.quick_deaths = 0
+        self.stopping = False
+        self.cold = False
+        self.interrupted = 0
+        self.started_at = time.time()
+        self.exits: dict[str, int] = {}
+        self.recent_exits: list[ChildExit] = []
+        self.tasks_done = 0
+        self.tasks_failed = 0
+        self.memory = MemoryProbe()
+        self._next_lease = 0.0
+        self._next_stats = 0.0
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Serve until shut down. Returns the exit code: 0, or 1 if a cold stop cut tasks short."""
+        self.control.install()
+        broker = self.app.broker
+        for queue in self.options.queues:
+            broker.declare_queue(queue)
+        self._banner()
+        for index in range(self.options.concurrency):
+            self._spawn(index)
+        try:
+            self._loop()
+        finally:
+            self._publish_stats(state="stopped")
+            self.control.close()
+            self.app.close()
+        logger.warning("%s stopped (%s shutdown)", self.options.nodename, "cold" if self.cold else "warm")
+        return 1 if self.interrupted else 0
+
+    def _banner(self) -> None:
+        options = self.options
+        window = PrefetchWindow(options.prefetch_multiplier).describe()
+        logger.warning(
+            "%s ready: %d children, queues %s, prefetch %s per child, broker %s, tasks: %s",
+            options.nodename,
+            options.concurrency,
+            ", ".join(f"{q.name}{'' if q.durable else ' (transient)'}" for q in options.queues),
+            window,
+            self.app.conf.broker_url,
+            ", ".join(sorted(self.app.tasks)) or "none",
+        )
+
+    def _spawn(self, index: int) -> None:
+        slot = self.slots[index]
+        slot.reset()
+        read_fd, write_fd = os.pipe()
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        pid = os.fork()
+        if pid == 0:  # the child
+            os.close(read_fd)
+            for other in self.children.values():
+                os.close(other.events)
+            self.control.close()
+            run_child(self.app, self.options, index, slot, write_fd)
+        os.close(write_fd)
+        os.set_blocking(read_fd, False)
+        child = ChildProcess(index, pid, read_fd, time.monotonic())
+        try:
+            child.process = psutil.Process(pid)
+        except psutil.Error:
+            child.process = None
+        self.children[pid] = child
+        self.by_index[index] = child
+        logger.info("started child %d (pid %d)", index, pid)
+
+    def _loop(self) -> None:
+        while True:
+            for action in self.control.take():
+                self._act(action)
+            self._reap()
+            if self.stopping and not self.children:
+                return
+            now = time.monotonic()
+            self._respawn_due(now)
+            self._check_children(now)
+            self._housekeeping(now)
+            self._wait(now)
+
+    def _wait(self, now: float) -> None:
+        fds = [self.control.wake_r, *(c.events for c in self.children.values())]
+        timeout = TICK_S
+        if self.respawn_at:
+            timeout = max(0.0, min(timeout, min(self.respawn_at.values()) - now))
+        try:
+            readable, _, _ = select.select(fds, [], [], timeout)
+        except InterruptedError:
+            return
+        for fd in readable:
+            if fd == self.control.wake_r:
+                self.control.drain_wakeups()
+                continue
+            child = next((c for c in self.children.values() if c.events == fd), None)
+            if child is not None:
+                self._read_events(child)
+
+    def _act(self, action: Action) -> None:
+        if action is Action.WARM_STOP and not self.stopping:
+            self.stopping = True
+            self.respawn_at.clear()
+            logger.warning("warm shutdown: running tasks finish, prefetched messages go back to their queues")
+            for child in self.children.values():
+                self._signal(child, signal.SIGTERM)
+        elif action is Action.COLD_STOP and not self.cold:
+            self.stopping = self.cold = True
+            self.respawn_at.clear()
+            logger.warning("cold shutdown: killing %d children", len(self.children))
+            for child in self.children.values():
+                if self.slots[child.index].read().running:
+                    self.interrupted += 1
+                child.killing = (ExitReason.KILLED, "cold shutdown")
+                self._signal(child, signal.SIGKILL)
+
+    @staticmethod
+    def _signal(child: ChildProcess, signum: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child.pid, signum)
+
+    # -- child events -----------------------------------------------------------------------
+
+    def _read_events(self, child: ChildProcess) -> None:
+        try:
+            while True:
+                data = os.read(child.events, 65536)
+                if not data:
+                    break
+                child.buffer += data
+        except BlockingIOError:
+            pass
+        except OSError:
+            return
+        *lines, child.buffer = child.buffer.split(b"\n")
+        for line in lines:
+            try:
+                event = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                logger.warning("child %d sent an unreadable event: %r", child.index, line[:200])
+                continue
+            if event.get("event") == "ready":
+                child.ready_at = time.monotonic()
+                self.quick_deaths = 0
+                logger.debug("child %d ready after %.3f s", child.index, child.ready_at - child.spawned_at)
+            elif event.get("event") == "exit":
+                child.exit_event = event
+
+    # -- exits ------------------------------------------------------------------------------
+
+    def _reap(self) -> None:
+        while self.children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            child = self.children.pop(pid, None)
+            if child is not None:
+                self._child_exited(child, status)
+
+    def _exit_reason(self, child: ChildProcess, status: int) -> tuple[ExitReason, str]:
+        if child.exit_event is not None:
+            return ExitReason(child.exit_event["reason"]), child.exit_event.get("detail", "")
+        if child.killing is not None:
+            return child.killing
+        if os.WIFSIGNALED(status):
+            signum = os.WTERMSIG(status)
+            hint = " (kill -9, or the kernel's out-of-memory killer)" if signum == signal.SIGKILL else ""
+            return ExitReason.KILLED, f"killed by signal {signum} ({_signal_name(signum)}){hint}"
+        return ExitReason.CRASHED, f"exited with code {os.waitstatus_to_exitcode(status)} without saying why"
+
+    def _child_exited(self, child: ChildProcess, status: int) -> None:
+        self._read_events(child)
+        os.close(child.events)
+        self.by_index.pop(child.index, None)
+        reason, detail = self._exit_reason(child, status)
+        view = self.slots[child.index].read()
+        self.tasks_done += view.done
+        self.tasks_failed += view.failed
+        lost = self._settle_lost(child, view, reason, detail)
+        lifetime = time.monotonic() - child.spawned_at
+        record = ChildExit(child.index, child.pid, reason, detail + lost, view.done, lifetime, time.time())
+        self.exits[reason.value] = self.exits.get(reason.value, 0) + 1
+        self.recent_exits = [*self.recent_exits[-(RECENT_EXITS - 1) :], record]
+        level = (
+            logging.INFO
+            if reason in (ExitReason.MAX_TASKS, ExitReason.MAX_MEMORY, ExitReason.SHUTDOWN)
+            else logging.ERROR
+        )
+        logger.log(
+            level,
+            "child %d (pid %d) exited after %d tasks: %s: %s%s",
+            child.index,
+            child.pid,
+            view.done,
+            reason.value,
+            detail,
+            lost,
+        )
+        if not self.stopping:
+            self._schedule_respawn(child, reason, view, lifetime)
+
+    def _settle_lost(self, child: ChildProcess, view: SlotView, reason: ExitReason, detail: str) -> str:
+        """Release the dead child's messages and settle the task it was running."""
+        consumer = consumer_id(self.options.nodename, child.pid)
+        broker = self.app.broker
+        try:
+            if not view.running:
+                broker.consumer_lost(consumer, [], detail)
+                return ""
+            task = self.app.tasks.get(view.name)
+            conf = self.app.conf
+            acks_late = view.acks_late
+            if reason is ExitReason.HARD_TIME_LIMIT:
+                on_failure = (
+                    task.acks_on_failure_or_timeout
+                    if task and task.acks_on_failure_or_timeout is not None
+                    else conf.task_acks_on_failure_or_timeout
+                )
+                running_to = DEAD if acks_late and not on_failure else ACK
+                exc: BaseException = TimeLimitExceeded(detail)
+                redelivered = False
+            else:
+                requeue = (
+                    task.reject_on_worker_lost
+                    if task and task.reject_on_worker_lost is not None
+                    else conf.task_reject_on_worker_lost
+                )
+                redelivered = acks_late and requeue
+                running_to = QUEUE if redelivered else ACK
+                exc = WorkerLostError(f"worker lost while running the task: {detail}")
+            dead = broker.consumer_lost(consumer, [view.tag], detail, running_to=running_to)
+        except BrokerError as exc_broker:
+            logger.error(
+                "could not release the messages of child %d: %s (their leases will expire)",
+                child.index,
+                exc_broker,
+            )
+            return ""
+        if dead:
+            self.app.hooks.after_dead_letter(DeadLettered(detail, view.task_id, view.name, ""))
+            return f"; task {view.name}[{view.task_id}] went to the dead letters"
+        self.app.hooks.after_task_lost(LostTask(view.task_id, view.name, exc, detail, redelivered))
+        if redelivered:
+            return f"; task {view.name}[{view.task_id}] will run again (task_acks_late)"
+        return f"; task {view.name}[{view.task_id}] marked failed ({type(exc).__name__})"
+
+    def _schedule_respawn(
+        self, child: ChildProcess, reason: ExitReason, view: SlotView, lifetime: float
+    ) -> None:
+        failed_start = (
+            reason in (ExitReason.CRASHED, ExitReason.KILLED, ExitReason.START_TIMEOUT)
+            and view.done == 0
+            and lifetime < QUICK_DEATH_S
+        )
+        self.quick_deaths = self.quick_deaths + 1 if failed_start else 0
+        delay = 0.0 if self.quick_deaths < 2 else min(MAX_RESPAWN_DELAY_S, 0.5 * 2 ** (self.quick_deaths - 2))
+        if delay:
+            logger.error("children keep dying at start; next start of child %d in %.1f s", child.index, delay)
+        self.respawn_at[child.index] = time.monotonic() + delay
+
+    def _respawn_due(self, now: float) -> None:
+        for index, when in list(self.respawn_at.items()):
+            if when <= now and not self.stopping:
+                del self.respawn_at[index]
+                self._spawn(index)
+
+    # -- watching ---------------------------------------------------------------------------
+
+    def _kill(self, child: ChildProcess, reason: ExitReason, detail: str) -> None:
+        if child.killing is None:
+            child.killing = (reason, detail)
+            logger.error("killing child %d (pid %d): %s", child.index, child.pid, detail)
+            self._signal(child, signal.SIGKILL)
+
+    def _check_children(self, now: float) -> None:
+        for child in list(self.children.values()):
+            if child.ready_at is None:
+                if now - child.spawned_at > self.options.proc_alive_timeout:
+                    self._kill(
+                        child,
+                        ExitReason.START_TIMEOUT,
+                        f"not ready after {self.options.proc_alive_timeout:.1f} s "
+                        "(worker_proc_alive_timeout)",
+                    )
+                continue
+            slot = self.slots[child.index]
+            view = slot.read()
+            if not view.running:
+                continue
+            if view.hard_deadline and now >= view.hard_deadline:
+                limit = view.hard_deadline - view.started
+                self._kill(
+                    child,
+                    ExitReason.HARD_TIME_LIMIT,
+                    f"{view.name}[{view.task_id}] ran past its hard time limit of {limit:g} s",
+                )
+            elif view.soft_deadline and now >= view.soft_deadline and view.soft_sent != view.seq:
+                slot.mark_soft_sent(view.seq)
+                self._signal(child, signal.SIGUSR1)
+                logger.warning("soft time limit of %s[%s] reached", view.name, view.task_id)
+
+    def _housekeeping(self, now: float) -> None:
+        if now >= self._next_lease:
+            self._next_lease = now + self.options.lease_seconds / 3
+            consumers = [consumer_id(self.options.nodename, pid) for pid in self.children]
+            try:
+                self.app.broker.extend_leases(consumers)
+            except BrokerError as exc:
+                logger.error("could not renew leases: %s", exc)
+        if now >= self._next_stats:
+            self._next_stats = now + self.options.stats_interval
+            self._publish_stats()
+            self.app.hooks.on_heartbeat()
+
+    # -- statistics -------------------------------------------------------------------------
+
+    @staticmethod
+    def _memory(child: ChildProcess) -> tuple[int | None, int | None]:
+        if child.process is None:
+            return None, None
+        try:
+            info = child.process.memory_full_info()
+        except (psutil.Error, OSError):
+            return None, None
+        return info.rss // 1024, getattr(info, "uss", 0) // 1024 or None
+
+    def stats(self, state: str = "running") -> WorkerStats:
+        """The node's current statistics."""
+        now = time.monotonic()
+        children = []
+        done = self.tasks_done
+        failed = self.tasks_failed
+        for index in sorted(self.by_index):
+            child = self.by_index[index]
+            view = self.slots[index].read()
+            rss, uss = self._memory(child)
+            done += view.done
+            failed += view.failed
+            children.append(
+                ChildStats(
+                    index=index,
+                    pid=child.pid,
+                    started_at=time.time() - (now - child.spawned_at),
+                    ready_s=None if child.ready_at is None else child.ready_at - child.spawned_at,
+                    tasks=view.done,
+                    failed=view.failed,
+                    running=f"{view.name}[{view.task_id}]" if view.running else None,
+                    running_for_s=now - view.started if view.running else None,
+                    rss_kib=rss,
+                    uss_kib=uss,
+                )
+            )
+        return WorkerStats(
+            node=self.options.nodename,
+            pid=os.getpid(),
+            started_at=self.started_at,
+            at=time.time(),
+            queues=self.options.queue_names,
+            concurrency=self.options.concurrency,
+            prefetch=PrefetchWindow(self.options.prefetch_multiplier).describe(),
+            master_rss_kib=self.memory.rss_kib(),
+            tasks=done,
+            failed=failed,
+            children=children,
+            exits=dict(self.exits),
+            recent_exits=list(self.recent_exits),
+            state=state,
+        )
+
+    def _publish_stats(self, state: str = "running") -> None:
+        ttl = self.options.stats_interval * 3 if state == "running" else 3600.0
+        try:
+            self.app.broker.put_node_stats(self.options.nodename, self.stats(state).to_json(), ttl)
+        except BrokerError as exc:
+            logger.error("could not publish the heartbeat: %s", exc)

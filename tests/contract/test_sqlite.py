@@ -1,0 +1,74 @@
+"""The contract on the SQLite broker, plus what only the SQLite broker promises."""
+
+from __future__ import annotations
+
+import glob
+import os
+
+import pytest
+
+from celeriac.brokers.base import BrokerOptions
+from celeriac.brokers.sqlite import SQLiteBroker
+from celeriac.errors import ConfigurationError
+from celeriac.protocol.entities import Queue
+from tests.contract.broker_contract import BrokerContract, labels, out
+
+
+class TestSQLiteBroker(BrokerContract):
+    @pytest.fixture(autouse=True)
+    def _dir(self, tmp_path):
+        self.path = tmp_path / "broker.db"
+
+    def make_broker(self, options: BrokerOptions) -> SQLiteBroker:
+        return SQLiteBroker(f"sqlite:///{self.path}", options)
+
+    def test_durable_messages_survive_reopening(self, broker, q):
+        broker.publish([out(q, "kept")])
+        broker.close()
+        reopened = self.make_broker(BrokerOptions())
+        assert labels(reopened.fetch([q], 1, 0, "c")) == ["kept"]
+        reopened.close()
+
+    def test_transient_messages_live_in_the_boot_scoped_file(self, broker, q):
+        broker.declare_queue(Queue(q, durable=False))
+        broker.publish([out(q, "fast", persistent=False)])
+        assert os.path.exists(broker.transient_path)
+        assert broker.transient_path.startswith(str(self.path) + ".transient-")
+        durable_rows = broker._durable.db.read("SELECT COUNT(*) FROM messages")[0][0]
+        transient_rows = broker._transient.db.read("SELECT COUNT(*) FROM messages")[0][0]
+        assert (durable_rows, transient_rows) == (0, 1)
+
+    def test_persistent_message_on_transient_queue_is_transient(self, broker, q):
+        broker.declare_queue(Queue(q, durable=False))
+        broker.publish([out(q, "p", persistent=True)])
+        assert broker._transient.db.read("SELECT COUNT(*) FROM messages")[0][0] == 1
+
+    def test_transient_files_of_earlier_boots_are_removed(self, tmp_path, q):
+        stale = f"{self.path}.transient-000000000000"
+        with open(stale, "wb") as fh:
+            fh.write(b"old boot")
+        broker = self.make_broker(BrokerOptions())
+        broker.declare_queue(Queue(q))
+        assert not os.path.exists(stale)
+        assert glob.glob(f"{self.path}.transient-*") == [] or os.path.exists(broker.transient_path)
+        broker.close()
+
+    def test_producer_learns_a_queue_is_transient_from_the_declaration(self, broker, q):
+        broker.declare_queue(Queue(q, durable=False))
+        producer = self.make_broker(BrokerOptions())
+        producer.publish([out(q, "x")])
+        assert producer._transient.db.read("SELECT COUNT(*) FROM messages")[0][0] == 1
+        producer.close()
+
+    def test_in_memory_url_is_refused_with_a_fix(self):
+        with pytest.raises(ConfigurationError, match="database file"):
+            SQLiteBroker("sqlite:///:memory:")
+
+    def test_missing_directory_is_a_clear_error(self, tmp_path):
+        broker = SQLiteBroker(f"sqlite:///{tmp_path}/missing/dir/x.db")
+        with pytest.raises(ConfigurationError, match="does not exist"):
+            broker.queue_length("q")
+
+    def test_bad_fsync_option_names_the_choices(self, tmp_path):
+        with pytest.raises(ConfigurationError, match=r"'publish'.*'all'"):
+            SQLiteBroker(f"sqlite:///{tmp_path}/x.db", BrokerOptions(transport_options={"fsync": "always"}))
