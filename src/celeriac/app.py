@@ -101,6 +101,7 @@ class Celeriac:
         **settings: Any,
     ) -> None:
         self.main = main
+        self._declared: set[str] = set()
         self.conf = config.Settings(listener=self._reset)
         if config_source is not None:
             self.config_from_object(config_source)
@@ -116,7 +117,6 @@ class Celeriac:
             self.conf._apply_environ(os.environ)
         self.tasks: dict[str, Task] = {}
         self._extra_hooks: list[Hooks] = []
-        self._declared: set[str] = set()
         self.origin = f"gen{os.getpid()}@{socket.gethostname()}"
         if set_as_current:
             _state.set_default_app(self)
@@ -141,6 +141,7 @@ class Celeriac:
         """Settings changed: build broker, backend, router and hooks again on next use."""
         for name in ("broker", "backend", "router", "hooks"):
             self.__dict__.pop(name, None)
+        self._declared.clear()
 
     @cached_property
     def broker(self) -> Broker:

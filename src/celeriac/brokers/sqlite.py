@@ -102,7 +102,6 @@ SCHEMA = (
     "CREATE INDEX IF NOT EXISTS messages_ready ON messages(queue, priority DESC, id) WHERE state = 0",
     "CREATE INDEX IF NOT EXISTS messages_scheduled ON messages(eta) WHERE state = 1",
     "CREATE INDEX IF NOT EXISTS messages_lease ON messages(lease_until) WHERE state = 2",
-    "CREATE INDEX IF NOT EXISTS messages_owner ON messages(owner) WHERE state = 2",
     f"""CREATE TABLE IF NOT EXISTS dead_letters (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         reason TEXT NOT NULL,
@@ -176,16 +175,18 @@ class _Store:
 
     # -- consumer statements ------------------------------------------------------------------
 
-    def has_work(self, queues: Sequence[str], now: float) -> bool:
+    def pending(self, queues: Sequence[str], now: float) -> tuple[bool, bool, bool]:
+        """Whether there are ready messages in ``queues``, due scheduled ones, expired leases."""
         sql = self._pending_sql.get(len(queues))
         if sql is None:
             sql = (
                 "SELECT EXISTS(SELECT 1 FROM messages WHERE state=0 AND queue IN "
-                f"({placeholders(len(queues))})) OR EXISTS(SELECT 1 FROM messages WHERE state=1 "
-                "AND eta<=?) OR EXISTS(SELECT 1 FROM messages WHERE state=2 AND lease_until<?)"
+                f"({placeholders(len(queues))})), EXISTS(SELECT 1 FROM messages WHERE state=1 "
+                "AND eta<=?), EXISTS(SELECT 1 FROM messages WHERE state=2 AND lease_until<?)"
             )
             self._pending_sql[len(queues)] = sql
-        return bool(self.db.read(sql, (*queues, now, now))[0][0])
+        ready, due, expired = self.db.read(sql, (*queues, now, now))[0]
+        return bool(ready), bool(due), bool(expired)
 
     def next_due(self) -> float | None:
         """When the next scheduled message falls due or the next lease expires."""
@@ -196,14 +197,20 @@ class _Store:
         candidates = [value for value in row if value is not None]
         return min(candidates) if candidates else None
 
+    @staticmethod
+    def promote_and_reclaim(conn: sqlite3.Connection, now: float, due: bool, expired: bool) -> None:
+        """Make due scheduled messages ready, and take back the leases of dead consumers."""
+        if due:
+            conn.execute("UPDATE messages SET state=0, eta=NULL WHERE state=1 AND eta<=?", (now,))
+        if expired:
+            conn.execute(
+                "UPDATE messages SET state=0, owner=NULL, lease_until=NULL WHERE state=2 AND lease_until<?",
+                (now,),
+            )
+
     def lease(
-        self, conn: sqlite3.Connection, queues: Sequence[str], n: int, consumer: str, now: float, until: float
+        self, conn: sqlite3.Connection, queues: Sequence[str], n: int, consumer: str, until: float
     ) -> list[tuple[Any, ...]]:
-        conn.execute("UPDATE messages SET state=0, eta=NULL WHERE state=1 AND eta<=?", (now,))
-        conn.execute(
-            "UPDATE messages SET state=0, owner=NULL, lease_until=NULL WHERE state=2 AND lease_until<?",
-            (now,),
-        )
         if len(queues) == 1:
             return conn.execute(
                 "UPDATE messages SET state=2, owner=?, lease_until=?, deliveries=deliveries+1 "
@@ -358,13 +365,15 @@ class SQLiteBroker(Broker):
 
     def _lease_from(self, store: _Store, queues: Sequence[str], n: int, consumer: str) -> list[Delivery]:
         now = self.now()
-        if not store.has_work(queues, now):
+        ready, due, expired = store.pending(queues, now)
+        if not (ready or due or expired):
             return []
         until = now + self.options.lease_seconds
         limit = self.options.delivery_limit
 
         def lease(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
-            rows = store.lease(conn, queues, n, consumer, now, until)
+            store.promote_and_reclaim(conn, now, due, expired)
+            rows = store.lease(conn, queues, n, consumer, until)
             poison = [row[0] for row in rows if row[3] > limit]
             if poison:
                 reason = f"delivered {limit} times without being settled: the worker died running it"

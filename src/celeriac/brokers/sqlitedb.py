@@ -34,6 +34,9 @@ Sync = Literal["FULL", "NORMAL", "OFF"]
 
 #: Connections inherited over fork(): kept referenced so they are never closed in the child.
 _ABANDONED: list[sqlite3.Connection] = []
+#: Lock waits first yield the CPU this many times (the holder is usually done within
+#: microseconds), then sleep.
+_YIELDS = 20
 
 
 def path_from_url(url: str) -> tuple[str, dict[str, str]]:
@@ -112,6 +115,7 @@ class SQLiteFile:
         self._sync = None
         self._retry(lambda: conn.execute("PRAGMA journal_mode=WAL").fetchone())
         conn.execute("PRAGMA temp_store=MEMORY")
+        conn.execute("PRAGMA mmap_size=268435456")
         conn.execute("PRAGMA cache_size=-16000")
         if self._retry(lambda: self._schema_version(conn)) != self.schema_version:
             self._create_schema(conn)
@@ -161,6 +165,7 @@ class SQLiteFile:
     def _retry(self, fn: Callable[[], T]) -> T:
         deadline = time.monotonic() + self.busy_timeout
         pause = 0.00002
+        attempts = 0
         while True:
             try:
                 return fn()
@@ -172,6 +177,10 @@ class SQLiteFile:
                         f"SQLite database {self.path!r} stayed locked for {self.busy_timeout:.0f} s: "
                         "another process holds a long write transaction"
                     ) from exc
+                attempts += 1
+                if attempts <= _YIELDS:
+                    os.sched_yield()
+                    continue
                 time.sleep(pause)
                 pause = min(pause * 2, 0.001)
             except sqlite3.DatabaseError as exc:

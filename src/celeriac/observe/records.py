@@ -24,6 +24,7 @@ class ExitReason(enum.StrEnum):
     START_TIMEOUT = "start-timeout"
     CRASHED = "crashed"
     KILLED = "killed"
+    ORPHANED = "orphaned"
 
 
 @dataclass(slots=True)

@@ -12,7 +12,8 @@ It stops its loop, hands unstarted messages back and exits cleanly when:
 
 * the master asks it to (SIGTERM: warm shutdown, the running task finishes);
 * it has run ``worker_max_tasks_per_child`` tasks;
-* after a task, its own memory (USS) is over ``worker_max_memory_per_child``.
+* after a task, its own memory (USS) is over ``worker_max_memory_per_child``;
+* its master died (nobody would renew its leases or replace it).
 
 The reason travels to the master over the event pipe.
 """
@@ -66,6 +67,7 @@ class Child:
         self.slot = slot
         self.event_fd = event_fd
         self.pid = os.getpid()
+        self.master_pid = os.getppid()
         self.consumer = consumer_id(options.nodename, self.pid)
         self.broker = app.broker
         self.hooks = app.hooks
@@ -157,6 +159,8 @@ class Child:
         self._batch = (0, 0.0)
         self._fetch_s = 0.0
         while not self.stopping:
+            if os.getppid() != self.master_pid:
+                return ExitReason.ORPHANED, "the master process died; stopping so no task runs unsupervised"
             if not self._held:
                 self._settle()
                 self._batch_done()

@@ -247,7 +247,12 @@ class Master:
             if event.get("event") == "ready":
                 child.ready_at = time.monotonic()
                 self.quick_deaths = 0
-                logger.debug("child %d ready after %.3f s", child.index, child.ready_at - child.spawned_at)
+                logger.info(
+                    "child %d (pid %d) ready %.3f s after fork",
+                    child.index,
+                    child.pid,
+                    child.ready_at - child.spawned_at,
+                )
             elif event.get("event") == "exit":
                 child.exit_event = event
 
@@ -281,7 +286,7 @@ class Master:
         os.close(child.events)
         self.by_index.pop(child.index, None)
         reason, detail = self._exit_reason(child, status)
-        view = self.slots[child.index].read()
+        view = self.slots[child.index].read(writer_alive=False)
         self.tasks_done += view.done
         self.tasks_failed += view.failed
         lost = self._settle_lost(child, view, reason, detail)

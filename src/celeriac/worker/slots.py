@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import mmap
 import struct
+import time
 from dataclasses import dataclass
 
 _GEN = struct.Struct("<Q")
@@ -37,6 +38,9 @@ _SOFT = struct.Struct("<Q")
 _BODY_AT = _GEN.size
 _SOFT_AT = _BODY_AT + _BODY.size
 SLOT_SIZE = 512
+_SPINS = 50
+_READ_ATTEMPTS = 250
+_PAUSE_S = 0.0001
 assert _SOFT_AT + _SOFT.size <= SLOT_SIZE
 
 
@@ -147,15 +151,23 @@ class Slot:
 
     # -- master side ------------------------------------------------------------------------
 
-    def read(self) -> SlotView:
-        """A consistent snapshot (retries while the child is mid-write)."""
+    def read(self, writer_alive: bool = True) -> SlotView:
+        """A consistent snapshot.
+
+        While the child is mid-write the read is retried, yielding the CPU (the
+        child may have been preempted between its two generation stores). If the
+        child died mid-write (``writer_alive=False``) the slot is read as it is.
+        """
         at = self._at
-        for _ in range(1000):
+        body = _BODY.unpack_from(self._buf, at + _BODY_AT)
+        for attempt in range(_READ_ATTEMPTS if writer_alive else 1):
             before = _GEN.unpack_from(self._buf, at)[0]
             if before % 2 == 0:
                 body = _BODY.unpack_from(self._buf, at + _BODY_AT)
                 if _GEN.unpack_from(self._buf, at)[0] == before:
                     break
+            if attempt >= _SPINS:
+                time.sleep(_PAUSE_S)
         seq, running, acks_late, started, soft, hard, done, failed, tag, task_id, name = body
         soft_sent = _SOFT.unpack_from(self._buf, at + _SOFT_AT)[0]
         return SlotView(

@@ -1,0 +1,81 @@
+"""The app the process tests run in real worker processes.
+
+Configured from the environment (``CELERIAC_BROKER_URL``, ``CELERIAC_TASK_ACKS_LATE``,
+...). Every task appends ``label pid time`` to ``$PROC_RUNS`` (one ``O_APPEND``
+write, atomic between processes), so a test can count exactly how often each
+task ran and in which child.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from celeriac import Celeriac, Queue, SoftTimeLimitExceeded
+
+app = Celeriac("proc_app")
+app.conf.update(
+    task_queues=(Queue("celery"), Queue("transient", durable=False), Queue("other")),
+    worker_stats_interval=0.2,
+)
+
+_HELD: list[bytearray] = []
+
+
+def record(label: str) -> None:
+    fd = os.open(os.environ["PROC_RUNS"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, f"{label} {os.getpid()} {time.time():.6f}\n".encode())
+    finally:
+        os.close(fd)
+
+
+@app.task(name="run")
+def run(label: str, seconds: float = 0.0) -> int:
+    """Record the run, optionally take some time, return the child's pid."""
+    record(label)
+    if seconds:
+        time.sleep(seconds)
+    return os.getpid()
+
+
+@app.task(name="block", bind=True)
+def block(self, label: str, seconds: float = 60.0) -> str:
+    """Record the run; the first delivery blocks (a test kills it), a redelivery returns."""
+    record(label)
+    if self.request.delivery_info.get("redelivered"):
+        return "second delivery"
+    time.sleep(seconds)
+    return "slept"
+
+
+@app.task(name="hog")
+def hog(label: str, mib: int) -> int:
+    """Keep ``mib`` MiB alive in this child (a leak), touching every page."""
+    _HELD.append(bytearray(b"\x01") * (mib * 1024 * 1024))
+    record(label)
+    return os.getpid()
+
+
+@app.task(name="soft", soft_time_limit=0.3)
+def soft(label: str) -> str:
+    record(label)
+    try:
+        time.sleep(30)
+    except SoftTimeLimitExceeded:
+        return "stopped at the soft limit"
+    return "not interrupted"
+
+
+@app.task(name="crash", acks_late=True)
+def crash(label: str) -> None:
+    """Kill the child running it, every time (a poison message)."""
+    record(label)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+@app.task(name="started_at")
+def started_at(label: str) -> float:
+    record(label)
+    return time.time()
