@@ -232,3 +232,12 @@ class BrokerContract:
         ) == [again.tag]
         assert labels(broker.fetch([q], 5, 0, "child-3")) == ["waiting"]
         assert [d.reason for d in broker.dead_letters(queue=q)] == ["hard time limit (dead-lettered)"]
+
+    def test_fetch_acks_the_settled_window_in_the_same_round_trip(self, broker, q):
+        broker.publish([out(q, str(i)) for i in range(3)])
+        first = broker.fetch([q], 2, 0, "c")
+        second = broker.fetch([q], 2, 0, "c", ack=first)
+        assert labels(second) == ["2"]
+        assert broker.queue_length(q).total == 1
+        assert broker.fetch([q], 2, 0, "c", ack=second) == []
+        assert broker.queue_length(q).total == 0

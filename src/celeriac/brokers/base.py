@@ -156,18 +156,25 @@ class Broker(abc.ABC):
 
     # -- consumer side ----------------------------------------------------------------------
 
-    def fetch(self, queues: Sequence[str], n: int, timeout: float, consumer: str) -> list[Delivery]:
+    def fetch(
+        self, queues: Sequence[str], n: int, timeout: float, consumer: str, ack: Sequence[Delivery] = ()
+    ) -> list[Delivery]:
         """Lease up to ``n`` ready messages from ``queues`` to ``consumer``.
 
-        Returns as soon as at least one message is leased, or an empty list after
+        ``ack`` are settled deliveries to ack in the same round trip, before
+        leasing: a child settles one window and fetches the next at once. Returns
+        as soon as at least one message is leased, or an empty list after
         ``timeout`` seconds (0 = do not wait). Higher priority first, then FIFO.
         """
         if n < 1 or not queues:
+            self.ack(ack)
             return []
-        return self._fetch(queues, n, max(0.0, timeout), consumer)
+        return self._fetch(queues, n, max(0.0, timeout), consumer, ack)
 
     @abc.abstractmethod
-    def _fetch(self, queues: Sequence[str], n: int, timeout: float, consumer: str) -> list[Delivery]: ...
+    def _fetch(
+        self, queues: Sequence[str], n: int, timeout: float, consumer: str, ack: Sequence[Delivery]
+    ) -> list[Delivery]: ...
 
     def ack(self, batch: Sequence[Delivery]) -> None:
         """Remove settled deliveries. Acking a message twice is harmless."""

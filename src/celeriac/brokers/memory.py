@@ -110,9 +110,13 @@ class MemoryBroker(Broker):
         times += [s.lease_until for s in self._messages.values() if s.queue in wanted and s.owner is not None]
         return min(times) if times else None
 
-    def _fetch(self, queues: Sequence[str], n: int, timeout: float, consumer: str) -> list[Delivery]:
+    def _fetch(
+        self, queues: Sequence[str], n: int, timeout: float, consumer: str, ack: Sequence[Delivery]
+    ) -> list[Delivery]:
         deadline = time.monotonic() + timeout
         with self._cond:
+            for delivery in ack:
+                self._messages.pop(self._seq_of(delivery.tag), None)
             while True:
                 got = self._lease(queues, n, consumer)
                 if got:

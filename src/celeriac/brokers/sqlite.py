@@ -363,15 +363,23 @@ class SQLiteBroker(Broker):
 
     # -- consumer side ----------------------------------------------------------------------
 
-    def _lease_from(self, store: _Store, queues: Sequence[str], n: int, consumer: str) -> list[Delivery]:
+    def _lease_from(
+        self, store: _Store, queues: Sequence[str], n: int, consumer: str, ack: Sequence[int] = ()
+    ) -> list[Delivery]:
+        """One transaction on ``store``: delete the ``ack`` ids, then lease up to ``n``."""
         now = self.now()
         ready, due, expired = store.pending(queues, now)
-        if not (ready or due or expired):
+        if not (ready or due or expired or ack):
             return []
         until = now + self.options.lease_seconds
         limit = self.options.delivery_limit
+        ack_sql = f"DELETE FROM messages WHERE id IN ({placeholders(len(ack))})" if ack else ""
 
         def lease(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+            if ack:
+                conn.execute(ack_sql, tuple(ack))
+            if not (ready or due or expired):
+                return []
             store.promote_and_reclaim(conn, now, due, expired)
             rows = store.lease(conn, queues, n, consumer, until)
             poison = [row[0] for row in rows if row[3] > limit]
@@ -388,16 +396,28 @@ class SQLiteBroker(Broker):
             for row_id, queue, _priority, deliveries, meta, body in rows
         ]
 
-    def _try_fetch(self, queues: Sequence[str], n: int, consumer: str) -> list[Delivery]:
+    def _try_fetch(
+        self, queues: Sequence[str], n: int, consumer: str, ack: dict[str, list[int]] | None = None
+    ) -> list[Delivery]:
         got: list[Delivery] = []
+        pending_acks = dict(ack or {})
         for store in self._stores_for():
-            got += self._lease_from(store, queues, n - len(got), consumer)
+            ids = pending_acks.pop(store.prefix, [])
             if len(got) >= n:
-                break
+                if ids:
+                    store.db.write(
+                        lambda conn, ids=ids: conn.execute(
+                            f"DELETE FROM messages WHERE id IN ({placeholders(len(ids))})", tuple(ids)
+                        )
+                    )
+                continue
+            got += self._lease_from(store, queues, n - len(got), consumer, ids)
         return got
 
-    def _fetch(self, queues: Sequence[str], n: int, timeout: float, consumer: str) -> list[Delivery]:
-        got = self._try_fetch(queues, n, consumer)
+    def _fetch(
+        self, queues: Sequence[str], n: int, timeout: float, consumer: str, ack: Sequence[Delivery]
+    ) -> list[Delivery]:
+        got = self._try_fetch(queues, n, consumer, self._group(ack))
         if got or timeout <= 0:
             return got
         deadline = time.monotonic() + timeout

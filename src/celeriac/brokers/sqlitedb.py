@@ -116,6 +116,7 @@ class SQLiteFile:
         self._retry(lambda: conn.execute("PRAGMA journal_mode=WAL").fetchone())
         conn.execute("PRAGMA temp_store=MEMORY")
         conn.execute("PRAGMA mmap_size=268435456")
+
         conn.execute("PRAGMA cache_size=-16000")
         if self._retry(lambda: self._schema_version(conn)) != self.schema_version:
             self._create_schema(conn)

@@ -105,18 +105,25 @@ class Child:
 
     # -- loop -------------------------------------------------------------------------------
 
-    def _settle(self) -> None:
+    def _settle(self, ack: bool = True) -> list[Delivery]:
+        """Make finished tasks' results durable, then ack them (or return the acks to send)."""
+        acks, self._acks = self._acks, []
         if not self._unsettled:
-            return
+            return acks
         self.hooks.before_settle()
-        if self._acks:
-            self.broker.ack(self._acks)
-            self._acks = []
         self._unsettled = 0
+        if ack and acks:
+            self.broker.ack(acks)
+            return []
+        return acks
 
     def _fetch(self) -> None:
+        """Settle the window just run and lease the next one in the same broker round trip."""
+        acks = self._settle(ack=False)
         started = time.perf_counter()
-        got = self.broker.fetch(self.options.queue_names, self.window.size, FETCH_TIMEOUT_S, self.consumer)
+        got = self.broker.fetch(
+            self.options.queue_names, self.window.size, FETCH_TIMEOUT_S, self.consumer, ack=acks
+        )
         if got:
             self._held.extend(got)
             self._fetch_s = time.perf_counter() - started
@@ -162,7 +169,6 @@ class Child:
             if os.getppid() != self.master_pid:
                 return ExitReason.ORPHANED, "the master process died; stopping so no task runs unsupervised"
             if not self._held:
-                self._settle()
                 self._batch_done()
                 self._fetch()
                 continue
