@@ -1,8 +1,7 @@
 """The settings table: one row per setting, Celery's names and units.
 
 Every setting is declared once in :data:`SETTINGS` with its default, type, unit
-and documentation; ``docs/settings.md`` is generated from it
-(``python -m celeriac.config``). Values are validated when they are set: a bad
+and documentation; ``docs/settings.md`` is generated from it (``make docs``). Values are validated when they are set: a bad
 value or an unknown name raises :class:`~celeriac.errors.ConfigurationError`
 naming the setting, the closest valid name and the expected type and unit.
 
@@ -723,7 +722,7 @@ def settings_markdown() -> str:
     lines = [
         "# Settings",
         "",
-        "Generated from `src/celeriac/config.py` by `python -m celeriac.config`; do not edit by hand.",
+        "Generated from the settings table in `src/celeriac/config.py` by `make docs`; do not edit by hand.",
         "",
         "Set them with `app.conf.update(...)`, `app.config_from_object(...)`, or the environment",
         "(`CELERIAC_<NAME>`, e.g. `CELERIAC_WORKER_CONCURRENCY=4`; lists and dicts as JSON).",
@@ -734,7 +733,8 @@ def settings_markdown() -> str:
     ]
     for s in SETTINGS:
         default = "`None`" if s.default is None else f"`{s.default!r}`"
-        lines.append(f"| `{s.name}` | {default} | {s.type} | {s.unit or '-'} | {s.doc} | {s.celery} |")
+        cells = [f"`{s.name}`", default, s.type, s.unit or "-", s.doc, s.celery]
+        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
     lines += [
         "",
         "## Celery settings that are accepted and ignored",
@@ -746,7 +746,3 @@ def settings_markdown() -> str:
     ]
     lines += [f"| `{name}` | {why} |" for name, why in sorted(CELERY_IGNORED.items())]
     return "\n".join(lines) + "\n"
-
-
-if __name__ == "__main__":
-    print(settings_markdown(), end="")

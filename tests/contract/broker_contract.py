@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from celeriac.brokers.base import Broker, BrokerOptions, Outgoing
+from celeriac.brokers.base import ACK, DEAD, Broker, BrokerOptions, Outgoing
 from celeriac.protocol import TaskMessage, encode
 from celeriac.protocol.entities import Queue
 
@@ -220,8 +220,6 @@ class BrokerContract:
         assert [s for s in broker.node_stats() if s.node == node] == []
 
     def test_consumer_lost_can_ack_or_dead_letter_the_running_message(self, broker, q):
-        from celeriac.brokers.base import ACK, DEAD
-
         broker.publish([out(q, "timed-out"), out(q, "rejected"), out(q, "waiting")])
         first, _second, _third = broker.fetch([q], 3, 0, "child-1")
         broker.consumer_lost("child-1", [first.tag], "hard time limit", running_to=ACK)
@@ -241,3 +239,36 @@ class BrokerContract:
         assert broker.queue_length(q).total == 1
         assert broker.fetch([q], 2, 0, "c", ack=second) == []
         assert broker.queue_length(q).total == 0
+
+    # -- early ack -----------------------------------------------------------------------------
+
+    def test_started_message_is_never_delivered_again_and_counts_as_running(self, short_lease, q):
+        short_lease.publish([out(q, "once"), out(q, "waiting")])
+        started, _waiting = short_lease.fetch([q], 2, 0, "c1")
+        short_lease.mark_started([started])
+        length = short_lease.queue_length(q)
+        assert (length.running, length.reserved) == (1, 1)
+        again = short_lease.fetch([q], 2, 3, "c2")  # c1's leases run out
+        assert labels(again) == ["waiting"]
+        short_lease.ack([started, *again])
+        assert short_lease.queue_length(q).total == 0
+
+    def test_started_message_of_a_dead_node_goes_to_dead_letters(self, short_lease, q):
+        short_lease.publish([out(q, "lost with its node")])
+        (started,) = short_lease.fetch([q], 1, 0, "dead-node/1")
+        short_lease.mark_started([started])
+        assert short_lease.recover_lost("node died") == []  # the lease still runs
+        assert short_lease.fetch([q], 1, 0.5, "c2") == []
+        (letter,) = short_lease.recover_lost("node died")
+        assert letter.reason == "node died" and letter.envelope.body == started.envelope.body
+        assert short_lease.dead_letter_count(q) == 1
+        assert short_lease.queue_length(q).total == 0
+
+    def test_consumer_lost_removes_started_messages_that_finished(self, broker, q):
+        broker.publish([out(q, str(i)) for i in range(3)])
+        done, running, _unstarted = broker.fetch([q], 3, 0, "child-1")
+        broker.mark_started([done])
+        broker.mark_started([running])
+        broker.consumer_lost("child-1", [running.tag], "killed", running_to=ACK)
+        assert labels(broker.fetch([q], 3, 0, "child-2")) == ["2"]
+        assert broker.queue_length(q).total == 1

@@ -28,7 +28,8 @@ def test_child_over_its_memory_limit_is_recycled_after_the_task_and_the_next_tas
     fat_pid = fat.get(timeout=20)
     assert next_one.get(timeout=20) != fat_pid, "the next task ran in the replacement child"
     (match,) = worker.wait_for(
-        r"pid (\d+)\) exited after 1 tasks: max-memory: own memory \(USS\) (\d+) KiB > worker_max_memory_per_child=40960 KiB"
+        r"pid (\d+)\) exited after 1 tasks: max-memory: "
+        r"own memory \(USS\) (\d+) KiB > worker_max_memory_per_child=40960 KiB"
     )
     assert int(match.group(1)) == fat_pid
     assert int(match.group(2)) > 64 * 1024

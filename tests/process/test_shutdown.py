@@ -93,6 +93,25 @@ def test_unknown_app_module_exits_2_with_a_clear_message():
         capture_output=True,
         text=True,
         timeout=30,
+        check=False,
     )
     assert proc.returncode == 2
     assert "cannot import 'no_such_module_here'" in proc.stderr
+
+
+def test_early_ack_task_of_a_node_killed_whole_is_recorded_by_the_next_master(app, workers, runs):
+    lease = {"CELERIAC_BROKER_LEASE_TIMEOUT": "1"}
+    worker = workers("-c", "1", **lease).wait_ready(1)
+    lost = app.send_task("block", ["lost"])
+    app.send_task("run", ["queued-behind"])
+    runs.wait(1, "lost")
+    os.killpg(worker.pid, signal.SIGKILL)
+    worker.proc.wait(10)
+    survivor = workers("-c", "1", **lease).wait_ready(1)
+    with pytest.raises(Exception, match="worker node running this task died"):
+        lost.get(timeout=20)
+    runs.wait(1, "queued-behind")
+    assert runs.count("lost") == 1, "at most once: the started task is not run again"
+    (letter,) = app.broker.dead_letters()
+    assert letter.envelope.headers["id"] == lost.id
+    survivor.wait_for(r"was running on a worker node that died")

@@ -12,6 +12,12 @@ message is invisible to other consumers until it is acked (removed), rejected
 (the node holding it died). A live worker keeps its leases fresh with
 ``extend_leases``, so a long task is never handed to a second consumer.
 
+Early ack (at most once) marks a message *started* just before its task runs
+(``mark_started``): from then on it is never delivered again. It stays stored,
+as running, until the child acks it with its window; if the whole node dies
+first, ``recover_lost`` (called by live masters) moves it to the dead letters
+with the reason, so a task lost with its node is recorded, never silently gone.
+
 Every delivery counts towards ``delivery_limit``: a message fetched that many
 times without being settled (its consumers kept dying on it) goes to the dead
 letters instead of being delivered again, so a poison message cannot crash-loop a
@@ -26,11 +32,13 @@ Method summary (all batch-shaped; one broker round trip each):
 ``declare_queue``      make sure a queue exists (idempotent)
 ``publish``            store a batch of outgoing messages atomically
 ``fetch``              lease up to n ready messages from some queues, waiting up to timeout
+``mark_started``       early ack: the task starts now and must never be delivered again
 ``ack``                remove settled deliveries
 ``reject``             dead-letter deliveries with a reason, or requeue them unstarted
 ``extend_leases``      push back the lease deadline of everything some consumers hold
 ``consumer_lost``      a consumer died: release its deliveries at once
-``queue_length``       ready / scheduled / reserved counts of one queue
+``recover_lost``       dead-letter started messages whose node died (lease expired)
+``queue_length``       ready / scheduled / reserved / running counts of one queue
 ``purge``              delete the ready and scheduled messages of a queue
 ``dead_letters`` ...   list, count, requeue and purge the dead-letter store
 ``put_node_stats``     store a worker node's heartbeat; ``node_stats`` reads them
@@ -80,17 +88,19 @@ class Delivery:
 
 @dataclass(frozen=True, slots=True)
 class QueueLength:
-    """What a queue holds: ready to run, waiting for an ETA, and leased to consumers."""
+    """What a queue holds: ready, waiting for an ETA, leased (prefetched or running with
+    late ack) and running (started with early ack, not yet acked)."""
 
     queue: str
     ready: int
     scheduled: int
     reserved: int
+    running: int = 0
 
     @property
     def total(self) -> int:
         """Every message not yet acked."""
-        return self.ready + self.scheduled + self.reserved
+        return self.ready + self.scheduled + self.reserved + self.running
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +186,14 @@ class Broker(abc.ABC):
         self, queues: Sequence[str], n: int, timeout: float, consumer: str, ack: Sequence[Delivery]
     ) -> list[Delivery]: ...
 
+    def mark_started(self, batch: Sequence[Delivery]) -> None:
+        """Early ack: these tasks start now; never deliver them again, even if their node dies."""
+        if batch:
+            self._mark_started(batch)
+
+    @abc.abstractmethod
+    def _mark_started(self, batch: Sequence[Delivery]) -> None: ...
+
     def ack(self, batch: Sequence[Delivery]) -> None:
         """Remove settled deliveries. Acking a message twice is harmless."""
         if batch:
@@ -209,8 +227,10 @@ class Broker(abc.ABC):
     ) -> list[str]:
         """Release everything ``consumer`` holds, now.
 
-        Messages the consumer never started go back as if requeued. ``running``
-        are tags of messages it had started; ``running_to`` says where they go:
+        Messages the consumer never started go back as if requeued; messages it
+        marked started and that are not ``running`` finished and are removed.
+        ``running`` are tags of messages it was running; ``running_to`` says where
+        they go:
 
         * ``QUEUE``: delivered again; this counts as a failed delivery and at
           ``delivery_limit`` the message goes to the dead letters with ``reason``;
@@ -219,6 +239,10 @@ class Broker(abc.ABC):
 
         Returns the tags that were dead-lettered.
         """
+
+    @abc.abstractmethod
+    def recover_lost(self, reason: str) -> list[DeadLetter]:
+        """Dead-letter started messages whose lease ran out (their node died); return them."""
 
     # -- inspection -------------------------------------------------------------------------
 

@@ -37,6 +37,7 @@ class _Stored:
     deliveries: int = 0
     owner: str | None = None
     lease_until: float = 0.0
+    started: bool = False
 
 
 class MemoryBroker(Broker):
@@ -68,7 +69,7 @@ class MemoryBroker(Broker):
 
     def _reclaim(self, now: float) -> None:
         for stored in self._messages.values():
-            if stored.owner is not None and stored.lease_until < now:
+            if stored.owner is not None and not stored.started and stored.lease_until < now:
                 stored.owner = None
 
     def _ready(self, queues: Sequence[str], now: float) -> list[_Stored]:
@@ -76,7 +77,7 @@ class MemoryBroker(Broker):
         return [
             s
             for s in self._messages.values()
-            if s.owner is None and s.queue in wanted and (s.outgoing.eta or 0) <= now
+            if s.owner is None and not s.started and s.queue in wanted and (s.outgoing.eta or 0) <= now
         ]
 
     def _lease(self, queues: Sequence[str], n: int, consumer: str) -> list[Delivery]:
@@ -133,6 +134,13 @@ class MemoryBroker(Broker):
     def _seq_of(tag: str) -> int:
         return int(tag[2:])
 
+    def _mark_started(self, batch: Sequence[Delivery]) -> None:
+        with self._cond:
+            for delivery in batch:
+                stored = self._messages.get(self._seq_of(delivery.tag))
+                if stored is not None:
+                    stored.started = True
+
     def _ack(self, batch: Sequence[Delivery]) -> None:
         with self._cond:
             for delivery in batch:
@@ -152,6 +160,7 @@ class MemoryBroker(Broker):
 
     def _release(self, stored: _Stored, started: bool) -> None:
         stored.owner = None
+        stored.started = False
         stored.lease_until = 0.0
         if not started:
             stored.deliveries = max(0, stored.deliveries - 1)
@@ -187,7 +196,9 @@ class MemoryBroker(Broker):
         with self._cond:
             for stored in [s for s in self._messages.values() if s.owner == consumer]:
                 was_running = stored.seq in started
-                if was_running and running_to == ACK:
+                if stored.started and not was_running:
+                    self._messages.pop(stored.seq, None)  # it ran; its ack was lost with the consumer
+                elif was_running and running_to == ACK:
                     self._messages.pop(stored.seq, None)
                 elif was_running and (running_to == DEAD or stored.deliveries >= self.options.delivery_limit):
                     suffix = "" if running_to == DEAD else f" (delivered {stored.deliveries} times)"
@@ -198,22 +209,32 @@ class MemoryBroker(Broker):
             self._cond.notify_all()
         return dead
 
+    def recover_lost(self, reason: str) -> list[DeadLetter]:
+        now = self.now()
+        with self._cond:
+            lost = [s for s in self._messages.values() if s.started and s.lease_until < now]
+            for stored in lost:
+                self._to_dead(stored, reason)
+            return [self._dead[s.seq] for s in lost]
+
     # -- inspection -------------------------------------------------------------------------
 
     def queue_length(self, queue: str) -> QueueLength:
         now = self.now()
-        ready = scheduled = reserved = 0
+        ready = scheduled = reserved = running = 0
         with self._cond:
             for s in self._messages.values():
                 if s.queue != queue:
                     continue
-                if s.owner is not None:
+                if s.started:
+                    running += 1
+                elif s.owner is not None:
                     reserved += 1
                 elif (s.outgoing.eta or 0) > now:
                     scheduled += 1
                 else:
                     ready += 1
-        return QueueLength(queue, ready, scheduled, reserved)
+        return QueueLength(queue, ready, scheduled, reserved, running)
 
     def queue_names(self) -> list[str]:
         with self._cond:

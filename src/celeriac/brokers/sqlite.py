@@ -25,7 +25,8 @@ Schema (both stores)
 ``messages``
     ``id`` (AUTOINCREMENT, so ids are never reused and order is FIFO),
     ``queue``, ``state`` (0 ready, 1 scheduled until ``eta``, 2 leased to
-    ``owner`` until ``lease_until``), ``priority`` (higher first),
+    ``owner`` until ``lease_until``, 3 started with early ack: running, never
+    delivered again), ``priority`` (higher first),
     ``deliveries`` (times leased without being settled), ``published_at``,
     ``meta`` (JSON: headers, properties, content type and encoding), ``body``.
 ``dead_letters``
@@ -44,6 +45,9 @@ Lease rules
 * A live worker's master renews its children's leases (``extend_leases``) every
   third of the lease; when it sees a child die it releases that child's leases at
   once (``consumer_lost``).
+* Early ack sets state 3 (``mark_started``); the row is deleted with the child's
+  next batch of acks. A state-3 row whose lease expired belonged to a node that
+  died mid-task: ``recover_lost`` moves it to ``dead_letters`` with the reason.
 * An idle consumer polls ``PRAGMA data_version`` (a counter SQLite bumps when
   another connection commits) every few milliseconds and queries only when it
   moved, when a scheduled message falls due or when a lease expires.
@@ -78,9 +82,9 @@ from celeriac.errors import ConfigurationError
 from celeriac.protocol.entities import Queue
 from celeriac.protocol.message import Envelope
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
-READY, SCHEDULED, LEASED = 0, 1, 2
+READY, SCHEDULED, LEASED, STARTED = 0, 1, 2, 3
 
 _MESSAGE_COLUMNS = """
     queue TEXT NOT NULL,
@@ -101,7 +105,7 @@ SCHEMA = (
         {_MESSAGE_COLUMNS})""",
     "CREATE INDEX IF NOT EXISTS messages_ready ON messages(queue, priority DESC, id) WHERE state = 0",
     "CREATE INDEX IF NOT EXISTS messages_scheduled ON messages(eta) WHERE state = 1",
-    "CREATE INDEX IF NOT EXISTS messages_lease ON messages(lease_until) WHERE state = 2",
+    "CREATE INDEX IF NOT EXISTS messages_lease ON messages(lease_until) WHERE lease_until IS NOT NULL",
     f"""CREATE TABLE IF NOT EXISTS dead_letters (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         reason TEXT NOT NULL,
@@ -436,6 +440,11 @@ class SQLiteBroker(Broker):
             if got or time.monotonic() >= deadline:
                 return got
 
+    def _mark_started(self, batch: Sequence[Delivery]) -> None:
+        for prefix, ids in self._group(batch).items():
+            sql = f"UPDATE messages SET state=3 WHERE state=2 AND id IN ({placeholders(len(ids))})"
+            self._stores[prefix].db.write(lambda conn, sql=sql, ids=ids: conn.execute(sql, ids))
+
     def _ack(self, batch: Sequence[Delivery]) -> None:
         for prefix, ids in self._group(batch).items():
             sql = f"DELETE FROM messages WHERE id IN ({placeholders(len(ids))})"
@@ -458,7 +467,10 @@ class SQLiteBroker(Broker):
         if not consumers:
             return 0
         until = self.now() + self.options.lease_seconds
-        sql = f"UPDATE messages SET lease_until=? WHERE state=2 AND owner IN ({placeholders(len(consumers))})"
+        sql = (
+            "UPDATE messages SET lease_until=? WHERE lease_until IS NOT NULL "
+            f"AND owner IN ({placeholders(len(consumers))})"
+        )
         total = 0
         for store in self._stores.values():
             total += store.db.write(lambda conn, sql=sql: conn.execute(sql, (until, *consumers)).rowcount)
@@ -492,6 +504,11 @@ class SQLiteBroker(Broker):
                 if doomed:
                     suffix = "" if running_to == DEAD else f" (delivered {limit} times)"
                     store.to_dead(conn, doomed, reason + suffix, now)
+                # started and not running: the task ran; its ack died with the consumer
+                conn.execute(
+                    f"DELETE FROM messages WHERE state=3 AND owner=? AND id NOT IN ({marks})",
+                    (consumer, *ran),
+                )
                 conn.execute(
                     "UPDATE messages SET state=0, owner=NULL, lease_until=NULL, "
                     f"deliveries=deliveries - (id NOT IN ({marks})) WHERE state=2 AND owner=?",
@@ -502,23 +519,56 @@ class SQLiteBroker(Broker):
             dead += [store.tag(row_id) for row_id in store.db.write(release)]
         return dead
 
+    def recover_lost(self, reason: str) -> list[DeadLetter]:
+        now = self.now()
+        lost: list[DeadLetter] = []
+        for store in self._stores.values():
+
+            def recover(conn: sqlite3.Connection, store: _Store = store) -> list[tuple[Any, ...]]:
+                rows = conn.execute(
+                    "SELECT id, queue, deliveries, meta, body FROM messages WHERE lease_until<? AND state=3",
+                    (now,),
+                ).fetchall()
+                if rows:
+                    store.to_dead(conn, [row[0] for row in rows], reason, now)
+                return rows
+
+            if store.db.read("SELECT EXISTS(SELECT 1 FROM messages WHERE lease_until<? AND state=3)", (now,))[
+                0
+            ][0]:
+                for row_id, queue, deliveries, meta, body in store.db.write(recover):
+                    lost.append(
+                        DeadLetter(
+                            store.tag(row_id),
+                            queue,
+                            reason,
+                            _envelope(meta, body),
+                            now,
+                            deliveries,
+                            store.persistent,
+                        )
+                    )
+        return lost
+
     # -- inspection -------------------------------------------------------------------------
 
     def queue_length(self, queue: str) -> QueueLength:
         now = self.now()
-        ready = scheduled = reserved = 0
+        ready = scheduled = reserved = running = 0
         for store in self._stores.values():
             row = store.db.read(
                 "SELECT (SELECT COUNT(*) FROM messages WHERE state=0 AND queue=?), "
                 "(SELECT COUNT(*) FROM messages WHERE state=1 AND queue=? AND eta<=?), "
                 "(SELECT COUNT(*) FROM messages WHERE state=1 AND queue=? AND eta>?), "
-                "(SELECT COUNT(*) FROM messages WHERE state=2 AND queue=?)",
-                (queue, queue, now, queue, now, queue),
+                "(SELECT COUNT(*) FROM messages WHERE state=2 AND queue=?), "
+                "(SELECT COUNT(*) FROM messages WHERE state=3 AND queue=?)",
+                (queue, queue, now, queue, now, queue, queue),
             )[0]
             ready += row[0] + row[1]
             scheduled += row[2]
             reserved += row[3]
-        return QueueLength(queue, ready, scheduled, reserved)
+            running += row[4]
+        return QueueLength(queue, ready, scheduled, reserved, running)
 
     def queue_names(self) -> list[str]:
         names = {row[0] for row in self._durable.db.read("SELECT name FROM queues")}

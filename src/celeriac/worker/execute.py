@@ -5,9 +5,11 @@ with its reason, and the caller goes on with the next one.
 
 Acknowledgement modes:
 
-* early ack (the default, ``task_acks_late=False``): the message is acked just
-  before the task starts. At most once: if the child dies, the task is not run
-  again; the master records it as failed (WorkerLostError).
+* early ack (the default, ``task_acks_late=False``): the message is marked
+  started just before the task runs (one broker write) and removed with the next
+  batch of acks. At most once: it is never delivered again. If the child dies the
+  master records the task as failed (WorkerLostError); if the whole node dies,
+  another node's master moves it to the dead letters with the reason.
 * late ack (``task_acks_late=True``): the task's ack is batched with others
   after it ran. At least once: if the child dies, the task is delivered again.
 """
@@ -243,13 +245,11 @@ class Executor:
                     request.task,
                     request.id,
                 )
-                return _SETTLED
+                return _ACK
             if reject.requeue:
                 return Settlement(REQUEUE)
             return Settlement(DEAD, f"rejected by the task: {reject.reason}")
-        if not policy.acks_late:
-            return Settlement(SETTLED, failed=failed) if failed else _SETTLED
-        if failed and not policy.acks_on_failure:
+        if failed and policy.acks_late and not policy.acks_on_failure:
             return Settlement(DEAD, f"task raised {outcome.exc!r}", failed=True)
         return Settlement(ACK, failed=True) if failed else _ACK
 
@@ -277,7 +277,7 @@ class Executor:
             )
             outcome = Outcome(REVOKED, exc=TaskRevokedError(f"expired at {message.expires.isoformat()}"))
             self.hooks.after_task(request, outcome)
-            return _ACK if policy.acks_late else self._early_ack(delivery)
+            return _ACK
         slot = self.slot
         if slot is not None:
             # before the early ack: a child dying from here on is seen running this task
@@ -293,7 +293,7 @@ class Executor:
                 now + hard if hard else 0.0,
             )
         if not policy.acks_late:
-            self._early_ack(delivery)
+            self.broker.mark_started([delivery])
         outcome = self._call(task, request)
         if slot is not None:
             slot.finish(outcome.state == FAILURE)
@@ -303,7 +303,3 @@ class Executor:
             self.dead_letter(delivery, settlement.reason, message.id, message.task)
             return Settlement(SETTLED, failed=settlement.failed)
         return settlement
-
-    def _early_ack(self, delivery: Delivery) -> Settlement:
-        self.broker.ack([delivery])
-        return _SETTLED

@@ -66,6 +66,11 @@ TICK_S = 0.1
 QUICK_DEATH_S = 2.0
 MAX_RESPAWN_DELAY_S = 30.0
 RECENT_EXITS = 20
+LOST_WITH_NODE = (
+    "the worker node running this task died (its lease expired); with early ack "
+    "(task_acks_late=False) it is not run again: `celeriac deadletters requeue` runs it "
+    "again if that is safe"
+)
 
 
 def _signal_name(signum: int) -> str:
@@ -418,12 +423,30 @@ class Master:
             consumers = [consumer_id(self.options.nodename, pid) for pid in self.children]
             try:
                 self.app.broker.extend_leases(consumers)
+                self._recover_lost()
             except BrokerError as exc:
                 logger.error("could not renew leases: %s", exc)
         if now >= self._next_stats:
             self._next_stats = now + self.options.stats_interval
             self._publish_stats()
             self.app.hooks.on_heartbeat()
+
+    def _recover_lost(self) -> None:
+        """Record early-ack tasks whose node died mid-task (found through their expired lease)."""
+        for letter in self.app.broker.recover_lost(LOST_WITH_NODE):
+            headers = letter.envelope.headers
+            task_id, name = headers.get("id"), headers.get("task")
+            logger.error(
+                "task %s[%s] was running on a worker node that died: %s", name, task_id, LOST_WITH_NODE
+            )
+            self.app.hooks.after_dead_letter(
+                DeadLettered(
+                    LOST_WITH_NODE,
+                    task_id if isinstance(task_id, str) else None,
+                    name if isinstance(name, str) else None,
+                    letter.queue,
+                )
+            )
 
     # -- statistics -------------------------------------------------------------------------
 
