@@ -9,6 +9,7 @@ memory, and how every task ended.
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import signal
@@ -16,49 +17,55 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE.parent / "demo-output"
 BARS = " ▁▂▃▄▅▆▇█"
+QUEUES = ("celery", "transient")
+#: Waves of work, sent 1.5 s apart: (thumbnails, receipts, charges, reports, short durable tasks).
+WAVES = [(1500, 300, 140, 8, 2000), (2500, 400, 140, 8, 3000), (1000, 200, 70, 8, 1000)]
+WAVE_GAP_S = 1.5
 
 
-def start_worker() -> tuple[subprocess.Popen[bytes], Path]:
-    log = OUT / "worker.log"
+def longest_stall(values: list[int], sample_s: float = 0.1) -> float:
+    """Longest stretch (seconds) in which a non-empty queue drained at most one task per sample."""
+    longest = current = 0
+    for before, after in itertools.pairwise(values):
+        current = current + 1 if after and before - after <= 1 else 0
+        longest = max(longest, current)
+    return longest * sample_s
+
+
+@dataclass
+class Run:
+    """What the demo saw while the worker drained the queues."""
+
+    results: list[Any] = field(default_factory=list)
+    history: dict[str, list[int]] = field(default_factory=lambda: {q: [] for q in QUEUES})
+    sent: int = 0
+    elapsed: float = 0.0
+
+
+def start_worker() -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONPATH": str(HERE), "DEMO_BROKER_URL": f"sqlite:///{OUT / 'demo.db'}"}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celeriac",
-            "worker",
-            "-A",
-            "demo_tasks",
-            "-c",
-            "2",
-            "-l",
-            "info",
-            "--logfile",
-            str(log),
-        ],
-        cwd=HERE,
-        env=env,
-        start_new_session=True,
+    cmd = [sys.executable, "-m", "celeriac", "worker", "-A", "demo_tasks", "-c", "2", "-l", "info"]
+    return subprocess.Popen(
+        [*cmd, "--logfile", str(OUT / "worker.log")], cwd=HERE, env=env, start_new_session=True
     )
-    return proc, log
 
 
-def wait_ready(app, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+def wait_ready(app: Any, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    from celeriac.observe.records import WorkerStats
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             sys.exit(f"the worker exited at start (code {proc.returncode}); see demo-output/worker.log")
-        nodes = app.broker.node_stats()
-        if nodes and all(
-            c.get("ready_s") is not None
-            for n in nodes
-            for c in __import__("orjson").loads(n.payload)["children"]
-        ):
+        nodes = [WorkerStats.from_json(n.payload) for n in app.broker.node_stats()]
+        if nodes and all(c.ready_s is not None for n in nodes for c in n.children):
             return
         time.sleep(0.05)
     sys.exit("the worker did not become ready; see demo-output/worker.log")
@@ -73,15 +80,90 @@ def sparkline(values: list[int], width: int = 60) -> str:
     return "".join(BARS[min(8, round(v / top * 8))] for v in points)
 
 
-def progress(done: int, total: int, lengths: dict[str, int], elapsed: float, tty: bool) -> None:
+def show_progress(done: int, total: int, lengths: dict[str, int], elapsed: float, tty: bool) -> None:
     width = 30
     filled = int(width * done / total) if total else width
     queues = "  ".join(f"{name}: {n:>5}" for name, n in lengths.items())
-    line = f"[{'#' * filled}{'.' * (width - filled)}] {done:>5}/{total} sent tasks finished  {elapsed:5.1f} s  waiting: {queues}"
+    bar = f"[{'#' * filled}{'.' * (width - filled)}]"
+    line = f"{bar} {done:>5}/{total} tasks done  {elapsed:5.1f} s  waiting: {queues}"
+    print("\r" + line if tty else line, end="" if tty else "\n", flush=True)
+
+
+def send_wave(shop: Any, wave: tuple[int, ...]) -> list[Any]:
+    images, receipts, charges, reports, short = wave
+    results = shop.resize_image.apply_many([(i,) for i in range(images)])
+    results += shop.send_receipt.apply_many([(i,) for i in range(receipts)])
+    results += shop.charge_card.apply_many([(i, 100 * i) for i in range(charges)])
+    results += shop.build_report.apply_many([(i,) for i in range(reports)])
+    results += shop.resize_image.apply_many([(i,) for i in range(short)], queue="celery")
+    return results
+
+
+def drive(shop: Any) -> Run:
+    """Send the waves, sample queue lengths every 0.1 s, until everything ran."""
+    run = Run()
+    total = sum(sum(wave) for wave in WAVES)
+    waves = list(WAVES)
+    tty = sys.stdout.isatty()
+    started = next_wave = time.monotonic()
+    last_print = 0.0
+    while True:
+        now = time.monotonic()
+        if waves and now >= next_wave:
+            wave = waves.pop(0)
+            run.results += send_wave(shop, wave)
+            run.sent += sum(wave)
+            next_wave = now + WAVE_GAP_S
+        lengths = {name: shop.app.broker.queue_length(name).total for name in QUEUES}
+        for name, n in lengths.items():
+            run.history[name].append(n)
+        if now - last_print >= (0.1 if tty else 1.0):
+            show_progress(run.sent - sum(lengths.values()), total, lengths, now - started, tty)
+            last_print = now
+        if not waves and not any(lengths.values()):
+            break
+        time.sleep(0.1)
+    while any(r.state in ("PENDING", "STARTED", "RETRY") for r in run.results):
+        time.sleep(0.2)  # a retry with backoff may still be waiting for its countdown
+    run.elapsed = time.monotonic() - started
+    show_progress(total, total, dict.fromkeys(QUEUES, 0), run.elapsed, tty)
     if tty:
-        print("\r" + line, end="", flush=True)
-    else:
-        print(line, flush=True)
+        print()
+    return run
+
+
+def summarise(app: Any, run: Run, nodes: list[Any], code: int) -> None:
+    states = Counter(r.state for r in run.results)
+    retried = sum(1 for r in run.results if r.retries)
+    print("\n== what the monitor saw ==")
+    for name, values in run.history.items():
+        print(f"queue length {name:<10} peak {max(values):>5}  {sparkline(values)}")
+    stall = longest_stall(run.history["celery"])
+    if stall >= 0.5:
+        print(
+            f"            the celery queue stood still for {stall:.1f} s: both children were running long\n"
+            "            reports while short tasks waited behind them (mixed workloads belong on\n"
+            "            separate queues and workers: see docs/worker.md, 'Prefetch')"
+        )
+    rate = run.sent / run.elapsed
+    print(f"\nthroughput  {run.sent} tasks in {run.elapsed:.1f} s = {rate:,.0f} tasks/s (reports included)")
+    print("outcomes    " + ", ".join(f"{state} {n}" for state, n in sorted(states.items())))
+    print(f"retried     {retried} tasks ran more than once (mail server busy, backoff)")
+    print(f"dead letters {app.broker.dead_letter_count()}")
+    for node in nodes:
+        print(
+            f"\nworker {node.node}: {node.tasks} task runs ({node.failed} raised), "
+            f"master RSS {node.master_rss_kib} KiB"
+        )
+        for child in node.children:
+            print(
+                f"  child {child.index} (pid {child.pid}): {child.tasks:>6} tasks   "
+                f"RSS {child.rss_kib or 0:>6} KiB   own memory (USS) {child.uss_kib or 0:>6} KiB"
+            )
+        if node.exits:
+            print("  child exits: " + ", ".join(f"{reason} {n}" for reason, n in node.exits.items()))
+    print(f"\nthe worker stopped with exit code {code} after a warm shutdown (SIGTERM).")
+    print("The failures are intended: declined cards fail for good; busy mail servers are retried.")
 
 
 def main() -> int:
@@ -91,78 +173,21 @@ def main() -> int:
     os.environ["DEMO_BROKER_URL"] = f"sqlite:///{OUT / 'demo.db'}"
     sys.path.insert(0, str(HERE))
     import demo_tasks as shop
+
     from celeriac.observe.records import WorkerStats
 
-    app = shop.app
-    print("celeriac demo: 1 worker node, 2 child processes, embedded SQLite broker")
-    print(f"  broker file: {OUT / 'demo.db'}   worker log: {OUT / 'worker.log'}\n")
-    proc, _log = start_worker()
+    print("celeriac demo: one worker node with 2 child processes on the embedded SQLite broker")
+    print(f"  broker file {OUT / 'demo.db'}\n  worker log  {OUT / 'worker.log'}\n")
+    proc = start_worker()
     try:
-        wait_ready(app, proc)
-        results = []
-        history: dict[str, list[int]] = {"celery": [], "transient": []}
-        started = time.monotonic()
-        waves = [(2000, 1500, 8, 300, 140), (3000, 2500, 8, 400, 140), (1000, 1000, 8, 200, 70)]
-        total = sum(sum(w) for w in waves)
-        tty = sys.stdout.isatty()
-        next_wave = started
-        sent = 0
-        last_print = 0.0
-        while True:
-            now = time.monotonic()
-            if waves and now >= next_wave:
-                short, images, reports, receipts, charges = waves.pop(0)
-                results += shop.resize_image.apply_many([(i,) for i in range(images)])
-                results += shop.send_receipt.apply_many([(i,) for i in range(receipts)])
-                results += shop.charge_card.apply_many([(i, 100 * i) for i in range(charges)])
-                results += shop.build_report.apply_many([(i,) for i in range(reports)])
-                results += shop.resize_image.apply_many([(i,) for i in range(short)], queue="celery")
-                sent += short + images + reports + receipts + charges
-                next_wave = now + 1.5
-            lengths = {name: app.broker.queue_length(name).total for name in history}
-            for name, n in lengths.items():
-                history[name].append(n)
-            waiting = sum(lengths.values())
-            if now - last_print >= (0.1 if tty else 1.0):
-                progress(sent - waiting, total, lengths, now - started, tty)
-                last_print = now
-            if not waves and waiting == 0:
-                break
-            time.sleep(0.1)
-        progress(total, total, {k: 0 for k in history}, time.monotonic() - started, tty)
-        print()
-        states = Counter(r.state for r in results)
-        while states.get("PENDING", 0) or states.get("RETRY", 0) or states.get("STARTED", 0):
-            time.sleep(0.1)
-            states = Counter(r.state for r in results)
-        elapsed = time.monotonic() - started
-        time.sleep(0.6)  # one more heartbeat, so the statistics include the last tasks
-        nodes = [WorkerStats.from_json(n.payload) for n in app.broker.node_stats()]
+        wait_ready(shop.app, proc)
+        run = drive(shop)
+        time.sleep(0.6)  # one more heartbeat (every 0.5 s here), so the statistics include the last tasks
+        nodes = [WorkerStats.from_json(n.payload) for n in shop.app.broker.node_stats()]
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         code = proc.wait(timeout=30)
-    retried = sum(1 for r in results if r.retries)
-    print("\n== what the monitor saw ==")
-    for name, values in history.items():
-        print(f"queue length {name:<10} peak {max(values):>5}  {sparkline(values)}")
-    print(
-        f"\nthroughput: {total} tasks in {elapsed:.1f} s = {total / elapsed:,.0f} tasks/s (including the long reports)"
-    )
-    print("outcomes:   " + ", ".join(f"{state} {n}" for state, n in sorted(states.items())))
-    print(f"retried:    {retried} tasks succeeded or failed after at least one retry")
-    print(f"dead letters: {app.broker.dead_letter_count()}")
-    for node in nodes:
-        print(
-            f"\nworker {node.node}: {node.tasks} task runs ({node.failed} raised), master RSS {node.master_rss_kib} KiB"
-        )
-        for child in node.children:
-            print(
-                f"  child {child.index} (pid {child.pid}): {child.tasks:>6} tasks   RSS {child.rss_kib or 0:>6} KiB   own memory (USS) {child.uss_kib or 0:>6} KiB"
-            )
-        if node.exits:
-            print("  child exits: " + ", ".join(f"{reason} {n}" for reason, n in node.exits.items()))
-    print(f"\nworker stopped with exit code {code} after a warm shutdown (SIGTERM).")
-    print("failures above are intended: declined cards fail for good, busy mail servers are retried.")
+    summarise(shop.app, run, nodes, code)
     return 0 if code == 0 else 1
 
 

@@ -202,7 +202,13 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     if args.json:
         payload = {
             "queues": [
-                {"queue": q.queue, "ready": q.ready, "scheduled": q.scheduled, "reserved": q.reserved}
+                {
+                    "queue": q.queue,
+                    "ready": q.ready,
+                    "scheduled": q.scheduled,
+                    "reserved": q.reserved,
+                    "running": q.running,
+                }
                 for q in lengths
             ],
             "dead_letters": dead,
@@ -211,9 +217,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         sys.stdout.write(orjson.dumps(payload, option=orjson.OPT_INDENT_2).decode() + "\n")
         return EXIT_OK
     print(f"broker {app.conf.broker_url}")
-    print(f"{'queue':<24} {'ready':>8} {'scheduled':>10} {'reserved':>9}")
+    print(f"{'queue':<24} {'ready':>8} {'scheduled':>10} {'reserved':>9} {'running':>8}")
     for q in lengths:
-        print(f"{q.queue:<24} {q.ready:>8} {q.scheduled:>10} {q.reserved:>9}")
+        print(f"{q.queue:<24} {q.ready:>8} {q.scheduled:>10} {q.reserved:>9} {q.running:>8}")
     print(f"dead letters: {dead}" + ("  (celeriac deadletters list)" if dead else ""))
     print(f"workers: {len(nodes)}")
     for node in nodes:
