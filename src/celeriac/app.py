@@ -78,6 +78,48 @@ UNSUPPORTED_OPTIONS = {
 }
 
 
+#: Settings whose change means a new broker / result backend / router.
+_BROKER_SETTINGS = frozenset(
+    {"broker_url", "broker_transport_options", "broker_lease_timeout", "task_delivery_limit"}
+)
+_BACKEND_SETTINGS = frozenset(
+    {"result_backend", "result_serializer", "result_accept_content", "accept_content", "result_expires"}
+)
+_ROUTER_SETTINGS = frozenset(
+    {
+        "task_queues",
+        "task_routes",
+        "task_default_queue",
+        "task_default_delivery_mode",
+        "task_default_priority",
+        "task_create_missing_queues",
+    }
+)
+
+
+def _optional_seconds(name: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    seconds = _seconds_option(name, value)
+    if seconds < 0:
+        raise ConfigurationError(f"{name}={value!r}: expected a number of seconds >= 0")
+    return seconds
+
+
+def _optional_int(name: str, value: Any, low: int, high: int | None = None) -> int | None:
+    if value is None:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or value < low
+        or (high is not None and value > high)
+    ):
+        bounds = f"from {low} to {high}" if high is not None else f">= {low}"
+        raise ConfigurationError(f"{name}={value!r}: expected an integer {bounds}")
+    return value
+
+
 def _seconds_option(name: str, value: Any) -> float:
     if isinstance(value, timedelta):
         return value.total_seconds()
@@ -114,7 +156,7 @@ class Celeriac:
             explicit["include"] = include
         if explicit:
             self.conf.update(explicit)
-            self.conf._apply_environ(os.environ)
+            self.conf.apply_environment()
         self.tasks: dict[str, Task] = {}
         self._extra_hooks: list[Hooks] = []
         self.origin = f"gen{os.getpid()}@{socket.gethostname()}"
@@ -135,13 +177,25 @@ class Celeriac:
                 return
             raise
         self.conf.update(values)
-        self.conf._apply_environ(os.environ)
+        self.conf.apply_environment()
 
-    def _reset(self) -> None:
-        """Settings changed: build broker, backend, router and hooks again on next use."""
-        for name in ("broker", "backend", "router", "hooks"):
+    def _reset(self, changed: frozenset[str]) -> None:
+        """Settings changed: rebuild what depends on them (and only that) on next use.
+
+        An in-memory broker or backend is kept unless its own settings change, so
+        queued messages and stored results survive e.g. a worker option override.
+        """
+        stale: set[str] = set()
+        if changed & _BROKER_SETTINGS:
+            stale |= {"broker", "backend", "hooks"}
+            self._declared.clear()
+        if changed & _BACKEND_SETTINGS:
+            stale |= {"backend", "hooks"}
+        if changed & _ROUTER_SETTINGS:
+            stale.add("router")
+            self._declared.clear()
+        for name in stale:
             self.__dict__.pop(name, None)
-        self._declared.clear()
 
     @cached_property
     def broker(self) -> Broker:
@@ -334,7 +388,9 @@ class Celeriac:
         serializer = (
             options.get("serializer") or (task.serializer if task else None) or self.conf.task_serializer
         )
+        _optional_int("priority", options.get("priority"), 0, 255)
         route = self._route(name, args, kwargs, options, task)
+        _optional_int("priority", route.priority, 0, 255)
         task_id = task_id or str(uuid.uuid4())
         ignore = options.get("ignore_result")
         message = TaskMessage(
@@ -342,11 +398,11 @@ class Celeriac:
             task=name,
             args=tuple(args),
             kwargs=dict(kwargs or {}),
-            retries=int(options.get("retries") or 0),
+            retries=_optional_int("retries", options.get("retries"), 0) or 0,
             eta=eta,
             expires=expires,
-            time_limit=options.get("time_limit"),
-            soft_time_limit=options.get("soft_time_limit"),
+            time_limit=_optional_seconds("time_limit", options.get("time_limit")),
+            soft_time_limit=_optional_seconds("soft_time_limit", options.get("soft_time_limit")),
             root_id=options.get("root_id")
             or (parent.root_id if parent and not parent.called_directly else None)
             or task_id,

@@ -10,9 +10,10 @@ that says so (see :data:`CELERY_IGNORED`), so a Celery configuration module
 loads unchanged.
 
 Environment: ``CELERIAC_<NAME>`` (for example ``CELERIAC_BROKER_URL``)
-overrides any setting; ``CELERY_BROKER_URL`` and ``CELERY_RESULT_BACKEND`` are
-honoured too. Values from the environment are parsed for the setting's type
-(JSON for lists and mappings).
+overrides the values given to the app's constructor and ``config_from_object``;
+``CELERY_BROKER_URL`` and ``CELERY_RESULT_BACKEND`` are honoured too. Values set
+in code afterwards (``app.conf.x = ...``) win. Values from the environment are
+parsed for the setting's type (JSON for lists and mappings).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import difflib
 import importlib
 import logging
 import os
+import types
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -599,15 +601,18 @@ class Settings:
         self,
         values: Mapping[str, Any] | None = None,
         environ: Mapping[str, str] | None = None,
-        listener: Callable[[], None] | None = None,
+        listener: Callable[[frozenset[str]], None] | None = None,
     ) -> None:
         object.__setattr__(self, "_values", {s.name: s.default for s in SETTINGS})
         object.__setattr__(self, "_listener", listener)
         if values:
             self.update(values)
-        self._apply_environ(os.environ if environ is None else environ)
+        self.apply_environment(environ)
 
-    def _apply_environ(self, environ: Mapping[str, str]) -> None:
+    def apply_environment(self, environ: Mapping[str, str] | None = None) -> None:
+        """Apply ``CELERIAC_<NAME>`` (and ``CELERY_BROKER_URL``, ``CELERY_RESULT_BACKEND``)
+        from ``environ`` (default: the process environment) over the current values."""
+        environ = os.environ if environ is None else environ
         for env_name, name in _ENV_ALIASES.items():
             if env_name in environ:
                 self[name] = parse_env_value(SETTINGS_BY_NAME[name], environ[env_name])
@@ -636,7 +641,7 @@ class Settings:
             raise _unknown(name)
         self._values[name] = setting.validate(name, value)
         if self._listener is not None:
-            self._listener()
+            self._listener(frozenset((name,)))
 
     def __setattr__(self, name: str, value: Any) -> None:
         self[name] = value
@@ -661,7 +666,7 @@ class Settings:
             staged[name] = value
         self._values.update(staged._values)
         if self._listener is not None:
-            self._listener()
+            self._listener(frozenset(items) & frozenset(SETTINGS_BY_NAME))
 
     def as_dict(self) -> dict[str, Any]:
         """A copy of every setting's current value."""
@@ -712,8 +717,15 @@ def from_object(obj: Any, namespace: str | None = None) -> dict[str, Any]:
             if not key.startswith(prefix):
                 continue
             found[key[len(prefix) :].lower()] = value
-        elif key.islower() and not callable(value) and not hasattr(value, "__file__"):
+        elif key.islower() and not callable(value) and not isinstance(value, types.ModuleType):
             found[key] = value
+        elif key.isupper() and key.lower() in SETTINGS_BY_NAME:
+            logger.warning(
+                "config_from_object: %s is ignored; settings are lower case: %s "
+                "(or pass namespace='CELERY' for CELERY_-prefixed names)",
+                key,
+                key.lower(),
+            )
     return found
 
 

@@ -99,13 +99,6 @@ class Hooks:
         """Called by the master every ``worker_stats_interval`` (housekeeping)."""
 
 
-_BEFORE = (
-    "after_child_start",
-    "before_task",
-    "before_settle",
-)
-
-
 class HookChain(Hooks):
     """Dispatches each hook to every registered :class:`Hooks` object."""
 
@@ -122,7 +115,7 @@ class HookChain(Hooks):
         return len(self._hooks)
 
     def _emit(self, name: str, *args: Any) -> None:
-        for hooks in self._hooks if name in _BEFORE else self._reversed:
+        for hooks in self._hooks if name.startswith("before_") else self._reversed:
             try:
                 getattr(hooks, name)(*args)
             except Exception:

@@ -8,9 +8,9 @@ Precedence, as in Celery:
 3. ``task_default_queue``.
 
 The delivery mode is the first of: the call's ``delivery_mode``, the route's,
-the queue's exchange ``delivery_mode``, ``task_default_delivery_mode``. A
-message is stored persistently only if it is persistent *and* its queue is
-durable.
+the queue's exchange ``delivery_mode``, transient for a queue declared
+``durable=False``, ``task_default_delivery_mode``. A message is stored
+persistently only if it is persistent *and* its queue is durable.
 
 Routers may be dicts (``{'proj.tasks.add': {'queue': 'q'}}``, keys may be globs
 such as ``'proj.reports.*'``, values may be a queue name), ``(pattern, route)``
@@ -28,7 +28,7 @@ from typing import Any
 
 from celeriac.errors import ConfigurationError
 from celeriac.protocol.entities import Queue, delivery_mode_of
-from celeriac.protocol.message import PERSISTENT
+from celeriac.protocol.message import PERSISTENT, TRANSIENT
 
 _ROUTE_KEYS = frozenset({"queue", "routing_key", "exchange", "delivery_mode", "priority"})
 
@@ -115,7 +115,11 @@ class Router:
         for queue in self.queues.values():
             if queue.routing_key == routing_key and (exchange_name in (None, queue.exchange.name)):
                 return queue
-        return self.queue(routing_key)
+        bound = ", ".join(f"{q.name} ({q.routing_key})" for q in self.queues.values())
+        raise ConfigurationError(
+            f"routing_key {routing_key!r} matches no declared queue (queues and their keys: {bound}): "
+            "declare the queue in task_queues or route with queue="
+        )
 
     def _from_routers(
         self, name: str, args: Any, kwargs: Any, options: Mapping[str, Any], task: Any
@@ -160,7 +164,9 @@ class Router:
             queue = self.queue(self.default_queue)
         mode = delivery_mode_of(merged.get("delivery_mode"), f"delivery_mode for {name}")
         if mode is None:
-            mode = queue.exchange.delivery_mode or self.default_delivery_mode
+            mode = queue.exchange.delivery_mode or (
+                TRANSIENT if not queue.durable else self.default_delivery_mode
+            )
         priority = merged.get("priority", self.default_priority)
         route = Route(queue, mode, priority)
         if not explicit and self._static:

@@ -59,6 +59,8 @@ class Request:
 
 
 _current: contextvars.ContextVar[Request | None] = contextvars.ContextVar("celeriac_request", default=None)
+#: The task the worker (or ``apply``) is entering through ``__call__`` right now.
+_invoking: contextvars.ContextVar[Task | None] = contextvars.ContextVar("celeriac_invoking", default=None)
 
 
 def current_request() -> Request | None:
@@ -149,8 +151,21 @@ class Task:
         raise NotImplementedError(f"task {self.name} has no run()")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        """Run the task body in this process, now."""
-        return self.run(*args, **kwargs)
+        """Run the task body in this process, now.
+
+        A direct call gets its own request (``called_directly=True``), even inside
+        another running task, so ``self.request`` and ``self.retry()`` never act on
+        the caller's message. When the worker or ``apply`` invoke the task through
+        an overridden ``__call__``, the request they pushed is kept.
+        """
+        if _invoking.get() is self:
+            _invoking.set(None)
+            return self.run(*args, **kwargs)
+        token = _current.set(Request(task=self.name, args=args, kwargs=kwargs))
+        try:
+            return self.run(*args, **kwargs)
+        finally:
+            _current.reset(token)
 
     def __repr__(self) -> str:
         return f"<@task: {self.name}>"
@@ -189,6 +204,7 @@ class Task:
         kwargs = dict(kwargs or {})
         self._check_arguments(args, kwargs)
         if self.app.conf.task_always_eager:
+            self.app.build_message(self.name, args, kwargs, task_id, self, **options)  # same checks as a send
             return self.apply(args, kwargs, task_id=task_id, throw=self.app.conf.task_eager_propagates)
         return self.app.send_task(self.name, args, kwargs, task_id=task_id, task=self, **options)
 
@@ -243,12 +259,22 @@ class Task:
                 pop_request(token)
             return EagerResult(task_id, SUCCESS, value, None, self.name)
 
+    def _invoke(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
+        """Run the body under the request already pushed (through a custom ``__call__`` if any)."""
+        if type(self).__call__ is Task.__call__:
+            return self.run(*args, **kwargs)
+        token = _invoking.set(self)
+        try:
+            return self(*args, **kwargs)
+        finally:
+            _invoking.reset(token)
+
     def call_with_autoretry(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
         """Call the body; an exception listed in ``autoretry_for`` becomes ``self.retry``."""
         if not self.autoretry_for:
-            return self(*args, **kwargs)
+            return self._invoke(args, kwargs)
         try:
-            return self(*args, **kwargs)
+            return self._invoke(args, kwargs)
         except (Retry, Ignore, Reject):
             raise
         except self.autoretry_for as exc:

@@ -8,8 +8,9 @@ headers
     ``lang`` (``"py"``), ``task`` (name), ``id``, ``shadow``, ``eta`` and
     ``expires`` (ISO 8601 or null), ``group``, ``group_index``, ``retries``,
     ``timelimit`` (``[hard, soft]`` in seconds, each may be null), ``root_id``,
-    ``parent_id``, ``argsrepr``, ``kwargsrepr``, ``origin``, ``ignore_result``,
-    ``replaced_task_nesting``, ``stamped_headers``, ``stamps``.
+    ``parent_id``, ``argsrepr``, ``kwargsrepr``, ``origin``, ``ignore_result``.
+    Celery 5.3+ also sends ``replaced_task_nesting``, ``stamped_headers`` and
+    ``stamps``; they are kept and passed on like any other header.
 properties
     ``correlation_id`` (the task id), ``reply_to``, ``delivery_mode``
     (2 persistent, 1 transient) and ``priority``.

@@ -56,8 +56,6 @@ def _json_default(obj: Any) -> Any:
         return {"__type__": "time", "__value__": obj.isoformat()}
     if isinstance(obj, Decimal):
         return {"__type__": "decimal", "__value__": str(obj)}
-    if isinstance(obj, uuid.UUID):
-        return {"__type__": "uuid", "__value__": {"hex": obj.hex}}
     if isinstance(obj, bytes | bytearray | memoryview):
         raw = bytes(obj)
         try:
@@ -95,10 +93,38 @@ def _revive(obj: Any) -> Any:
 
 
 _JSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_NON_STR_KEYS
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _has_uuid(obj: Any) -> bool:
+    kind = type(obj)
+    if kind in _SCALARS:
+        return False
+    if kind is list or kind is tuple:
+        return any(_has_uuid(v) for v in obj)
+    if kind is dict:
+        return any(_has_uuid(v) for v in obj.values())
+    return isinstance(obj, uuid.UUID)
+
+
+def _mark_uuids(obj: Any) -> Any:
+    if isinstance(obj, uuid.UUID):
+        return {"__type__": "uuid", "__value__": {"hex": obj.hex, "version": obj.version}}
+    if isinstance(obj, list | tuple):
+        return [_mark_uuids(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: _mark_uuids(v) for k, v in obj.items()}
+    return obj
 
 
 def json_dumps(obj: Any) -> bytes:
-    """Encode ``obj`` as JSON bytes with kombu's type markers."""
+    """Encode ``obj`` as JSON bytes with kombu's type markers.
+
+    orjson writes ``UUID`` values as plain strings on its own, so they are
+    replaced by kombu's marker first (after a cheap scan, only when present).
+    """
+    if _has_uuid(obj):
+        obj = _mark_uuids(obj)
     return orjson.dumps(obj, default=_json_default, option=_JSON_OPTIONS)
 
 

@@ -163,6 +163,10 @@ def decode(envelope: Envelope, accept: frozenset[str], max_bytes: int | None) ->
         return _build(envelope, task, task_id, accept)
     except _Invalid as exc:
         if task_id is None and isinstance(envelope.headers, Mapping):
-            task_id = envelope.headers.get("id") if isinstance(envelope.headers.get("id"), str) else None
-            task = envelope.headers.get("task") if isinstance(envelope.headers.get("task"), str) else None
+            task_id = _readable(envelope.headers.get("id"))
+            task = _readable(envelope.headers.get("task"))
         return InvalidMessage(str(exc), task_id, task)
+
+
+def _readable(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from celeriac.errors import ProtocolError
-from celeriac.hooks import FAILURE, READY_STATES, RETRY
+from celeriac.hooks import FAILURE, READY_STATES, RETRY, REVOKED
 from celeriac.protocol import serializers
 
 
@@ -56,10 +56,17 @@ def exception_to_dict(exc: BaseException) -> dict[str, Any]:
 
 
 _MADE_UP: dict[tuple[str, str], type[Exception]] = {}
+#: States whose stored value is an exception.
+_EXCEPTION_STATES = frozenset({FAILURE, RETRY, REVOKED})
 
 
 def exception_from_dict(data: Any) -> BaseException:
-    """Rebuild an exception stored by :func:`exception_to_dict` (never imports a module)."""
+    """Rebuild an exception stored by :func:`exception_to_dict` (never imports a module).
+
+    Only ``Exception`` subclasses are reused: a stored ``SystemExit`` or
+    ``KeyboardInterrupt`` comes back as a made-up ``Exception`` of that name, so
+    ``result.get()`` never exits the caller.
+    """
     if not isinstance(data, dict) or "exc_type" not in data:
         return Exception(data)
     module_name = str(data.get("exc_module") or "builtins")
@@ -69,7 +76,7 @@ def exception_from_dict(data: Any) -> BaseException:
     cls: Any = sys.modules.get(module_name)
     for part in type_name.split("."):
         cls = getattr(cls, part, None)
-    if not (isinstance(cls, type) and issubclass(cls, BaseException)):
+    if not (isinstance(cls, type) and issubclass(cls, Exception)):
         key = (module_name, type_name)
         if key not in _MADE_UP:
             _MADE_UP[key] = type(type_name.rsplit(".", 1)[-1], (Exception,), {"__module__": module_name})
@@ -114,7 +121,7 @@ class ResultBackend(abc.ABC):
     def encode(self, item: PendingResult) -> tuple[str, bytes]:
         """Encode the value of ``item`` (an exception for FAILURE and RETRY)."""
         value = item.result
-        if item.state in (FAILURE, RETRY) and isinstance(value, BaseException):
+        if item.state in _EXCEPTION_STATES and isinstance(value, BaseException):
             value = exception_to_dict(value)
         try:
             raw = serializers.dumps({"result": value, "meta": item.meta}, self.serializer)
@@ -144,7 +151,7 @@ class ResultBackend(abc.ABC):
         if raw is not None:
             payload = serializers.loads(bytes(raw), content_type, self.accept)
             value, meta = payload.get("result"), payload.get("meta") or {}
-        if state in (FAILURE, RETRY):
+        if state in _EXCEPTION_STATES:
             value = exception_from_dict(value)
         return ResultRecord(task_id, state, value, meta=meta, **fields)
 

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import contextvars
 from datetime import UTC, datetime
 from typing import Any
 
+from celeriac.context import in_worker_task
 from celeriac.errors import ConfigurationError, TimeoutError
 from celeriac.hooks import FAILURE, PENDING, READY_STATES, SUCCESS
 from celeriac.results.base import ResultBackend, ResultRecord
-
-#: Set while a task runs in a worker, so result.get() inside a task can refuse.
-in_worker_task: contextvars.ContextVar[bool] = contextvars.ContextVar("in_worker_task", default=False)
 
 
 class AsyncResult:

@@ -17,13 +17,15 @@ Acknowledgement modes:
 from __future__ import annotations
 
 import logging
+import os
 import time
 import traceback
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from celeriac.brokers.base import Broker, Delivery
+from celeriac.brokers.base import Broker, Delivery, Outgoing
+from celeriac.context import in_worker_task
 from celeriac.errors import Ignore, Reject, Retry, TaskRevokedError
 from celeriac.hooks import (
     FAILURE,
@@ -39,7 +41,6 @@ from celeriac.hooks import (
 from celeriac.protocol import serializers
 from celeriac.protocol.message import TaskMessage
 from celeriac.protocol.validate import InvalidMessage, decode
-from celeriac.results.result import in_worker_task
 from celeriac.task import Request, Task, pop_request, push_request
 
 if TYPE_CHECKING:
@@ -49,6 +50,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger("celeriac.worker")
 
 ACK, REQUEUE, DEAD, SETTLED = "ack", "requeue", "dead", "settled"
+#: A message whose ETA is further away than this is scheduled again instead of run.
+ETA_TOLERANCE_S = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +81,19 @@ class TaskPolicy:
 
 def _pick(value: Any, default: Any) -> Any:
     return default if value is None else value
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def user_traceback(exc: BaseException) -> str:
+    """The traceback of ``exc`` without the worker's own frames above the task's code."""
+    tb = exc.__traceback__
+    while (
+        tb is not None and tb.tb_next is not None and tb.tb_frame.f_code.co_filename.startswith(_PACKAGE_DIR)
+    ):
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb))
 
 
 class Executor:
@@ -126,14 +142,15 @@ class Executor:
         self.hooks.after_dead_letter(DeadLettered(reason, task_id, task_name, delivery.queue))
         return _SETTLED
 
-    def _resolve(self, delivery: Delivery) -> tuple[TaskMessage, Task] | str:
+    def _resolve(self, delivery: Delivery) -> tuple[TaskMessage, Task] | InvalidMessage:
         message = decode(delivery.envelope, self.accept, self.max_bytes)
         if isinstance(message, InvalidMessage):
-            return message.reason
+            return message
         task = self.app.tasks.get(message.task)
         if task is None:
             known = ", ".join(sorted(self.app.tasks)[:10]) or "none"
-            return f"unknown task {message.task!r}: not registered in this worker (it knows: {known})"
+            reason = f"unknown task {message.task!r}: not registered in this worker (it knows: {known})"
+            return InvalidMessage(reason, message.id, message.task)
         return message, task
 
     def _request(self, message: TaskMessage, task: Task, policy: TaskPolicy, delivery: Delivery) -> Request:
@@ -174,27 +191,32 @@ class Executor:
         request_token = push_request(request)
         worker_token = in_worker_task.set(True)
         try:
+            outcome = self._body(task, request)
+            outcome.runtime = time.perf_counter() - started
+            self._handlers(task, request, outcome)
+            self.hooks.after_task(request, outcome)
+        finally:
+            in_worker_task.reset(worker_token)
+            pop_request(request_token)
+        return outcome
+
+    def _body(self, task: Task, request: Request) -> Outcome:
+        try:
             self.hooks.before_task(request)
             self.in_body = True
             try:
                 value = task.call_with_autoretry(request.args, request.kwargs)
             finally:
                 self.in_body = False
-            outcome = Outcome(SUCCESS, value)
+            return Outcome(SUCCESS, value)
         except Retry as retry:
-            outcome = Outcome(RETRY, exc=retry.exc or retry, traceback=traceback.format_exc())
+            return Outcome(RETRY, exc=retry.exc or retry, traceback=user_traceback(retry.exc or retry))
         except Ignore:
-            outcome = Outcome(IGNORED)
+            return Outcome(IGNORED)
         except Reject as reject:
-            outcome = Outcome(REJECTED, exc=reject)
+            return Outcome(REJECTED, exc=reject)
         except (Exception, SystemExit, KeyboardInterrupt) as exc:
-            outcome = Outcome(FAILURE, exc=exc, traceback=traceback.format_exc())
-        outcome.runtime = time.perf_counter() - started
-        self._handlers(task, request, outcome)
-        self.hooks.after_task(request, outcome)
-        in_worker_task.reset(worker_token)
-        pop_request(request_token)
-        return outcome
+            return Outcome(FAILURE, exc=exc, traceback=user_traceback(exc))
 
     @staticmethod
     def _handlers(task: Task, request: Request, outcome: Outcome) -> None:
@@ -253,22 +275,30 @@ class Executor:
             return Settlement(DEAD, f"task raised {outcome.exc!r}", failed=True)
         return Settlement(ACK, failed=True) if failed else _ACK
 
+    def _reschedule(self, delivery: Delivery, message: TaskMessage) -> Settlement:
+        """A producer that does not schedule on the broker sent a task before its ETA:
+        store it again as scheduled (due at its ETA) and ack this delivery."""
+        priority = delivery.envelope.properties.get("priority") or 0
+        self.broker.publish(
+            [
+                Outgoing(
+                    delivery.queue, delivery.envelope, delivery.persistent, message.eta_timestamp, priority
+                )
+            ]
+        )
+        logger.info("Task %s[%s] arrived before its ETA %s: scheduled", message.task, message.id, message.eta)
+        return _ACK
+
     # -- the whole thing --------------------------------------------------------------------
 
     def execute(self, delivery: Delivery) -> Settlement:
         """Handle one delivery; the returned settlement says what is left to do."""
         resolved = self._resolve(delivery)
-        if isinstance(resolved, str):
-            envelope = delivery.envelope
-            task_id = envelope.headers.get("id") if isinstance(envelope.headers, dict) else None
-            name = envelope.headers.get("task") if isinstance(envelope.headers, dict) else None
-            return self.dead_letter(
-                delivery,
-                resolved,
-                task_id if isinstance(task_id, str) else None,
-                name if isinstance(name, str) else None,
-            )
+        if isinstance(resolved, InvalidMessage):
+            return self.dead_letter(delivery, resolved.reason, resolved.task_id, resolved.task_name)
         message, task = resolved
+        if message.eta is not None and message.eta.timestamp() > time.time() + ETA_TOLERANCE_S:
+            return self._reschedule(delivery, message)
         policy = self.policy(task)
         request = self._request(message, task, policy, delivery)
         if message.expires is not None and datetime.now(UTC) > message.expires:

@@ -1,0 +1,55 @@
+"""from_url: the broker for a URL, imported lazily; clear errors for everything else."""
+
+from __future__ import annotations
+
+import pytest
+
+from celeriac.brokers import BrokerOptions, from_url
+from celeriac.brokers.memory import MemoryBroker
+from celeriac.brokers.sqlite import SQLiteBroker
+from celeriac.errors import ConfigurationError
+
+
+def test_memory_url_gives_a_memory_broker_with_the_options():
+    options = BrokerOptions(lease_seconds=5, delivery_limit=2)
+    broker = from_url("memory://", options)
+    assert isinstance(broker, MemoryBroker)
+    assert broker.options is options
+
+
+def test_each_memory_broker_is_its_own_store():
+    assert from_url("memory://") is not from_url("memory://")
+
+
+def test_sqlite_url_gives_a_sqlite_broker(tmp_path):
+    broker = from_url(f"sqlite:///{tmp_path / 'b.db'}")
+    try:
+        assert isinstance(broker, SQLiteBroker)
+    finally:
+        broker.close()
+
+
+@pytest.mark.parametrize("url", ["redis://localhost:6379/0", "amqp://guest@localhost//"])
+def test_brokers_of_later_releases_are_named_as_unavailable(url):
+    with pytest.raises(ConfigurationError) as info:
+        from_url(url)
+    assert "not available in this version" in str(info.value)
+    assert "sqlite://" in str(info.value) and "memory://" in str(info.value)
+
+
+def test_unknown_scheme_lists_the_supported_ones():
+    with pytest.raises(ConfigurationError) as info:
+        from_url("carrier-pigeon://coop")
+    assert "unknown broker scheme 'carrier-pigeon'" in str(info.value)
+    assert "not available" not in str(info.value)
+
+
+@pytest.mark.parametrize("url", ["celeriac.db", "", None])
+def test_value_that_is_not_a_url_is_refused(url):
+    with pytest.raises(ConfigurationError, match="is not a URL"):
+        from_url(url)  # type: ignore[arg-type]
+
+
+def test_sqlite_url_with_a_host_is_refused_with_the_right_spelling():
+    with pytest.raises(ConfigurationError, match="sqlite:///relative/path.db"):
+        from_url("sqlite://host/celeriac.db")

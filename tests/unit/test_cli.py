@@ -1,0 +1,320 @@
+"""The command line, called in process: help, argument errors, inspect, purge, call, result."""
+
+from __future__ import annotations
+
+import importlib
+import io
+import sys
+import textwrap
+import uuid
+
+import orjson
+import pytest
+
+from celeriac import cli
+from celeriac.hooks import FAILURE, SUCCESS
+from celeriac.results.base import PendingResult
+
+
+def run(argv: list[str], capsys) -> tuple[int, str, str]:
+    """``celeriac <argv>``: exit code, stdout, stderr (argparse exits are caught)."""
+    try:
+        code = cli.main(argv)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def app_module(tmp_path, monkeypatch):
+    """Write a module that creates an app; return (module name, imported module)."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))  # not a terminal
+    created: list[str] = []
+
+    def write(broker: str = "memory://", backend: str = "memory://", extra: str = ""):
+        name = f"celeriac_cli_app_{uuid.uuid4().hex[:8]}"
+        source = f"""
+            from celeriac import Celeriac, Queue
+            app = Celeriac("cliapp", broker={broker!r}, backend={backend!r})
+            {extra}
+
+            @app.task(name="cliapp.add")
+            def add(x, y):
+                return x + y
+            """
+        (tmp_path / f"{name}.py").write_text(textwrap.dedent(source))
+        created.append(name)
+        return name, importlib.import_module(name)
+
+    yield write
+    for name in created:
+        module = sys.modules.pop(name, None)
+        if module is not None:
+            module.app.close()
+
+
+def queue_row(out: str, queue: str) -> list[str]:
+    rows = [line.split() for line in out.splitlines() if line.split()[:1] == [queue]]
+    assert len(rows) == 1, f"no row for queue {queue!r} in:\n{out}"
+    return rows[0]
+
+
+# -- help and usage errors --------------------------------------------------------------------
+
+
+def test_help_exits_zero_and_lists_the_commands(capsys):
+    code, out, _ = run(["--help"], capsys)
+    assert code == 0
+    for command in ("worker", "inspect", "purge", "deadletters", "call", "result"):
+        assert command in out
+
+
+def test_worker_help_exits_zero_and_documents_the_options(capsys):
+    code, out, _ = run(["worker", "--help"], capsys)
+    assert code == 0
+    for option in (
+        "--concurrency",
+        "--prefetch-multiplier",
+        "--max-tasks-per-child",
+        "--max-memory-per-child",
+    ):
+        assert option in out
+    assert "KIB" in out
+
+
+def test_version(capsys):
+    code, out, _ = run(["--version"], capsys)
+    assert code == 0
+    assert out.strip() == f"celeriac {__import__('celeriac').__version__}"
+
+
+def test_no_command_is_a_usage_error(capsys):
+    code, _, err = run([], capsys)
+    assert code == 2
+    assert "COMMAND" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["worker", "-A", "x", "-c", "0"], ["-c/--concurrency", "0 must be 1 or more"]),
+        (["worker", "-A", "x", "-c", "two"], ["-c/--concurrency", "'two' is not a whole number"]),
+        (["worker", "-A", "x", "--prefetch-multiplier", "-1"], ["--prefetch-multiplier", "-1", ">= 0"]),
+        (["worker", "-A", "x", "--prefetch-multiplier", "lots"], ["--prefetch-multiplier", "'auto'"]),
+        (["worker", "-A", "x", "--max-memory-per-child", "0"], ["--max-memory-per-child", "1 or more"]),
+        (["worker", "-A", "x", "-l", "loud"], ["-l/--loglevel", "loud"]),
+        (["worker", "-A", "x", "-Q", ","], ["-Q/--queues", "at least one queue"]),
+        (["call", "t", "-A", "x", "--args", '{"a": 1}'], ["--args", "must be a JSON list"]),
+        (["call", "t", "-A", "x", "--kwargs", "[1]"], ["--kwargs", "must be a JSON object"]),
+    ],
+)
+def test_bad_arguments_exit_2_naming_the_argument(capsys, argv, words):
+    code, _, err = run(argv, capsys)
+    assert code == 2
+    for word in words:
+        assert word in err
+
+
+def test_worker_without_an_app_exits_2_saying_how_to_name_one(capsys):
+    code, _, err = run(["worker"], capsys)
+    assert code == 2
+    assert "no app given" in err
+    assert "-A" in err and "CELERIAC_APP" in err
+
+
+def test_app_module_that_cannot_be_imported_exits_2(capsys):
+    code, _, err = run(["inspect", "-A", "celeriac_cli_no_such_module"], capsys)
+    assert code == 2
+    assert "cannot import 'celeriac_cli_no_such_module'" in err
+
+
+def test_app_attribute_that_is_not_an_app_exits_2(capsys, app_module):
+    name, _ = app_module()
+    code, _, err = run(["inspect", "-A", f"{name}:add"], capsys)
+    assert code == 2
+    assert "is not a Celeriac app" in err
+
+
+def test_app_found_through_celeriac_app_variable(capsys, app_module, monkeypatch):
+    name, module = app_module()
+    module.add.delay(1, 2)
+    monkeypatch.setenv("CELERIAC_APP", name)
+    code, out, _ = run(["inspect"], capsys)
+    assert code == 0
+    assert queue_row(out, "celery")[1] == "1"
+
+
+# -- inspect ----------------------------------------------------------------------------------
+
+
+def test_inspect_prints_queue_lengths(capsys, app_module):
+    name, module = app_module()
+    for i in range(3):
+        module.add.delay(i, i)
+    module.add.apply_async((1, 1), countdown=600)
+    module.add.apply_async((1, 1), queue="reports")
+    code, out, _ = run(["inspect", "-A", name], capsys)
+    assert code == 0
+    assert "memory://" in out
+    assert queue_row(out, "celery")[1:3] == ["3", "1"]
+    assert queue_row(out, "reports")[1] == "1"
+    assert "dead letters: 0" in out
+    assert "workers: 0" in out
+
+
+def test_inspect_json(capsys, app_module):
+    name, module = app_module()
+    module.add.delay(1, 2)
+    module.app.send_task("cliapp.gone")
+    module.app.broker.reject(module.app.broker.fetch(["celery"], 1, 0, "c"), requeue=False, reason="test")
+    code, out, _ = run(["inspect", "-A", name, "--json"], capsys)
+    assert code == 0
+    payload = orjson.loads(out)
+    [celery] = [q for q in payload["queues"] if q["queue"] == "celery"]
+    assert (celery["ready"], celery["scheduled"]) == (1, 0)
+    assert payload["dead_letters"] == 1
+    assert payload["workers"] == []
+
+
+def test_inspect_a_sqlite_app(capsys, app_module, tmp_path):
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    name, module = app_module(broker=url, backend=url)
+    module.add.delay(1, 2)
+    module.add.delay(3, 4)
+    code, out, _ = run(["status", "-A", name], capsys)
+    assert code == 0
+    assert queue_row(out, "celery")[1] == "2"
+
+
+def test_inspect_lists_declared_queues_even_when_empty(capsys, app_module):
+    name, _ = app_module(extra='app.conf.task_queues = [Queue("celery"), Queue("idle")]')
+    code, out, _ = run(["inspect", "-A", name], capsys)
+    assert code == 0
+    assert queue_row(out, "idle")[1:4] == ["0", "0", "0"]
+
+
+# -- purge ------------------------------------------------------------------------------------
+
+
+def test_purge_with_force_removes_waiting_messages(capsys, app_module):
+    name, module = app_module()
+    module.add.delay(1, 2)
+    module.add.delay(3, 4)
+    code, out, _ = run(["purge", "-A", name, "-f"], capsys)
+    assert code == 0
+    assert "celery: removed 2 message(s)" in out
+    assert module.app.broker.queue_length("celery").total == 0
+
+
+def test_purge_only_the_named_queues(capsys, app_module):
+    name, module = app_module()
+    module.add.delay(1, 2)
+    module.add.apply_async((1, 2), queue="keep")
+    code, _, _ = run(["purge", "-A", name, "-f", "-Q", "celery"], capsys)
+    assert code == 0
+    assert module.app.broker.queue_length("celery").total == 0
+    assert module.app.broker.queue_length("keep").ready == 1
+
+
+def test_purge_without_force_on_non_interactive_input_refuses(capsys, app_module):
+    name, module = app_module()
+    module.add.delay(1, 2)
+    code, _, err = run(["purge", "-A", name], capsys)
+    assert code == 2
+    assert "-f/--force" in err
+    assert module.app.broker.queue_length("celery").ready == 1
+
+
+# -- call, result, deadletters ----------------------------------------------------------------
+
+
+def test_call_sends_a_task_by_name_and_prints_its_id(capsys, app_module):
+    name, module = app_module()
+    code, out, _ = run(
+        [
+            "call",
+            "cliapp.add",
+            "-A",
+            name,
+            "--args",
+            "[1, 2]",
+            "--queue",
+            "cli",
+            "--delivery-mode",
+            "transient",
+        ],
+        capsys,
+    )
+    assert code == 0
+    [delivery] = module.app.broker.fetch(["cli"], 10, 0, "c")
+    assert delivery.envelope.headers["id"] == out.strip()
+    assert delivery.envelope.headers["task"] == "cliapp.add"
+    assert delivery.persistent is False
+
+
+def test_result_prints_state_and_value(capsys, app_module):
+    name, module = app_module()
+    module.app.backend.store(PendingResult("done-id", SUCCESS, 3))
+    code, out, _ = run(["result", "done-id", "-A", name], capsys)
+    assert code == 0
+    assert out.splitlines()[0] == "SUCCESS: 3"
+
+
+def test_result_of_a_failed_task_exits_1_with_the_traceback(capsys, app_module):
+    name, module = app_module()
+    module.app.backend.store(PendingResult("bad-id", FAILURE, ValueError("nope"), "Traceback: here"))
+    code, out, _ = run(["result", "bad-id", "-A", name], capsys)
+    assert code == 1
+    assert out.startswith("FAILURE: ValueError('nope')")
+    assert "Traceback: here" in out
+
+
+def test_result_with_timeout_on_an_unfinished_task_exits_1(capsys, app_module):
+    name, _ = app_module()
+    code, _, err = run(["result", "pending-id", "-A", name, "--timeout", "0.01"], capsys)
+    assert code == 1
+    assert "pending-id" in err
+
+
+def test_deadletters_list_and_purge(capsys, app_module):
+    name, module = app_module()
+    broker = module.app.broker
+    result = module.app.send_task("cliapp.unknown")
+    broker.reject(broker.fetch(["celery"], 1, 0, "c"), requeue=False, reason="unknown task 'cliapp.unknown'")
+    code, out, _ = run(["deadletters", "list", "-A", name], capsys)
+    assert code == 0
+    assert f"task=cliapp.unknown[{result.id}]" in out
+    assert "unknown task 'cliapp.unknown'" in out
+    assert "1 dead letter(s)" in out
+
+    code, out, _ = run(["deadletters", "purge", "-A", name, "-f"], capsys)
+    assert code == 0
+    assert broker.dead_letter_count() == 0
+
+
+def test_deadletters_requeue_puts_them_back(capsys, app_module):
+    name, module = app_module()
+    broker = module.app.broker
+    module.add.delay(1, 2)
+    broker.reject(broker.fetch(["celery"], 1, 0, "c"), requeue=False, reason="test")
+    code, out, _ = run(["deadletters", "requeue", "-A", name], capsys)
+    assert code == 0
+    assert "requeued 1 message(s)" in out
+    assert broker.queue_length("celery").ready == 1
+
+
+def test_build_parser_parses_worker_options():
+    args = cli.build_parser().parse_args(
+        ["worker", "-A", "proj", "-c", "3", "--prefetch-multiplier", "auto", "-Q", "a, b", "-l", "INFO"]
+    )
+    assert (args.app, args.concurrency, args.prefetch_multiplier, args.queues, args.loglevel) == (
+        "proj",
+        3,
+        "auto",
+        ["a", "b"],
+        "info",
+    )
+    assert args.func is cli.cmd_worker

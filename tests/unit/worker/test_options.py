@@ -1,0 +1,75 @@
+"""WorkerOptions: the node's settings after command-line overrides, validated like settings."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+
+from celeriac import Queue
+from celeriac.errors import ConfigurationError
+from celeriac.worker.options import WorkerOptions, expand_nodename
+
+
+def test_defaults_come_from_the_settings(make_app):
+    app = make_app(worker_prefetch_multiplier=1, worker_max_tasks_per_child=100, broker_lease_timeout=12)
+    options = WorkerOptions.from_app(app)
+    assert options.queue_names == ["celery"]
+    assert options.concurrency == (os.cpu_count() or 1)
+    assert options.prefetch_multiplier == 1
+    assert options.max_tasks_per_child == 100
+    assert options.max_memory_per_child is None
+    assert options.lease_seconds == 12.0
+
+
+def test_command_line_overrides_win(make_app):
+    app = make_app(worker_concurrency=8)
+    options = WorkerOptions.from_app(
+        app, concurrency=2, prefetch_multiplier="auto", max_memory_per_child=200_000, queues=["a", "b"]
+    )
+    assert (options.concurrency, options.prefetch_multiplier, options.max_memory_per_child) == (
+        2,
+        "auto",
+        200_000,
+    )
+    assert options.queue_names == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    ("override", "setting"),
+    [
+        ({"concurrency": 0}, "worker_concurrency"),
+        ({"prefetch_multiplier": -2}, "worker_prefetch_multiplier"),
+        ({"max_memory_per_child": -1}, "worker_max_memory_per_child"),
+    ],
+)
+def test_bad_overrides_are_rejected_naming_the_setting(make_app, override, setting):
+    with pytest.raises(ConfigurationError, match=setting):
+        WorkerOptions.from_app(make_app(), **override)
+
+
+def test_every_declared_queue_is_consumed_by_default(make_app):
+    app = make_app(task_queues=[Queue("celery"), Queue("transient", durable=False)])
+    options = WorkerOptions.from_app(app)
+    assert options.queue_names == ["celery", "transient"]
+    assert options.queues[1].durable is False
+
+
+def test_undeclared_queue_is_refused_when_missing_queues_are_not_created(make_app):
+    app = make_app(task_queues=[Queue("celery")], task_create_missing_queues=False)
+    with pytest.raises(ConfigurationError, match="'other'"):
+        WorkerOptions.from_app(app, queues=["other"])
+
+
+def test_node_name_defaults_to_celeriac_at_host(make_app):
+    assert WorkerOptions.from_app(make_app()).nodename == f"celeriac@{socket.gethostname()}"
+
+
+def test_node_name_variables_are_expanded():
+    host = socket.gethostname()
+    short, _, domain = host.partition(".")
+    assert expand_nodename("w1@%h") == f"w1@{host}"
+    assert expand_nodename("%n-%i") == f"{short}-{os.getpid()}"
+    assert expand_nodename("x.%d") == f"x.{domain}"
+    assert expand_nodename("plain") == "plain"
