@@ -22,7 +22,8 @@ demo: $(STAMP)
 	@$(PY) demo/run_demo.py
 
 test: $(STAMP)
-	$(PY) -m pytest
+	@rm -f .coverage .coverage.*
+	$(PY) -m pytest --cov=celeriac --cov-report=term:skip-covered --cov-fail-under=90
 
 check: lint
 	$(PY) -m pytest tests/unit/test_layers.py -q
