@@ -149,8 +149,8 @@ def encode(message: TaskMessage) -> Envelope:
         timelimit=[message.time_limit, message.soft_time_limit],
         root_id=message.root_id or message.id,
         parent_id=message.parent_id,
-        argsrepr=_repr.repr(tuple(message.args)),
-        kwargsrepr=_repr.repr(dict(message.kwargs)),
+        argsrepr=_repr.repr(tuple(message.args)) if message.args else "()",
+        kwargsrepr=_repr.repr(dict(message.kwargs)) if message.kwargs else "{}",
         origin=message.origin,
         ignore_result=message.ignore_result,
     )

@@ -98,13 +98,13 @@ _SCALARS = (str, int, float, bool, type(None))
 
 def _has_uuid(obj: Any) -> bool:
     kind = type(obj)
-    if kind in _SCALARS:
-        return False
     if kind is list or kind is tuple:
-        return any(_has_uuid(v) for v in obj)
-    if kind is dict:
-        return any(_has_uuid(v) for v in obj.values())
-    return isinstance(obj, uuid.UUID)
+        values: Any = obj
+    elif kind is dict:
+        values = obj.values()
+    else:
+        return isinstance(obj, uuid.UUID)
+    return any(type(value) not in _SCALARS and _has_uuid(value) for value in values)
 
 
 def _mark_uuids(obj: Any) -> Any:

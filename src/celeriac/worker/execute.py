@@ -45,6 +45,7 @@ from celeriac.task import Request, Task, pop_request, push_request
 
 if TYPE_CHECKING:
     from celeriac.app import Celeriac
+    from celeriac.config import Settings
     from celeriac.worker.slots import Slot
 
 logger = logging.getLogger("celeriac.worker")
@@ -73,6 +74,7 @@ class TaskPolicy:
 
     acks_late: bool
     acks_on_failure: bool
+    reject_on_worker_lost: bool
     hard_limit: float | None
     soft_limit: float | None
     ignore_result: bool
@@ -81,6 +83,23 @@ class TaskPolicy:
 
 def _pick(value: Any, default: Any) -> Any:
     return default if value is None else value
+
+
+def task_policy(conf: Settings, task: Task | None) -> TaskPolicy:
+    """The effective options of ``task`` (the settings alone for an unknown task)."""
+
+    def option(name: str) -> Any:
+        return None if task is None else getattr(task, name)
+
+    return TaskPolicy(
+        acks_late=_pick(option("acks_late"), conf.task_acks_late),
+        acks_on_failure=_pick(option("acks_on_failure_or_timeout"), conf.task_acks_on_failure_or_timeout),
+        reject_on_worker_lost=_pick(option("reject_on_worker_lost"), conf.task_reject_on_worker_lost),
+        hard_limit=_pick(option("time_limit"), conf.task_time_limit),
+        soft_limit=_pick(option("soft_time_limit"), conf.task_soft_time_limit),
+        ignore_result=_pick(option("ignore_result"), conf.task_ignore_result),
+        track_started=_pick(option("track_started"), conf.task_track_started),
+    )
 
 
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -120,15 +139,7 @@ class Executor:
         """The effective options of ``task``."""
         found = self._policies.get(task.name)
         if found is None:
-            conf = self.app.conf
-            found = self._policies[task.name] = TaskPolicy(
-                acks_late=_pick(task.acks_late, conf.task_acks_late),
-                acks_on_failure=_pick(task.acks_on_failure_or_timeout, conf.task_acks_on_failure_or_timeout),
-                hard_limit=_pick(task.time_limit, conf.task_time_limit),
-                soft_limit=_pick(task.soft_time_limit, conf.task_soft_time_limit),
-                ignore_result=_pick(task.ignore_result, conf.task_ignore_result),
-                track_started=_pick(task.track_started, conf.task_track_started),
-            )
+            found = self._policies[task.name] = task_policy(self.app.conf, task)
         return found
 
     def dead_letter(

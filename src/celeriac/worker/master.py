@@ -51,6 +51,7 @@ from celeriac.hooks import DeadLettered, LostTask
 from celeriac.observe.records import ChildExit, ChildStats, ExitReason, WorkerStats
 from celeriac.worker.child import consumer_id, run_child
 from celeriac.worker.control import Action, Control
+from celeriac.worker.execute import task_policy
 from celeriac.worker.memory import MemoryProbe
 from celeriac.worker.prefetch import PrefetchWindow
 from celeriac.worker.slots import SlotTable, SlotView
@@ -325,25 +326,14 @@ class Master:
             if not view.running:
                 broker.consumer_lost(consumer, [], detail)
                 return ""
-            task = self.app.tasks.get(view.name)
-            conf = self.app.conf
+            policy = task_policy(self.app.conf, self.app.tasks.get(view.name))
             acks_late = view.acks_late
             if reason is ExitReason.HARD_TIME_LIMIT:
-                on_failure = (
-                    task.acks_on_failure_or_timeout
-                    if task and task.acks_on_failure_or_timeout is not None
-                    else conf.task_acks_on_failure_or_timeout
-                )
-                running_to = DEAD if acks_late and not on_failure else ACK
+                running_to = DEAD if acks_late and not policy.acks_on_failure else ACK
                 exc: BaseException = TimeLimitExceeded(detail)
                 redelivered = False
             else:
-                requeue = (
-                    task.reject_on_worker_lost
-                    if task and task.reject_on_worker_lost is not None
-                    else conf.task_reject_on_worker_lost
-                )
-                redelivered = acks_late and requeue
+                redelivered = acks_late and policy.reject_on_worker_lost
                 running_to = QUEUE if redelivered else ACK
                 exc = WorkerLostError(f"worker lost while running the task: {detail}")
             dead = broker.consumer_lost(consumer, [view.tag], detail, running_to=running_to)
