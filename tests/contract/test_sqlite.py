@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
+import shutil
+import sqlite3
 
 import pytest
 
@@ -72,3 +75,17 @@ class TestSQLiteBroker(BrokerContract):
     def test_bad_fsync_option_names_the_choices(self, tmp_path):
         with pytest.raises(ConfigurationError, match=r"'publish'.*'all'"):
             SQLiteBroker(f"sqlite:///{tmp_path}/x.db", BrokerOptions(transport_options={"fsync": "always"}))
+
+    def test_housekeeping_checkpoints_the_write_ahead_log(self, broker, q, tmp_path):
+        def rows_in_the_database_file_alone() -> int:
+            copy = tmp_path / "main-file-only.db"
+            shutil.copyfile(broker.path, copy)  # the -wal file is left behind
+            with contextlib.closing(sqlite3.connect(copy)) as conn:
+                if not conn.execute("SELECT 1 FROM sqlite_master WHERE name='messages'").fetchone():
+                    return 0
+                return conn.execute("SELECT COUNT(*) FROM messages").fetchone()[0]
+
+        broker.publish([out(q, str(i)) for i in range(50)])
+        assert rows_in_the_database_file_alone() == 0, "the messages are still only in the log"
+        broker.housekeeping()
+        assert rows_in_the_database_file_alone() == 50

@@ -42,6 +42,7 @@ Method summary (all batch-shaped; one broker round trip each):
 ``purge``              delete the ready and scheduled messages of a queue
 ``dead_letters`` ...   list, count, requeue and purge the dead-letter store
 ``put_node_stats``     store a worker node's heartbeat; ``node_stats`` reads them
+``housekeeping``       periodic maintenance by a worker's master (may do nothing)
 =====================  ===============================================================
 """
 
@@ -283,6 +284,10 @@ class Broker(abc.ABC):
     @abc.abstractmethod
     def node_stats(self) -> list[NodeStats]:
         """Heartbeats of the worker nodes that are alive."""
+
+    def housekeeping(self) -> None:
+        """Maintenance a worker node's master runs every fraction of a second, off the
+        children's hot path (SQLite: checkpoint the write-ahead log)."""
 
     def close(self) -> None:
         """Release connections. The broker must not be used afterwards."""

@@ -166,11 +166,14 @@ def _envelope(meta: bytes, body: bytes) -> Envelope:
 class _Store:
     """One of the two database files, with the statements the broker runs on it."""
 
-    def __init__(self, prefix: str, db: SQLiteFile, persistent: bool, publish_sync: Sync) -> None:
+    def __init__(
+        self, prefix: str, db: SQLiteFile, persistent: bool, publish_sync: Sync, checkpoint_sync: Sync
+    ) -> None:
         self.prefix = prefix
         self.db = db
         self.persistent = persistent
         self.publish_sync: Sync = publish_sync
+        self.checkpoint_sync: Sync = checkpoint_sync
         self._select_sql: dict[str, str] = {}
         self._pending_sql: dict[int, str] = {}
 
@@ -267,10 +270,18 @@ class SQLiteBroker(Broker):
         self.path = os.path.abspath(path)
         self.transient_path = f"{self.path}.transient-{_boot_id()}"
         self._durable = _Store(
-            "d:", SQLiteFile(self.path, "broker", SCHEMA, SCHEMA_VERSION, consumer_sync, busy), True, "FULL"
+            "d:",
+            SQLiteFile(self.path, "broker", SCHEMA, SCHEMA_VERSION, consumer_sync, busy),
+            True,
+            "FULL",
+            "FULL",
         )
         self._transient = _Store(
-            "t:", SQLiteFile(self.transient_path, "broker", SCHEMA, SCHEMA_VERSION, "OFF", busy), False, "OFF"
+            "t:",
+            SQLiteFile(self.transient_path, "broker", SCHEMA, SCHEMA_VERSION, "OFF", busy),
+            False,
+            "OFF",
+            "OFF",
         )
         self._stores = {"d:": self._durable, "t:": self._transient}
         self._durable_queues: dict[str, bool] = {}
@@ -651,6 +662,10 @@ class SQLiteBroker(Broker):
             ids,
             lambda conn, where, params: conn.execute(f"DELETE FROM dead_letters {where}", params).rowcount,
         )
+
+    def housekeeping(self) -> None:
+        for store in self._stores.values():
+            store.db.checkpoint(store.checkpoint_sync)
 
     # -- heartbeats -------------------------------------------------------------------------
 

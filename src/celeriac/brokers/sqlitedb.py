@@ -12,6 +12,10 @@ Used by the SQLite broker and the SQLite result backend. Rules it keeps:
 * ``synchronous`` is chosen per write: ``FULL`` fsyncs the WAL at commit (and
   with it every earlier commit), ``NORMAL`` survives any process crash but may
   lose the last commits on power loss, ``OFF`` never fsyncs.
+* Checkpoints (copying the write-ahead log into the database, with an fsync under
+  ``NORMAL``) are left to :meth:`SQLiteFile.checkpoint`, which a worker's master
+  calls off the hot path; other connections checkpoint only past
+  :data:`AUTOCHECKPOINT_PAGES`, as a safety net when no worker runs.
 * A connection belongs to the process that opened it. After ``fork()`` the child
   opens its own; the inherited one is left untouched (closing it in the child
   could disturb the parent's locks).
@@ -37,6 +41,8 @@ _ABANDONED: list[sqlite3.Connection] = []
 #: Lock waits first yield the CPU this many times (the holder is usually done within
 #: microseconds), then sleep.
 _YIELDS = 20
+#: Pages of write-ahead log after which any connection checkpoints (SQLite's default: 1000).
+AUTOCHECKPOINT_PAGES = 20000
 
 
 def path_from_url(url: str) -> tuple[str, dict[str, str]]:
@@ -116,6 +122,7 @@ class SQLiteFile:
         self._retry(lambda: conn.execute("PRAGMA journal_mode=WAL").fetchone())
         conn.execute("PRAGMA temp_store=MEMORY")
         conn.execute("PRAGMA mmap_size=268435456")
+        conn.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
 
         conn.execute("PRAGMA cache_size=-16000")
         if self._retry(lambda: self._schema_version(conn)) != self.schema_version:
@@ -216,6 +223,16 @@ class SQLiteFile:
             return result
 
         return self._retry(attempt)
+
+    def checkpoint(self, sync: Sync) -> None:
+        """Copy the write-ahead log into the database without blocking readers or writers.
+
+        With ``sync`` NORMAL or FULL the log is fsynced before the copy and the
+        database after it, so a power loss cannot leave a half-copied database.
+        """
+        conn = self.conn
+        self._set_sync(conn, sync)
+        self._retry(lambda: conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall())
 
     def data_version(self) -> int:
         """Changes whenever another connection commits to this file (cheap to poll)."""

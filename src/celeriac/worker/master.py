@@ -63,6 +63,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger("celeriac.worker")
 
 TICK_S = 0.1
+#: How often the master runs the broker's housekeeping (SQLite: WAL checkpoints).
+BROKER_HOUSEKEEPING_S = 0.5
 #: A child that dies sooner than this after starting, having run nothing, counts as a failed start.
 QUICK_DEATH_S = 2.0
 MAX_RESPAWN_DELAY_S = 30.0
@@ -119,6 +121,7 @@ class Master:
         self.tasks_failed = 0
         self.memory = MemoryProbe()
         self._next_lease = 0.0
+        self._next_broker_housekeeping = 0.0
         self._next_stats = 0.0
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -408,6 +411,12 @@ class Master:
                 logger.warning("soft time limit of %s[%s] reached", view.name, view.task_id)
 
     def _housekeeping(self, now: float) -> None:
+        if now >= self._next_broker_housekeeping:
+            self._next_broker_housekeeping = now + BROKER_HOUSEKEEPING_S
+            try:
+                self.app.broker.housekeeping()
+            except BrokerError as exc:
+                logger.error("broker housekeeping failed: %s", exc)
         if now >= self._next_lease:
             self._next_lease = now + self.options.lease_seconds / 3
             consumers = [consumer_id(self.options.nodename, pid) for pid in self.children]
