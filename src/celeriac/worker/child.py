@@ -60,7 +60,15 @@ def consumer_id(nodename: str, pid: int) -> str:
 class Child:
     """One child process's loop."""
 
-    def __init__(self, app: Celeriac, options: WorkerOptions, index: int, slot: Slot, event_fd: int) -> None:
+    def __init__(
+        self,
+        app: Celeriac,
+        options: WorkerOptions,
+        index: int,
+        slot: Slot,
+        event_fd: int,
+        signal_mask: set[signal.Signals] | None = None,
+    ) -> None:
         self.app = app
         self.options = options
         self.index = index
@@ -75,6 +83,7 @@ class Child:
         self.window = PrefetchWindow(options.prefetch_multiplier)
         self.memory = MemoryProbe()
         self.stopping = False
+        self._signal_mask = signal_mask
         self._held: deque[Delivery] = deque()
         self._acks: list[Delivery] = []
         self._unsettled = 0
@@ -98,6 +107,8 @@ class Child:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGQUIT, signal.SIG_DFL)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        if self._signal_mask is not None:  # the master blocked them across fork(); deliver any now
+            signal.pthread_sigmask(signal.SIG_SETMASK, self._signal_mask)
 
     def _event(self, **fields: Any) -> None:
         with contextlib.suppress(OSError):  # the master is gone: nothing to tell
@@ -220,11 +231,18 @@ class Child:
         return 0
 
 
-def run_child(app: Celeriac, options: WorkerOptions, index: int, slot: Slot, event_fd: int) -> None:
+def run_child(
+    app: Celeriac,
+    options: WorkerOptions,
+    index: int,
+    slot: Slot,
+    event_fd: int,
+    signal_mask: set[signal.Signals] | None = None,
+) -> None:
     """Run a child to completion and leave the process (never returns)."""
     code = 1
     try:
-        code = Child(app, options, index, slot, event_fd).main()
+        code = Child(app, options, index, slot, event_fd, signal_mask).main()
     except BaseException:
         logger.exception("child %d crashed", index)
     finally:

@@ -63,6 +63,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger("celeriac.worker")
 
 TICK_S = 0.1
+#: Signals a child handles itself; blocked across fork() until its handlers are in place.
+CHILD_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1, signal.SIGCHLD})
 #: How often the master runs the broker's housekeeping (SQLite: WAL checkpoints).
 BROKER_HOUSEKEEPING_S = 0.5
 #: A child that dies sooner than this after starting, having run nothing, counts as a failed start.
@@ -163,13 +165,17 @@ class Master:
         read_fd, write_fd = os.pipe()
         for handler in logging.getLogger().handlers:
             handler.flush()
+        # A signal between fork() and the child installing its own handlers would run
+        # the master's handler in the child and be lost: hold them until then.
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, CHILD_SIGNALS)
         pid = os.fork()
         if pid == 0:  # the child
             os.close(read_fd)
             for other in self.children.values():
                 os.close(other.events)
             self.control.close()
-            run_child(self.app, self.options, index, slot, write_fd)
+            run_child(self.app, self.options, index, slot, write_fd, blocked)
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         os.close(write_fd)
         os.set_blocking(read_fd, False)
         child = ChildProcess(index, pid, read_fd, time.monotonic())

@@ -164,3 +164,26 @@ def test_results_are_stored_before_the_messages_are_acked(
     assert acks, order
     assert all(i > 0 and order[i - 1] == "results" for i in acks), order
     assert app.broker.queue_length("celery").total == 0
+
+
+def test_a_stop_signal_sent_before_the_child_installed_its_handlers_is_not_lost(make_app, event_pipe):
+    """The master blocks signals across fork(); the child unblocks them once its handlers are in."""
+    app = make_app()
+    names = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT, signal.SIGQUIT, signal.SIGCHLD)
+    saved = {signum: signal.getsignal(signum) for signum in names}
+    saved_wakeup = signal.set_wakeup_fd(-1)
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)  # arrives "between fork and setup": stays pending
+        assert signal.SIGTERM in signal.sigpending()
+        child = Child(
+            app, WorkerOptions.from_app(app, concurrency=1), 0, SlotTable(1)[0], event_pipe[1], blocked
+        )
+        assert not child.stopping
+        child._install_signals()
+        assert child.stopping, "the pending SIGTERM reached the child's own handler"
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
+        signal.set_wakeup_fd(saved_wakeup)
