@@ -374,6 +374,7 @@ class SQLiteBroker(Broker):
                         values,
                     ),
                     sync=store.publish_sync,
+                    publishing=True,
                 )
 
     # -- consumer side ----------------------------------------------------------------------

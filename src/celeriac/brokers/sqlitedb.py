@@ -13,9 +13,12 @@ Used by the SQLite broker and the SQLite result backend. Rules it keeps:
   with it every earlier commit), ``NORMAL`` survives any process crash but may
   lose the last commits on power loss, ``OFF`` never fsyncs.
 * Checkpoints (copying the write-ahead log into the database, with an fsync under
-  ``NORMAL``) are left to :meth:`SQLiteFile.checkpoint`, which a worker's master
-  calls off the hot path; other connections checkpoint only past
-  :data:`AUTOCHECKPOINT_PAGES`, as a safety net when no worker runs.
+  ``NORMAL``) are kept off the consumers' hot path: a worker's master calls
+  :meth:`SQLiteFile.checkpoint` twice a second, and consumer commits
+  (``write(..., publishing=False)``) checkpoint only past
+  :data:`CONSUMER_AUTOCHECKPOINT_PAGES`. Publishes keep SQLite's default of
+  1000 pages, so the log is recycled and an fsync'd publish overwrites blocks
+  instead of growing the file (which costs a metadata flush too).
 * A connection belongs to the process that opened it. After ``fork()`` the child
   opens its own; the inherited one is left untouched (closing it in the child
   could disturb the parent's locks).
@@ -41,8 +44,10 @@ _ABANDONED: list[sqlite3.Connection] = []
 #: Lock waits first yield the CPU this many times (the holder is usually done within
 #: microseconds), then sleep.
 _YIELDS = 20
-#: Pages of write-ahead log after which any connection checkpoints (SQLite's default: 1000).
-AUTOCHECKPOINT_PAGES = 20000
+#: Pages of write-ahead log after which a publish checkpoints (SQLite's default).
+PUBLISH_AUTOCHECKPOINT_PAGES = 1000
+#: The same for consumer commits: a safety net, the master checkpoints long before.
+CONSUMER_AUTOCHECKPOINT_PAGES = 20000
 
 
 def path_from_url(url: str) -> tuple[str, dict[str, str]]:
@@ -93,7 +98,7 @@ class SQLiteFile:
         self.busy_timeout = busy_timeout
         self._conn: sqlite3.Connection | None = None
         self._pid = 0
-        self._sync: Sync | None = None
+        self._mode: tuple[Sync, int] | None = None
 
     # -- connection -------------------------------------------------------------------------
 
@@ -118,11 +123,10 @@ class SQLiteFile:
             conn = sqlite3.connect(self.path, timeout=0, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
             raise BrokerError(f"cannot open SQLite database {self.path!r}: {exc}") from exc
-        self._sync = None
+        self._mode = None
         self._retry(lambda: conn.execute("PRAGMA journal_mode=WAL").fetchone())
         conn.execute("PRAGMA temp_store=MEMORY")
         conn.execute("PRAGMA mmap_size=268435456")
-        conn.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
 
         conn.execute("PRAGMA cache_size=-16000")
         if self._retry(lambda: self._schema_version(conn)) != self.schema_version:
@@ -201,15 +205,19 @@ class SQLiteFile:
         conn = self.conn
         return self._retry(lambda: conn.execute(sql, params).fetchall())
 
-    def _set_sync(self, conn: sqlite3.Connection, sync: Sync) -> None:
-        if self._sync != sync:
+    def _set_mode(self, conn: sqlite3.Connection, sync: Sync, checkpoint_pages: int) -> None:
+        if self._mode != (sync, checkpoint_pages):
             conn.execute(f"PRAGMA synchronous={sync}")
-            self._sync = sync
+            conn.execute(f"PRAGMA wal_autocheckpoint={checkpoint_pages}")
+            self._mode = (sync, checkpoint_pages)
 
-    def write(self, fn: Callable[[sqlite3.Connection], T], sync: Sync | None = None) -> T:
+    def write(
+        self, fn: Callable[[sqlite3.Connection], T], sync: Sync | None = None, publishing: bool = False
+    ) -> T:
         """Run ``fn(conn)`` inside one ``BEGIN IMMEDIATE`` transaction and commit it."""
         conn = self.conn
-        self._set_sync(conn, sync or self.default_sync)
+        pages = PUBLISH_AUTOCHECKPOINT_PAGES if publishing else CONSUMER_AUTOCHECKPOINT_PAGES
+        self._set_mode(conn, sync or self.default_sync, pages)
 
         def attempt() -> T:
             conn.execute("BEGIN IMMEDIATE")
@@ -231,7 +239,7 @@ class SQLiteFile:
         database after it, so a power loss cannot leave a half-copied database.
         """
         conn = self.conn
-        self._set_sync(conn, sync)
+        self._set_mode(conn, sync, PUBLISH_AUTOCHECKPOINT_PAGES)
         self._retry(lambda: conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall())
 
     def data_version(self) -> int:

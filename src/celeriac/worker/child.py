@@ -124,7 +124,11 @@ class Child:
         self.hooks.before_settle()
         self._unsettled = 0
         if ack and acks:
-            self.broker.ack(acks)
+            try:
+                self.broker.ack(acks)
+            except BrokerError:
+                self._acks = acks + self._acks  # try again with the next settle
+                raise
             return []
         return acks
 
@@ -132,9 +136,13 @@ class Child:
         """Settle the window just run and lease the next one in the same broker round trip."""
         acks = self._settle(ack=False)
         started = time.perf_counter()
-        got = self.broker.fetch(
-            self.options.queue_names, self.window.size, FETCH_TIMEOUT_S, self.consumer, ack=acks
-        )
+        try:
+            got = self.broker.fetch(
+                self.options.queue_names, self.window.size, FETCH_TIMEOUT_S, self.consumer, ack=acks
+            )
+        except BrokerError:
+            self._acks = acks + self._acks  # not acked: keep them for the next round trip
+            raise
         if got:
             self._held.extend(got)
             self._fetch_s = time.perf_counter() - started

@@ -187,3 +187,31 @@ def test_a_stop_signal_sent_before_the_child_installed_its_handlers_is_not_lost(
         for signum, handler in saved.items():
             signal.signal(signum, handler)
         signal.set_wakeup_fd(saved_wakeup)
+
+
+def test_acks_are_kept_when_the_broker_call_carrying_them_fails(make_app, event_pipe, no_signal_handlers):
+    from celeriac.errors import BrokerError
+
+    app = make_app(task_acks_late=True)
+
+    @app.task(name="unit.noop")
+    def noop():
+        return None
+
+    child = make_child(app, event_pipe, concurrency=1, prefetch_multiplier=2)
+    noop.apply_many([(), ()])
+    child._fetch()
+    while child._held:
+        child._run_one(child._held.popleft())
+    real_fetch = app.broker.fetch
+
+    def failing_fetch(*args, **kwargs):
+        raise BrokerError("database is locked")
+
+    app.broker.fetch = failing_fetch
+    with pytest.raises(BrokerError):
+        child._fetch()
+    app.broker.fetch = real_fetch
+    assert app.broker.queue_length("celery").reserved == 2, "the broker never received the acks"
+    child._fetch()  # the retry carries them
+    assert app.broker.queue_length("celery").total == 0
