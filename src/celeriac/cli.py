@@ -216,7 +216,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         }
         sys.stdout.write(orjson.dumps(payload, option=orjson.OPT_INDENT_2).decode() + "\n")
         return EXIT_OK
-    print(f"broker {app.conf.broker_url}")
+    print(f"broker {broker.location}")
     print(f"{'queue':<24} {'ready':>8} {'scheduled':>10} {'reserved':>9} {'running':>8}")
     for q in lengths:
         print(f"{q.queue:<24} {q.ready:>8} {q.scheduled:>10} {q.reserved:>9} {q.running:>8}")

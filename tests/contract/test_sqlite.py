@@ -89,3 +89,8 @@ class TestSQLiteBroker(BrokerContract):
         assert rows_in_the_database_file_alone() == 0, "the messages are still only in the log"
         broker.housekeeping()
         assert rows_in_the_database_file_alone() == 50
+
+    def test_location_names_the_absolute_file(self, tmp_path, monkeypatch):
+        monkeypatch.chdir(tmp_path)
+        broker = SQLiteBroker("sqlite:///relative.db")
+        assert broker.location == f"sqlite:///{tmp_path / 'relative.db'}"

@@ -285,6 +285,11 @@ class Broker(abc.ABC):
     def node_stats(self) -> list[NodeStats]:
         """Heartbeats of the worker nodes that are alive."""
 
+    @property
+    def location(self) -> str:
+        """Where the messages are, for logs: the URL, with relative paths resolved."""
+        return self.url
+
     def housekeeping(self) -> None:
         """Maintenance a worker node's master runs every fraction of a second, off the
         children's hot path (SQLite: checkpoint the write-ahead log)."""

@@ -664,6 +664,11 @@ class SQLiteBroker(Broker):
             lambda conn, where, params: conn.execute(f"DELETE FROM dead_letters {where}", params).rowcount,
         )
 
+    @property
+    def location(self) -> str:
+        """The database file's absolute path (a relative URL depends on the working directory)."""
+        return f"sqlite:///{self.path}"
+
     def housekeeping(self) -> None:
         for store in self._stores.values():
             store.db.checkpoint(store.checkpoint_sync)

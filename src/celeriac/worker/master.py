@@ -155,7 +155,7 @@ class Master:
             options.concurrency,
             ", ".join(f"{q.name}{'' if q.durable else ' (transient)'}" for q in options.queues),
             window,
-            self.app.conf.broker_url,
+            self.app.broker.location,
             ", ".join(sorted(self.app.tasks)) or "none",
         )
 
