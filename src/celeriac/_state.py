@@ -16,17 +16,16 @@ if TYPE_CHECKING:
     from celeriac.task import Task
 
 _default_app: Celeriac | None = None
-_shared: list[tuple[Callable[..., Any], dict[str, Any], Task]] = []
+_shared: list[Task] = []
 
 
 def set_default_app(app: Celeriac) -> None:
     """Make ``app`` the default and register every shared task with it."""
     global _default_app
     _default_app = app
-    for fun, options, task in _shared:
+    for task in _shared:
         app.tasks[task.name] = task
         type(task).app = app
-        del fun, options
 
 
 def get_default_app() -> Celeriac:
@@ -44,7 +43,7 @@ def shared_task(fun: Callable[..., Any] | None = None, **options: Any) -> Any:
 
     def decorate(function: Callable[..., Any]) -> Task:
         task = get_default_app().register(function, **options)
-        _shared.append((function, options, task))
+        _shared.append(task)
         return task
 
     return decorate(fun) if fun is not None else decorate
