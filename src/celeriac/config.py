@@ -597,6 +597,52 @@ class Settings:
 
     __slots__ = ("_listener", "_values")
 
+    _values: dict[str, Any]
+    _listener: Callable[[frozenset[str]], None] | None
+
+    # One annotation per row of SETTINGS, for type checkers and editors; the
+    # properties themselves are made from the table below the class (a unit test
+    # keeps the two lists identical).
+    broker_url: str
+    broker_transport_options: dict[str, Any]
+    broker_lease_timeout: float
+    task_delivery_limit: int
+    task_queues: tuple[Queue, ...] | None
+    task_routes: tuple[Any, ...] | None
+    task_default_queue: str
+    task_default_delivery_mode: int
+    task_default_priority: int | None
+    task_create_missing_queues: bool
+    task_serializer: str
+    accept_content: tuple[str, ...]
+    task_protocol: int
+    task_message_max_bytes: int
+    timezone: str
+    task_acks_late: bool
+    task_acks_on_failure_or_timeout: bool
+    task_reject_on_worker_lost: bool
+    task_time_limit: float | None
+    task_soft_time_limit: float | None
+    task_default_retry_delay: float
+    task_max_retries: int | None
+    task_track_started: bool
+    task_ignore_result: bool
+    task_always_eager: bool
+    task_eager_propagates: bool
+    result_backend: str | None
+    result_serializer: str
+    result_accept_content: tuple[str, ...] | None
+    result_expires: float | None
+    worker_concurrency: int | None
+    worker_prefetch_multiplier: int | str
+    worker_max_tasks_per_child: int | None
+    worker_max_memory_per_child: int | None
+    worker_proc_alive_timeout: float
+    worker_stats_interval: float
+    worker_log_format: str
+    include: tuple[str, ...]
+    imports: tuple[str, ...]
+
     def __init__(
         self,
         values: Mapping[str, Any] | None = None,

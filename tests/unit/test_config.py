@@ -445,3 +445,10 @@ def test_docs_settings_page_is_generated_from_the_table():
     assert page.read_text() == settings_markdown(), (
         "docs/settings.md is out of date with src/celeriac/config.py: run `make docs`"
     )
+
+
+def test_every_setting_is_declared_for_type_checkers_and_nothing_else():
+    from celeriac.config import SETTINGS, Settings
+
+    public = [name for name in Settings.__annotations__ if not name.startswith("_")]
+    assert public == [s.name for s in SETTINGS]

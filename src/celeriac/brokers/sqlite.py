@@ -265,7 +265,7 @@ class SQLiteBroker(Broker):
                 f"broker_transport_options fsync={fsync!r}: use 'publish' (fsync each publish, "
                 "the default) or 'all' (fsync deliveries and acks too)"
             )
-        busy = float(transport.get("busy_timeout", 30.0))
+        busy = float(str(transport.get("busy_timeout", 30.0)))
         consumer_sync: Sync = "FULL" if fsync == "all" else "NORMAL"
         self.path = os.path.abspath(path)
         self.transient_path = f"{self.path}.transient-{_boot_id()}"

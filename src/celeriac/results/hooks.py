@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from celeriac.errors import DeadLetteredError, NotRegisteredError, TaskRevokedError
 from celeriac.hooks import FAILURE, RETRY, REVOKED, STARTED, SUCCESS, DeadLettered, Hooks, LostTask, Outcome
-from celeriac.results.base import PendingResult
+from celeriac.results.base import PendingResult, ResultBackend
 
 if TYPE_CHECKING:
     from celeriac.app import Celeriac
@@ -28,9 +28,9 @@ class ResultHooks(Hooks):
         self._next_cleanup = 0.0
 
     @property
-    def _backend(self):  # type: ignore[no-untyped-def]
+    def _backend(self) -> ResultBackend:
         backend = self.app.backend
-        assert backend is not None
+        assert backend is not None, "ResultHooks are only added when a result backend is configured"
         return backend
 
     def _worker(self, request: Request) -> str:

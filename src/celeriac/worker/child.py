@@ -28,6 +28,7 @@ import signal
 import sys
 import time
 from collections import deque
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -67,7 +68,7 @@ class Child:
         index: int,
         slot: Slot,
         event_fd: int,
-        signal_mask: set[signal.Signals] | None = None,
+        signal_mask: Iterable[int] | None = None,
     ) -> None:
         self.app = app
         self.options = options
@@ -245,7 +246,7 @@ def run_child(
     index: int,
     slot: Slot,
     event_fd: int,
-    signal_mask: set[signal.Signals] | None = None,
+    signal_mask: Iterable[int] | None = None,
 ) -> None:
     """Run a child to completion and leave the process (never returns)."""
     code = 1
