@@ -298,11 +298,9 @@ class Celeriac:
         unknown = set(options) - Task.OPTIONS
         if unknown:
             bad = sorted(unknown)[0]
-            import difflib
-
-            close = difflib.get_close_matches(bad, sorted(Task.OPTIONS), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ConfigurationError(f"@task option {bad!r} is not known{hint}")
+            raise ConfigurationError(
+                f"@task option {bad!r} is not known{config.did_you_mean(bad, Task.OPTIONS)}"
+            )
         task = make_task(self, fun, name or self.gen_task_name(fun), base or Task, bind, options)
         self.tasks[task.name] = task
         return task
@@ -323,11 +321,9 @@ class Celeriac:
                 continue
             if key in UNSUPPORTED_OPTIONS:
                 raise ConfigurationError(UNSUPPORTED_OPTIONS[key])
-            import difflib
-
-            close = difflib.get_close_matches(key, sorted(SEND_OPTIONS), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ConfigurationError(f"apply_async option {key!r} is not known{hint}")
+            raise ConfigurationError(
+                f"apply_async option {key!r} is not known{config.did_you_mean(key, SEND_OPTIONS)}"
+            )
 
     def _aware(self, value: Any, name: str) -> datetime:
         if isinstance(value, str):

@@ -305,10 +305,15 @@ CELERY_IGNORED: dict[str, str] = {
 _ENV_ALIASES = {"CELERY_BROKER_URL": "broker_url", "CELERY_RESULT_BACKEND": "result_backend"}
 
 
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """``"; did you mean 'x'?"`` naming the closest of ``choices``, or an empty string."""
+    close = difflib.get_close_matches(name, sorted(choices), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
 def suggest(name: str) -> str:
     """A hint naming the closest valid setting, or an empty string."""
-    close = difflib.get_close_matches(name, list(SETTINGS_BY_NAME), n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
+    return did_you_mean(name, SETTINGS_BY_NAME)
 
 
 def _unknown(name: str) -> ConfigurationError:
