@@ -84,7 +84,9 @@ from celeriac.protocol.message import Envelope
 
 SCHEMA_VERSION = 2
 
-READY, SCHEDULED, LEASED, STARTED = 0, 1, 2, 3
+#: Values of ``messages.state`` a publish writes (the others, 2 leased and 3 started,
+#: are set by the statements below).
+READY, SCHEDULED = 0, 1
 
 _MESSAGE_COLUMNS = """
     queue TEXT NOT NULL,
@@ -244,10 +246,15 @@ class _Store:
         ).fetchall()
 
     @staticmethod
-    def to_dead(conn: sqlite3.Connection, ids: Sequence[int], reason: str, now: float) -> None:
-        marks = placeholders(len(ids))
-        conn.execute(_DEAD_COPY.format(ids=marks), (reason, now, *ids))
-        conn.execute(f"DELETE FROM messages WHERE id IN ({marks})", tuple(ids))
+    def delete(conn: sqlite3.Connection, ids: Sequence[int]) -> None:
+        """Remove messages (acked, or copied to the dead letters)."""
+        if ids:
+            conn.execute(f"DELETE FROM messages WHERE id IN ({placeholders(len(ids))})", tuple(ids))
+
+    @classmethod
+    def to_dead(cls, conn: sqlite3.Connection, ids: Sequence[int], reason: str, now: float) -> None:
+        conn.execute(_DEAD_COPY.format(ids=placeholders(len(ids))), (reason, now, *ids))
+        cls.delete(conn, ids)
 
 
 class SQLiteBroker(Broker):
@@ -312,10 +319,8 @@ class SQLiteBroker(Broker):
         return [self._transient, self._durable] if self._turn else [self._durable, self._transient]
 
     def _group(self, batch: Iterable[Delivery]) -> dict[str, list[int]]:
-        groups: dict[str, list[int]] = {}
-        for delivery in batch:
-            groups.setdefault(delivery.tag[:2], []).append(int(delivery.tag[2:]))
-        return groups
+        """Row ids of ``batch`` by store prefix."""
+        return self._group_tags(delivery.tag for delivery in batch)
 
     def _group_tags(self, tags: Iterable[str]) -> dict[str, list[int]]:
         groups: dict[str, list[int]] = {}
@@ -389,11 +394,9 @@ class SQLiteBroker(Broker):
             return []
         until = now + self.options.lease_seconds
         limit = self.options.delivery_limit
-        ack_sql = f"DELETE FROM messages WHERE id IN ({placeholders(len(ack))})" if ack else ""
 
         def lease(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
-            if ack:
-                conn.execute(ack_sql, tuple(ack))
+            store.delete(conn, ack)
             if not (ready or due or expired):
                 return []
             store.promote_and_reclaim(conn, now, due, expired)
@@ -421,11 +424,7 @@ class SQLiteBroker(Broker):
             ids = pending_acks.pop(store.prefix, [])
             if len(got) >= n:
                 if ids:
-                    store.db.write(
-                        lambda conn, ids=ids: conn.execute(
-                            f"DELETE FROM messages WHERE id IN ({placeholders(len(ids))})", tuple(ids)
-                        )
-                    )
+                    store.db.write(lambda conn, store=store, ids=ids: store.delete(conn, ids))
                 continue
             got += self._lease_from(store, queues, n - len(got), consumer, ids)
         return got
@@ -459,8 +458,8 @@ class SQLiteBroker(Broker):
 
     def _ack(self, batch: Sequence[Delivery]) -> None:
         for prefix, ids in self._group(batch).items():
-            sql = f"DELETE FROM messages WHERE id IN ({placeholders(len(ids))})"
-            self._stores[prefix].db.write(lambda conn, sql=sql, ids=ids: conn.execute(sql, ids))
+            store = self._stores[prefix]
+            store.db.write(lambda conn, store=store, ids=ids: store.delete(conn, ids))
 
     def _reject(self, batch: Sequence[Delivery], requeue: bool, reason: str) -> None:
         now = self.now()
