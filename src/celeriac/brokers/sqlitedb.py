@@ -29,8 +29,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from typing import Any, Literal, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -246,16 +245,6 @@ class SQLiteFile:
         """Changes whenever another connection commits to this file (cheap to poll)."""
         conn = self.conn
         return self._retry(lambda: conn.execute("PRAGMA data_version").fetchone()[0])
-
-    @contextmanager
-    def reading(self) -> Iterator[sqlite3.Connection]:
-        """A read transaction: several SELECTs see one snapshot."""
-        conn = self.conn
-        self._retry(lambda: conn.execute("BEGIN"))
-        try:
-            yield conn
-        finally:
-            conn.execute("COMMIT")
 
 
 def placeholders(n: int) -> str:

@@ -61,7 +61,6 @@ class Settlement:
 
     action: str
     reason: str = ""
-    failed: bool = False
 
 
 _SETTLED = Settlement(SETTLED)
@@ -267,7 +266,6 @@ class Executor:
             )
 
     def _settle(self, request: Request, policy: TaskPolicy, outcome: Outcome) -> Settlement:
-        failed = outcome.state == FAILURE
         if outcome.state == REJECTED:
             reject = outcome.exc
             assert isinstance(reject, Reject)
@@ -282,9 +280,9 @@ class Executor:
             if reject.requeue:
                 return Settlement(REQUEUE)
             return Settlement(DEAD, f"rejected by the task: {reject.reason}")
-        if failed and policy.acks_late and not policy.acks_on_failure:
-            return Settlement(DEAD, f"task raised {outcome.exc!r}", failed=True)
-        return Settlement(ACK, failed=True) if failed else _ACK
+        if outcome.state == FAILURE and policy.acks_late and not policy.acks_on_failure:
+            return Settlement(DEAD, f"task raised {outcome.exc!r}")
+        return _ACK
 
     def _reschedule(self, delivery: Delivery, message: TaskMessage) -> Settlement:
         """A producer that does not schedule on the broker sent a task before its ETA:
@@ -342,5 +340,5 @@ class Executor:
         settlement = self._settle(request, policy, outcome)
         if settlement.action == DEAD:
             self.dead_letter(delivery, settlement.reason, message.id, message.task)
-            return Settlement(SETTLED, failed=settlement.failed)
+            return _SETTLED
         return settlement
