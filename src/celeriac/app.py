@@ -80,7 +80,17 @@ UNSUPPORTED_OPTIONS = {
 
 #: Settings whose change means a new broker / result backend / router.
 _BROKER_SETTINGS = frozenset(
-    {"broker_url", "broker_transport_options", "broker_lease_timeout", "task_delivery_limit"}
+    {
+        "broker_url",
+        "broker_transport_options",
+        "broker_lease_timeout",
+        "task_delivery_limit",
+        "broker_pool_limit",
+        "broker_pool_timeout",
+        "broker_connection_timeout",
+        "task_publish_retry",
+        "task_publish_retry_policy",
+    }
 )
 _BACKEND_SETTINGS = frozenset(
     {"result_backend", "result_serializer", "result_accept_content", "accept_content", "result_expires"}
@@ -204,6 +214,11 @@ class Celeriac:
             lease_seconds=self.conf.broker_lease_timeout,
             delivery_limit=self.conf.task_delivery_limit,
             transport_options=dict(self.conf.broker_transport_options),
+            pool_limit=self.conf.broker_pool_limit,
+            pool_timeout=self.conf.broker_pool_timeout,
+            connect_timeout=self.conf.broker_connection_timeout,
+            publish_retry=self.conf.task_publish_retry,
+            publish_retry_policy=dict(self.conf.task_publish_retry_policy),
         )
         return from_url(self.conf.broker_url, options)
 

@@ -127,6 +127,23 @@ def _mapping(name: str, value: Any) -> dict[str, Any]:
     raise _fail(name, value, "a dict")
 
 
+_POLICY_KEYS = ("max_retries", "interval_start", "interval_step", "interval_max")
+
+
+def _retry_policy(name: str, value: Any) -> dict[str, float]:
+    expected = f"a dict with {', '.join(_POLICY_KEYS)} (numbers >= 0)"
+    if not isinstance(value, Mapping):
+        raise _fail(name, value, expected)
+    policy = {"max_retries": 3, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
+    for key, item in value.items():
+        if key not in _POLICY_KEYS:
+            raise _fail(name, value, expected + f"; unknown key {key!r}{did_you_mean(key, _POLICY_KEYS)}")
+        if isinstance(item, bool) or not isinstance(item, int | float) or item < 0:
+            raise _fail(name, value, expected + f"; {key}={item!r}")
+        policy[key] = item
+    return policy
+
+
 def _serializer(name: str, value: Any) -> str:
     try:
         serializers.content_type_of(value)
@@ -231,10 +248,18 @@ _S = Setting
 # fmt: off
 SETTINGS: tuple[Setting, ...] = (
     # broker
-    _S("broker_url", "sqlite:///celeriac.db", "URL", "", "Where messages are stored: `sqlite:///path.db` (embedded, the default) or `memory://` (tests).", _url, "default differs: Celery defaults to amqp://"),
-    _S("broker_transport_options", {}, "dict", "", "Broker-specific options. SQLite: `fsync` = `'publish'` (default: fsync each publish) or `'all'` (also fsync deliveries and acks); `busy_timeout` (seconds a write may wait for the lock, default 30).", _mapping),
+    _S("broker_url", "sqlite:///celeriac.db", "URL", "", "Where messages are stored: `sqlite:///path.db` (embedded, the default), `redis://host:6379/0` (also `rediss://`, `unix://`) or `memory://` (tests).", _url, "default differs: Celery defaults to amqp://"),
+    _S("broker_transport_options", {}, "dict", "", "Broker-specific options. SQLite: `fsync` = `'publish'` (default: fsync each publish) or `'all'` (also fsync deliveries and acks); `busy_timeout` (seconds a write may wait for the lock, default 30). Redis: `global_keyprefix`, `socket_timeout`, `socket_connect_timeout`, `socket_keepalive`, `health_check_interval`.", _mapping),
     _S("broker_lease_timeout", 30.0, "float", "seconds", "How long a fetched message stays invisible to other workers if its worker stops renewing the lease. Live workers renew every third of it, so tasks may run longer than this.", _seconds(), "celeriac"),
     _S("task_delivery_limit", 5, "int", "deliveries", "A message delivered this many times without being settled (its child kept dying on it) goes to the dead letters instead of running again.", _int_at_least(1, "deliveries"), "celeriac"),
+    _S("broker_pool_limit", 10, "int", "connections", "Most connections to a networked broker (Redis) a process keeps; callers beyond it wait for a free one. None: no limit.", _int_at_least(1, "connections", optional=True), "same; None means no limit (Celery: no pool)"),
+    _S("broker_pool_timeout", 10.0, "float", "seconds", "How long a caller waits for a pooled broker connection before BrokerError says to raise `broker_pool_limit`.", _seconds(), "celeriac"),
+    _S("broker_connection_timeout", 4.0, "float", "seconds", "How long connecting to a networked broker may take.", _seconds()),
+    _S("broker_connection_retry", True, "bool", "", "A worker that loses its broker connection keeps running tasks and reconnects (False: it exits).", _bool),
+    _S("broker_connection_retry_on_startup", True, "bool", "", "A worker started while its broker is down waits for it, logging each attempt (False: it exits with an error).", _bool),
+    _S("broker_connection_max_retries", 100, "int", "attempts", "Reconnection attempts before a worker gives up (None: forever).", _int_at_least(0, "attempts", optional=True)),
+    _S("task_publish_retry", True, "bool", "", "Retry sending a task when the broker connection is lost, per `task_publish_retry_policy`.", _bool),
+    _S("task_publish_retry_policy", {"max_retries": 3, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}, "dict", "", "`max_retries`, `interval_start`, `interval_step`, `interval_max` (seconds) of send retries.", _retry_policy),
     # queues and routing
     _S("task_queues", None, "list of Queue", "", "Queues this app knows. None: one durable queue named `task_default_queue`.", _queues),
     _S("task_routes", None, "dict, list or callable", "", "Where each task goes: `{'name-or-glob': {'queue': ..., 'delivery_mode': ...}}`, a list of such dicts, `(pattern, route)` pairs or callables `(name, args, kwargs, options, task=None, **kw) -> dict | str | None`.", _routes),
@@ -261,7 +286,7 @@ SETTINGS: tuple[Setting, ...] = (
     _S("task_always_eager", False, "bool", "", "Run tasks in the calling process at `apply_async` (for tests); no broker is used.", _bool),
     _S("task_eager_propagates", False, "bool", "", "In eager mode, re-raise the task's exception at `apply_async`.", _bool),
     # results
-    _S("result_backend", None, "URL", "", "Where results are stored: `sqlite:///path.db`. None: the broker's file when the broker is SQLite, else no results.", _optional_url, "default differs: Celery stores no results unless set"),
+    _S("result_backend", None, "URL", "", "Where results are stored: `sqlite:///path.db` or `redis://host:6379/0` (Celery's key layout). None: the broker's file when the broker is SQLite, else no results.", _optional_url, "default differs: Celery stores no results unless set"),
     _S("result_serializer", "json", "str", "", "Content type of stored results.", _serializer),
     _S("result_accept_content", None, "list of str", "", "Content types accepted when reading results (None: `accept_content`).", _optional_accept),
     _S("result_expires", 86400.0, "float", "seconds", "Results older than this are deleted (None: kept).", _seconds(optional=True)),
@@ -289,11 +314,7 @@ CELERY_IGNORED: dict[str, str] = {
     "worker_send_task_events": "task events are not implemented; the worker heartbeat carries statistics",
     "task_send_sent_event": "task events are not implemented",
     "result_extended": "results always store the task name, args and worker",
-    "broker_connection_retry_on_startup": "the SQLite broker needs no connection",
-    "broker_connection_retry": "the SQLite broker needs no connection",
-    "broker_connection_max_retries": "the SQLite broker needs no connection",
-    "broker_heartbeat": "the SQLite broker needs no connection",
-    "broker_pool_limit": "the SQLite broker has no connection pool",
+    "broker_heartbeat": "Redis connections use TCP keepalive (transport option health_check_interval)",
     "worker_disable_rate_limits": "rate limits are not implemented",
     "task_annotations": "annotations are not implemented",
     "beat_schedule": "periodic tasks (beat) are not implemented",
@@ -359,6 +380,14 @@ class Settings:
     broker_transport_options: dict[str, Any]
     broker_lease_timeout: float
     task_delivery_limit: int
+    broker_pool_limit: int | None
+    broker_pool_timeout: float
+    broker_connection_timeout: float
+    broker_connection_retry: bool
+    broker_connection_retry_on_startup: bool
+    broker_connection_max_retries: int | None
+    task_publish_retry: bool
+    task_publish_retry_policy: dict[str, float]
     task_queues: tuple[Queue, ...] | None
     task_routes: tuple[Any, ...] | None
     task_default_queue: str

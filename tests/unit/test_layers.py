@@ -63,6 +63,7 @@ BROKER_COMMON_THIRD_PARTY = frozenset({"orjson"})
 #: The driver each broker module may import (add a row with each new broker module).
 BROKER_DRIVERS: dict[str, frozenset[str]] = {
     "celeriac.brokers.redis": frozenset({"redis", "hiredis"}),
+    "celeriac.brokers.redisconn": frozenset({"redis", "hiredis"}),
     "celeriac.brokers.amqp": frozenset({"amqp", "pika", "aio_pika", "aiormq", "rabbitmq_amqp_python_client"}),
 }
 ALL_DRIVERS = frozenset().union(*BROKER_DRIVERS.values())

@@ -11,14 +11,17 @@ from celeriac.errors import ConfigurationError
 SCHEMES: dict[str, tuple[str, str]] = {
     "sqlite": ("celeriac.brokers.sqlite", "SQLiteBroker"),
     "memory": ("celeriac.brokers.memory", "MemoryBroker"),
+    "redis": ("celeriac.brokers.redis", "RedisBroker"),
+    "rediss": ("celeriac.brokers.redis", "RedisBroker"),
+    "unix": ("celeriac.brokers.redis", "RedisBroker"),
 }
 
 #: Schemes that later releases serve, named so the error can say so.
-_PLANNED = {"redis", "rediss", "amqp", "amqps", "pyamqp"}
+_PLANNED = {"amqp", "amqps", "pyamqp"}
 
 
 def from_url(url: str, options: BrokerOptions | None = None) -> Broker:
-    """Return a broker for ``url`` (``sqlite:///celeriac.db``, ``memory://``)."""
+    """Return a broker for ``url`` (``sqlite:///celeriac.db``, ``redis://host:6379/0``, ``memory://``)."""
     if not isinstance(url, str) or "://" not in url:
         raise ConfigurationError(f"broker_url={url!r} is not a URL: use e.g. 'sqlite:///celeriac.db'")
     scheme = url.split("://", 1)[0].lower()

@@ -61,6 +61,14 @@ DEFAULT_DELIVERY_LIMIT = 5
 #: Default lease length in seconds; live workers extend leases well before they run out.
 DEFAULT_LEASE_SECONDS = 30.0
 
+#: Celery's default ``task_publish_retry_policy``.
+DEFAULT_PUBLISH_RETRY_POLICY = {
+    "max_retries": 3,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.2,
+}
+
 #: Where ``consumer_lost`` sends the messages the lost consumer had started.
 QUEUE, ACK, DEAD = "queue", "ack", "dead"
 
@@ -129,11 +137,27 @@ class NodeStats:
 
 @dataclass(frozen=True, slots=True)
 class BrokerOptions:
-    """Delivery settings every broker honours."""
+    """Delivery settings every broker honours, and connection settings of networked ones."""
 
     lease_seconds: float = DEFAULT_LEASE_SECONDS
     delivery_limit: int = DEFAULT_DELIVERY_LIMIT
     transport_options: dict[str, object] = field(default_factory=dict)
+    #: most connections a process keeps (``broker_pool_limit``; None: no limit)
+    pool_limit: int | None = 10
+    #: how long a caller waits for a pooled connection (``broker_pool_timeout``)
+    pool_timeout: float = 10.0
+    #: how long connecting may take (``broker_connection_timeout``)
+    connect_timeout: float = 4.0
+    #: retry publishing on a lost connection (``task_publish_retry``) and how
+    publish_retry: bool = True
+    publish_retry_policy: dict[str, float] = field(
+        default_factory=lambda: {
+            "max_retries": 3,
+            "interval_start": 0,
+            "interval_step": 0.2,
+            "interval_max": 0.2,
+        }
+    )
 
 
 class Broker(abc.ABC):
@@ -296,6 +320,14 @@ class Broker(abc.ABC):
 
     def close(self) -> None:
         """Release connections. The broker must not be used afterwards."""
+
+    def pool_stats(self) -> object | None:
+        """Connection pool counters of this process (networked brokers), else None."""
+        return None
+
+    def persistence_warning(self) -> str | None:
+        """Why durable messages might not survive a broker restart, if the broker can tell."""
+        return None
 
     # -- helpers for subclasses -------------------------------------------------------------
 

@@ -29,12 +29,34 @@ def test_sqlite_url_gives_a_sqlite_broker(tmp_path):
         broker.close()
 
 
-@pytest.mark.parametrize("url", ["redis://localhost:6379/0", "amqp://guest@localhost//"])
+@pytest.mark.parametrize("url", ["amqp://guest@localhost//"])
 def test_brokers_of_later_releases_are_named_as_unavailable(url):
     with pytest.raises(ConfigurationError) as info:
         from_url(url)
     assert "not available in this version" in str(info.value)
     assert "sqlite://" in str(info.value) and "memory://" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("redis://localhost:port/0", "port is not a number"),
+        ("redis://localhost:6379/zero", "database after the host must be a number"),
+        ("unix://", "needs a socket path"),
+    ],
+)
+def test_bad_redis_urls_say_what_is_wrong(url, problem):
+    with pytest.raises(ConfigurationError, match=problem) as info:
+        from_url(url)
+    assert "broker_url=" in str(info.value)
+
+
+def test_redis_url_makes_a_redis_broker_without_connecting():
+    from celeriac.brokers.redis import RedisBroker
+
+    broker = from_url("redis://:secret@localhost:1/0")
+    assert isinstance(broker, RedisBroker)
+    assert "secret" not in broker.location
 
 
 def test_unknown_scheme_lists_the_supported_ones():

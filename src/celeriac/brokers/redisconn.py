@@ -1,0 +1,249 @@
+"""Connections to Redis: URL checks, a measured connection pool, errors with a fix.
+
+Shared by the Redis broker and the Redis result backend. One
+:class:`RedisConnector` per process (redis-py's pools reset themselves after
+``fork()``; the connector also starts afresh in a child).
+
+The pool is a blocking pool of at most ``broker_pool_limit`` connections: a
+caller that finds every connection in use waits up to ``broker_pool_timeout``
+seconds and then gets a :class:`~celeriac.errors.BrokerError` naming the
+setting to raise. The pool counts how long callers waited and how many
+connections are in use (:meth:`RedisConnector.pool_stats`), for the monitor.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from celeriac.errors import BrokerError, ConfigurationError
+
+try:
+    import redis
+    from redis import exceptions as redis_errors
+except ImportError:  # pragma: no cover - exercised only without the extra installed
+    redis = None  # type: ignore[assignment]
+    redis_errors = None  # type: ignore[assignment]
+
+logger = logging.getLogger("celeriac.redis")
+
+T = TypeVar("T")
+
+SCHEMES = ("redis", "rediss", "unix")
+
+
+@dataclass(frozen=True, slots=True)
+class PoolStats:
+    """What a producer's connection pool did: for the monitor and ``inspect``."""
+
+    limit: int | None
+    in_use: int
+    created: int
+    acquired: int
+    waits: int
+    wait_total_s: float
+    wait_max_s: float
+    timeouts: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+def require_redis(setting: str) -> None:
+    """Fail with the install command when redis-py is missing."""
+    if redis is None:
+        raise ConfigurationError(
+            f"{setting} is a Redis URL but the Redis client is not installed: pip install 'celeriac[redis]'"
+        )
+
+
+def check_url(url: str, setting: str) -> str:
+    """Validate a Redis URL; return it. The error names the setting and a valid example."""
+    parts = urlsplit(url)
+    example = "redis://localhost:6379/0, rediss://host:6380/0 or unix:///run/redis.sock?db=0"
+    if parts.scheme not in SCHEMES:
+        raise ConfigurationError(f"{setting}={url!r}: not a Redis URL; use e.g. {example}")
+    if parts.scheme == "unix":
+        if not parts.path:
+            raise ConfigurationError(f"{setting}={url!r}: a unix:// URL needs a socket path; e.g. {example}")
+        return url
+    try:
+        port = parts.port
+    except ValueError:
+        raise ConfigurationError(f"{setting}={url!r}: the port is not a number; e.g. {example}") from None
+    if port == 0:
+        raise ConfigurationError(f"{setting}={url!r}: port 0 is not valid")
+    db = parts.path.strip("/")
+    if db and not db.isdigit():
+        raise ConfigurationError(
+            f"{setting}={url!r}: the database after the host must be a number (got {db!r}); e.g. {example}"
+        )
+    return url
+
+
+def where(url: str) -> str:
+    """The URL without its password, for logs and errors."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    return parts._replace(netloc=user + netloc).geturl()
+
+
+class _MeasuredPool:
+    """Mixin for redis-py's blocking pool: time every ``get_connection``."""
+
+    def _init_stats(self) -> None:
+        self._stats_lock = threading.Lock()
+        self.acquired = 0
+        self.created = 0
+        self.waits = 0
+        self.wait_total = 0.0
+        self.wait_max = 0.0
+        self.timeouts = 0
+
+    def make_connection(self) -> Any:
+        self.created += 1
+        return super().make_connection()  # type: ignore[misc]
+
+    def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            connection = super().get_connection(*args, **kwargs)  # type: ignore[misc]
+        except redis_errors.ConnectionError as exc:
+            if "No connection available" not in str(exc):
+                raise
+            with self._stats_lock:
+                self.timeouts += 1
+            raise BrokerError(
+                f"all {getattr(self, 'max_connections', '?')} pooled Redis connections stayed in use "
+                f"for {getattr(self, 'timeout', '?')} s: raise broker_pool_limit, or broker_pool_timeout "
+                "if callers may wait longer"
+            ) from None
+        waited = time.perf_counter() - started
+        with self._stats_lock:
+            self.acquired += 1
+            if waited > 0.001:
+                self.waits += 1
+            self.wait_total += waited
+            self.wait_max = max(self.wait_max, waited)
+        return connection
+
+
+_POOL_CLASSES: dict[bool, type] = {}
+
+
+def _pool_class(blocking: bool) -> type:
+    if blocking not in _POOL_CLASSES:
+        base = redis.BlockingConnectionPool if blocking else redis.ConnectionPool
+
+        class MeasuredPool(_MeasuredPool, base):  # type: ignore[valid-type,misc]
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                self._init_stats()
+                super().__init__(*args, **kwargs)
+
+            def in_use(self) -> int:
+                if blocking:
+                    available = sum(1 for conn in self.pool.queue if conn is not None)
+                    return len(self._connections) - available
+                return len(self._in_use_connections)
+
+        _POOL_CLASSES[blocking] = MeasuredPool
+    return _POOL_CLASSES[blocking]
+
+
+class RedisConnector:
+    """A redis-py client for ``url`` in this process, with a measured blocking pool.
+
+    ``options`` are socket options: ``socket_timeout``, ``socket_connect_timeout``,
+    ``socket_keepalive``, ``health_check_interval``, ``retry_on_timeout``.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        setting: str = "broker_url",
+        pool_limit: int | None = 10,
+        pool_timeout: float = 10.0,
+        options: Mapping[str, Any] | None = None,
+    ) -> None:
+        require_redis(setting)
+        self.url = check_url(url, setting)
+        self.setting = setting
+        self.pool_limit = pool_limit
+        self.pool_timeout = pool_timeout
+        self.options = dict(options or {})
+        self._pid = -1
+        self._client: Any = None
+        self._pool: Any = None
+
+    @property
+    def location(self) -> str:
+        return where(self.url)
+
+    def _make(self) -> None:
+        kwargs = dict(self.options)
+        if self.pool_limit:
+            kwargs.update(max_connections=self.pool_limit, timeout=self.pool_timeout)
+        try:
+            self._pool = _pool_class(bool(self.pool_limit)).from_url(self.url, **kwargs)
+        except (ValueError, TypeError) as exc:
+            raise ConfigurationError(f"{self.setting}={self.location!r}: {exc}") from None
+        self._client = redis.Redis(connection_pool=self._pool)
+        self._pid = os.getpid()
+
+    @property
+    def client(self) -> Any:
+        """The client of this process (made anew after ``fork()``)."""
+        if self._pid != os.getpid():
+            self._make()
+        return self._client
+
+    def call(self, what: str, fn: Callable[[Any], T]) -> T:
+        """Run ``fn(client)``; turn Redis failures into :class:`BrokerError` naming ``what``."""
+        try:
+            return fn(self.client)
+        except redis_errors.ConnectionError as exc:
+            raise BrokerError(f"cannot reach Redis at {self.location} ({what}): {exc}") from exc
+        except redis_errors.TimeoutError as exc:
+            raise BrokerError(f"Redis at {self.location} did not answer in time ({what}): {exc}") from exc
+        except redis_errors.ResponseError as exc:
+            raise BrokerError(f"Redis at {self.location} refused {what}: {exc}") from exc
+
+    def pool_stats(self) -> PoolStats:
+        """The pool's counters in this process (zeros before the first command)."""
+        pool = self._pool if self._pid == os.getpid() else None
+        if pool is None:
+            return PoolStats(self.pool_limit, 0, 0, 0, 0, 0.0, 0.0, 0)
+        with pool._stats_lock:
+            return PoolStats(
+                limit=self.pool_limit,
+                in_use=pool.in_use(),
+                created=pool.created,
+                acquired=pool.acquired,
+                waits=pool.waits,
+                wait_total_s=pool.wait_total,
+                wait_max_s=pool.wait_max,
+                timeouts=pool.timeouts,
+            )
+
+    def close(self) -> None:
+        if self._pool is not None and self._pid == os.getpid():
+            self._pool.disconnect()
+        self._pool = self._client = None
+        self._pid = -1
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """True for a failure to reach Redis (worth retrying), not a refused command."""
+    cause = exc.__cause__ if isinstance(exc, BrokerError) else exc
+    return redis_errors is not None and isinstance(
+        cause, redis_errors.ConnectionError | redis_errors.TimeoutError
+    )

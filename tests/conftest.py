@@ -1,0 +1,24 @@
+"""Fixtures shared by every test directory."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.redis_server import RedisServer, shared_redis_url
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory):
+    """A real Redis (see :mod:`tests.redis_server`); tests keep to their own key prefix."""
+    url, server = shared_redis_url(tmp_path_factory.mktemp("redis"))
+    yield url
+    if server is not None:
+        server.stop()
+
+
+@pytest.fixture
+def private_redis(tmp_path):
+    """A private redis-server with the append-only file on, for tests that restart it."""
+    server = RedisServer(tmp_path / "redis", appendonly=True).start()
+    yield server
+    server.stop(kill=True)
