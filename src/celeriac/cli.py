@@ -189,6 +189,12 @@ def _node_lines(stats: WorkerStats) -> list[str]:
         )
     if stats.exits:
         lines.append("    child exits: " + ", ".join(f"{k} {v}" for k, v in sorted(stats.exits.items())))
+    pool = stats.broker_pool
+    if pool:
+        lines.append(
+            f"    broker pool: {pool['in_use']} of {pool['limit'] or 'unlimited'} connections in use, "
+            f"{pool['waits']} waits (longest {pool['wait_max_s'] * 1000:.1f} ms), {pool['timeouts']} timeouts"
+        )
     return lines
 
 

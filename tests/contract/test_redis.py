@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import base64
+import json
+import threading
+import time
 import uuid
 
 import pytest
 
 from celeriac.brokers.base import BrokerOptions
-from celeriac.brokers.redis import RedisBroker
-from tests.contract.broker_contract import BrokerContract
+from celeriac.brokers.redis import SEP, RedisBroker, to_kombu
+from celeriac.errors import ConfigurationError
+from celeriac.protocol.entities import Queue
+from tests.contract.broker_contract import BrokerContract, envelope, labels, out
 
 
 class TestRedisBroker(BrokerContract):
@@ -23,3 +29,110 @@ class TestRedisBroker(BrokerContract):
     def make_broker(self, options: BrokerOptions) -> RedisBroker:
         options.transport_options["global_keyprefix"] = self.prefix
         return RedisBroker(self.url, options)
+
+    # -- what only the Redis broker promises -----------------------------------------------------
+
+    @pytest.fixture
+    def r(self, redis_url):
+        import redis
+
+        client = redis.Redis.from_url(redis_url)
+        yield client
+        keys = list(client.scan_iter(match=f"{self.prefix}*"))
+        if keys:
+            client.delete(*keys)
+        client.close()
+
+    def test_messages_are_kombu_envelopes_on_a_list_named_after_the_queue(self, broker, q, r):
+        broker.declare_queue(Queue(q))
+        broker.publish([out(q, "plain"), out(q, "urgent-ish", priority=5)])
+        assert r.llen(self.prefix + q) == 1
+        (raw,) = r.lrange(f"{self.prefix}{q}{SEP}3", 0, -1)
+        message = json.loads(raw)
+        assert message["content-type"] == "application/json"
+        assert message["properties"]["body_encoding"] == "base64"
+        assert message["properties"]["delivery_info"] == {"exchange": q, "routing_key": q}
+        assert message["properties"]["priority"] == 5
+        assert message["headers"]["task"] == "tests.noop"
+        args, _kwargs, _embed = json.loads(base64.b64decode(message["body"]))
+        assert args == ["urgent-ish"]
+        assert r.smembers(f"{self.prefix}_kombu.binding.{q}") == {f"{q}{SEP}{SEP}{q}".encode()}
+
+    def test_a_message_pushed_by_another_producer_is_delivered(self, broker, q, r):
+        raw = to_kombu(envelope("foreign"), "celery", q, 0)
+        r.lpush(self.prefix + q, raw)
+        (got,) = broker.fetch([q], 5, 0, "c")
+        assert labels([got]) == ["foreign"]
+
+    def test_garbage_on_the_list_goes_to_the_dead_letters_and_the_rest_is_served(self, broker, q, r):
+        broker.publish([out(q, "before")])
+        r.lpush(self.prefix + q, b"\x00not json", b'{"no": "envelope"}', b"[1, 2]")
+        broker.publish([out(q, "after")])
+        got = broker.fetch([q], 10, 0, "c")
+        assert labels(got) == ["before", "after"]
+        reasons = sorted(d.reason for d in broker.dead_letters(queue=q))
+        assert len(reasons) == 3
+        assert any("not JSON" in x for x in reasons)
+        assert any("needs 'body', 'headers' and 'properties'" in x for x in reasons)
+        assert any("not an object" in x for x in reasons)
+        broker.ack(got)
+        assert broker.queue_length(q).total == 0
+
+    def test_transient_queue_keeps_no_bookkeeping(self, broker, q, r):
+        broker.declare_queue(Queue(q, durable=False))
+        broker.publish([out(q, str(i), persistent=False) for i in range(3)])
+        got = broker.fetch([q], 3, 0, "fast")
+        assert labels(got) == ["0", "1", "2"]
+        assert not r.exists(f"{self.prefix}celeriac.held.fast")
+        broker.reject(got[1:], requeue=True)
+        assert labels(broker.fetch([q], 3, 0, "fast")) == ["1", "2"]
+
+    def test_a_message_that_landed_for_a_lost_consumer_goes_back(self, broker, q, r):
+        # an idle consumer is about to block: its lease covers its landing list
+        assert broker._lease([q], 1, "waiter", [], q)[0] == []
+        broker.publish([out(q, "landed")])
+        # it died in BLMOVE just after the message moved into its landing list
+        r.lmove(self.prefix + q, f"{self.prefix}celeriac.landing.waiter", "RIGHT", "LEFT")
+        assert broker.queue_length(q).ready == 0
+        broker.consumer_lost("waiter", [], "killed while waiting")
+        assert labels(broker.fetch([q], 1, 0, "c")) == ["landed"]
+
+    def test_idle_consumer_wakes_at_once_for_a_new_message(self, broker, q):
+        broker.declare_queue(Queue(q))
+        times: list[float] = []
+
+        def publish_soon() -> None:
+            time.sleep(0.2)
+            times.append(time.monotonic())
+            broker.publish([out(q, "wake")])
+
+        thread = threading.Thread(target=publish_soon)
+        thread.start()
+        got = broker.fetch([q], 1, 5, "idle")
+        woke = time.monotonic()
+        thread.join()
+        assert labels(got) == ["wake"]
+        assert woke - times[0] < 0.02, "an idle consumer blocks on the list, it does not poll"
+
+    def test_eta_messages_wait_in_a_sorted_set(self, broker, q, r):
+        broker.publish([out(q, "later", eta=time.time() + 0.3)])
+        assert r.zcard(f"{self.prefix}celeriac.schedule.{q}") == 1
+        assert r.llen(self.prefix + q) == 0
+        started = time.monotonic()
+        assert labels(broker.fetch([q], 1, 3, "c")) == ["later"]
+        assert 0.2 < time.monotonic() - started < 1.5
+
+    def test_warns_when_redis_keeps_nothing_on_disk(self, broker, private_redis):
+        warning = broker.persistence_warning()
+        config = broker.conn.client.config_get("appendonly")
+        if config.get("appendonly") == "yes" or broker.conn.client.config_get("save").get("save"):
+            assert warning is None
+        else:
+            assert warning is not None and "appendonly yes" in warning
+        durable = RedisBroker(private_redis.url)
+        assert durable.persistence_warning() is None
+        durable.close()
+
+    def test_unknown_transport_option_names_the_known_ones(self):
+        with pytest.raises(ConfigurationError, match="global_keyprefix"):
+            RedisBroker(self.url, BrokerOptions(transport_options={"global_key_prefix": "x"}))

@@ -52,6 +52,7 @@ import abc
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from celeriac.protocol.entities import Queue
 from celeriac.protocol.message import Envelope
@@ -133,6 +134,23 @@ class NodeStats:
     payload: bytes
     updated_at: float
     expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class PoolStats:
+    """What a producer's connection pool did: for the monitor and ``inspect``."""
+
+    limit: int | None
+    in_use: int
+    created: int
+    acquired: int
+    waits: int
+    wait_total_s: float
+    wait_max_s: float
+    timeouts: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,7 +339,7 @@ class Broker(abc.ABC):
     def close(self) -> None:
         """Release connections. The broker must not be used afterwards."""
 
-    def pool_stats(self) -> object | None:
+    def pool_stats(self) -> PoolStats | None:
         """Connection pool counters of this process (networked brokers), else None."""
         return None
 

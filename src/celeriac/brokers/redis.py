@@ -86,8 +86,6 @@ _ACCEPTED_OPTIONS = frozenset(
         "global_keyprefix",
         # kombu/Celery options that need nothing here
         "visibility_timeout",
-        "priority_steps",
-        "sep",
         "max_connections",
         "fanout_prefix",
         "fanout_patterns",
@@ -373,7 +371,8 @@ class RedisBroker(Broker):
             remaining = deadline - time.monotonic()
             if got or remaining <= 0:
                 return got
-            wait = min(remaining, BLOCK_SLICE_S) if durable and (len(durable) > 1 or transient) else remaining
+            # one list is watched at a time: look at the others (priorities, queues) every slice
+            wait = min(remaining, BLOCK_SLICE_S) if durable else remaining
             if wake >= 0:
                 wait = min(wait, max(wake, 0.001))
             got = self._block(durable, transient, consumer, wait)

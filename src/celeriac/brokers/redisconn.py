@@ -18,10 +18,10 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from celeriac.brokers.base import PoolStats
 from celeriac.errors import BrokerError, ConfigurationError
 
 try:
@@ -36,23 +36,6 @@ logger = logging.getLogger("celeriac.redis")
 T = TypeVar("T")
 
 SCHEMES = ("redis", "rediss", "unix")
-
-
-@dataclass(frozen=True, slots=True)
-class PoolStats:
-    """What a producer's connection pool did: for the monitor and ``inspect``."""
-
-    limit: int | None
-    in_use: int
-    created: int
-    acquired: int
-    waits: int
-    wait_total_s: float
-    wait_max_s: float
-    timeouts: int
-
-    def as_dict(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__slots__}
 
 
 def require_redis(setting: str) -> None:
@@ -104,17 +87,23 @@ class _MeasuredPool:
         self._stats_lock = threading.Lock()
         self.acquired = 0
         self.created = 0
+        self.making = 0.0
         self.waits = 0
         self.wait_total = 0.0
         self.wait_max = 0.0
         self.timeouts = 0
 
     def make_connection(self) -> Any:
-        self.created += 1
-        return super().make_connection()  # type: ignore[misc]
+        started = time.perf_counter()
+        connection = super().make_connection()  # type: ignore[misc]
+        with self._stats_lock:
+            self.created += 1
+            self.making += time.perf_counter() - started
+        return connection
 
     def get_connection(self, *args: Any, **kwargs: Any) -> Any:
         started = time.perf_counter()
+        making = self.making
         try:
             connection = super().get_connection(*args, **kwargs)  # type: ignore[misc]
         except redis_errors.ConnectionError as exc:
@@ -127,7 +116,8 @@ class _MeasuredPool:
                 f"for {getattr(self, 'timeout', '?')} s: raise broker_pool_limit, or broker_pool_timeout "
                 "if callers may wait longer"
             ) from None
-        waited = time.perf_counter() - started
+        # time spent making a new connection is not waiting for a free one
+        waited = time.perf_counter() - started - (self.making - making)
         with self._stats_lock:
             self.acquired += 1
             if waited > 0.001:

@@ -74,6 +74,8 @@ class WorkerStats:
     exits: dict[str, int] = field(default_factory=dict)
     recent_exits: list[ChildExit] = field(default_factory=list)
     state: str = "running"
+    #: the master's broker connection pool (networked brokers): in use, waits, timeouts
+    broker_pool: dict[str, Any] | None = None
 
     def to_json(self) -> bytes:
         """Encode for the broker's node table."""

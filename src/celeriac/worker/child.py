@@ -36,7 +36,7 @@ import orjson
 from celeriac.brokers.base import Delivery
 from celeriac.errors import BrokerError, SoftTimeLimitExceeded
 from celeriac.observe.records import ExitReason
-from celeriac.worker.execute import ACK, REQUEUE, Executor
+from celeriac.worker.execute import ACK, REQUEUE, Executor, NotStarted
 from celeriac.worker.memory import MemoryProbe
 from celeriac.worker.prefetch import PrefetchWindow
 
@@ -196,7 +196,12 @@ class Child:
                 last_runtime >= SLOW_TASK_S or time.monotonic() - self._oldest >= SETTLE_AFTER_S
             ):
                 self._settle()
-            last_runtime = self._run_one(self._held.popleft())
+            delivery = self._held.popleft()
+            try:
+                last_runtime = self._run_one(delivery)
+            except NotStarted:
+                self._held.appendleft(delivery)  # run it once the broker is back
+                raise
             reason = self._recycle_reason()
             if reason is not None:
                 return reason

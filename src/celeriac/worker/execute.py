@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from celeriac.brokers.base import Broker, Delivery, Outgoing
 from celeriac.context import in_worker_task
-from celeriac.errors import Ignore, Reject, Retry, TaskRevokedError
+from celeriac.errors import BrokerError, Ignore, Reject, Retry, TaskRevokedError
 from celeriac.hooks import (
     FAILURE,
     IGNORED,
@@ -47,6 +47,15 @@ if TYPE_CHECKING:
     from celeriac.app import Celeriac
     from celeriac.config import Settings
     from celeriac.worker.slots import Slot
+
+
+#: Parts of a protocol 2 body celeriac does not run.
+_CANVAS = ("callbacks", "errbacks", "chain", "chord")
+
+
+class NotStarted(BrokerError):
+    """The early ack failed, so the task did not start: the child keeps the message."""
+
 
 logger = logging.getLogger("celeriac.worker")
 
@@ -128,6 +137,7 @@ class Executor:
         conf = app.conf
         self.accept = serializers.accepted(conf.accept_content)
         self.max_bytes: int = conf.task_message_max_bytes
+        self._canvas_warned: set[str] = set()
         self._policies: dict[str, TaskPolicy] = {}
         #: True only while task code runs (the soft time limit fires only then).
         self.in_body = False
@@ -306,6 +316,14 @@ class Executor:
         if isinstance(resolved, InvalidMessage):
             return self.dead_letter(delivery, resolved.reason, resolved.task_id, resolved.task_name)
         message, task = resolved
+        if message.task not in self._canvas_warned and any(message.embed.get(k) for k in _CANVAS):
+            self._canvas_warned.add(message.task)
+            logger.warning(
+                "%s[%s] carries a chain, callbacks or a chord from its producer: celeriac runs the "
+                "task but not what is linked to it (canvas is not implemented)",
+                message.task,
+                message.id,
+            )
         if message.eta is not None and message.eta.timestamp() > time.time() + ETA_TOLERANCE_S:
             return self._reschedule(delivery, message)
         policy = self.policy(task)
@@ -332,7 +350,12 @@ class Executor:
                 now + hard if hard else 0.0,
             )
         if not policy.acks_late:
-            self.broker.mark_started([delivery])
+            try:
+                self.broker.mark_started([delivery])
+            except BrokerError as exc:
+                if slot is not None:
+                    slot.abandon()
+                raise NotStarted(str(exc)) from exc
         outcome = self._call(task, request)
         if slot is not None:
             slot.finish(outcome.state == FAILURE)

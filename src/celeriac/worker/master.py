@@ -40,7 +40,7 @@ import select
 import signal
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import psutil
@@ -52,6 +52,7 @@ from celeriac.observe.records import ChildExit, ChildStats, ExitReason, WorkerSt
 from celeriac.worker.child import consumer_id, run_child
 from celeriac.worker.control import Action, Control
 from celeriac.worker.execute import task_policy
+from celeriac.worker.link import BrokerLink
 from celeriac.worker.memory import MemoryProbe
 from celeriac.worker.prefetch import PrefetchWindow
 from celeriac.worker.slots import SlotTable, SlotView
@@ -116,6 +117,10 @@ class Master:
         self.stopping = False
         self.cold = False
         self.interrupted = 0
+        self.gave_up = False
+        self.link = BrokerLink(
+            app.broker.location, app.conf.broker_connection_retry, app.conf.broker_connection_max_retries
+        )
         self.started_at = time.time()
         self.exits: dict[str, int] = {}
         self.recent_exits: list[ChildExit] = []
@@ -129,22 +134,68 @@ class Master:
     # -- lifecycle --------------------------------------------------------------------------
 
     def run(self) -> int:
-        """Serve until shut down. Returns the exit code: 0, or 1 if a cold stop cut tasks short."""
+        """Serve until shut down. Returns the exit code: 0, or 1 if a cold stop cut tasks short
+        or the broker could not be reached."""
         self.control.install()
-        broker = self.app.broker
-        for queue in self.options.queues:
-            broker.declare_queue(queue)
+        if not self._connect():
+            self.control.close()
+            self.app.close()
+            return 0 if self.stopping else 1
         self._banner()
         for index in range(self.options.concurrency):
             self._spawn(index)
         try:
             self._loop()
         finally:
-            self._publish_stats(state="stopped")
+            try:
+                self._publish_stats(state="stopped")
+            except BrokerError as exc:
+                logger.error("could not publish the final heartbeat: %s", exc)
             self.control.close()
             self.app.close()
         logger.warning("%s stopped (%s shutdown)", self.options.nodename, "cold" if self.cold else "warm")
-        return 1 if self.interrupted else 0
+        return 1 if self.interrupted or self.gave_up else 0
+
+    def _connect(self) -> bool:
+        """Declare the queues, waiting for the broker per broker_connection_retry_on_startup."""
+        broker, conf = self.app.broker, self.app.conf
+        while True:
+            try:
+                for queue in self.options.queues:
+                    broker.declare_queue(queue)
+                warning = broker.persistence_warning()
+            except BrokerError as exc:
+                if not conf.broker_connection_retry_on_startup:
+                    logger.error(
+                        "cannot reach the broker: %s (broker_connection_retry_on_startup is False)", exc
+                    )
+                    return False
+                self.link.failed("starting", exc)
+                reason = self.link.give_up_reason(starting=True)
+                if reason is not None:
+                    logger.error("giving up: %s", reason)
+                    return False
+                if not self._pause(self.link.pause()):
+                    return False
+                continue
+            self.link.ok()
+            if warning and any(q.durable for q in self.options.queues):
+                logger.warning("%s", warning)
+            return True
+
+    def _pause(self, seconds: float) -> bool:
+        """Sleep, but wake for signals; False if a stop was asked for meanwhile."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            with contextlib.suppress(InterruptedError):
+                readable, _, _ = select.select([self.control.wake_r], [], [], left)
+                if readable:
+                    self.control.drain_wakeups()
+            for action in self.control.take():
+                if action in (Action.WARM_STOP, Action.COLD_STOP):
+                    self.stopping = True
+                    return False
+        return True
 
     def _banner(self) -> None:
         options = self.options
@@ -417,24 +468,36 @@ class Master:
                 logger.warning("soft time limit of %s[%s] reached", view.name, view.task_id)
 
     def _housekeeping(self, now: float) -> None:
-        if now >= self._next_broker_housekeeping:
-            self._next_broker_housekeeping = now + BROKER_HOUSEKEEPING_S
-            try:
-                self.app.broker.housekeeping()
-            except BrokerError as exc:
-                logger.error("broker housekeeping failed: %s", exc)
-        if now >= self._next_lease:
-            self._next_lease = now + self.options.lease_seconds / 3
-            consumers = [consumer_id(self.options.nodename, pid) for pid in self.children]
-            try:
+        """Periodic broker work: maintenance, lease renewal, heartbeats (paused while it is down)."""
+        if not self.link.due(now):
+            return
+        what = ""
+        try:
+            if now >= self._next_lease or self.link.down:
+                what = "renewing leases"
+                self._next_lease = now + self.options.lease_seconds / 3
+                consumers = [consumer_id(self.options.nodename, pid) for pid in self.children]
                 self.app.broker.extend_leases(consumers)
+                what = "recovering lost tasks"
                 self._recover_lost()
-            except BrokerError as exc:
-                logger.error("could not renew leases: %s", exc)
-        if now >= self._next_stats:
-            self._next_stats = now + self.options.stats_interval
-            self._publish_stats()
-            self.app.hooks.on_heartbeat()
+            if now >= self._next_broker_housekeeping:
+                what = "housekeeping"
+                self._next_broker_housekeeping = now + BROKER_HOUSEKEEPING_S
+                self.app.broker.housekeeping()
+            if now >= self._next_stats:
+                what = "publishing the heartbeat"
+                self._next_stats = now + self.options.stats_interval
+                self._publish_stats()
+                self.app.hooks.on_heartbeat()
+        except BrokerError as exc:
+            self.link.failed(what, exc)
+            reason = self.link.give_up_reason()
+            if reason is not None and not self.stopping:
+                logger.error("stopping the worker: %s", reason)
+                self.gave_up = True
+                self._act(Action.WARM_STOP)
+            return
+        self.link.ok()
 
     def _recover_lost(self) -> None:
         """Record early-ack tasks whose node died mid-task (found through their expired lease)."""
@@ -506,11 +569,13 @@ class Master:
             exits=dict(self.exits),
             recent_exits=list(self.recent_exits),
             state=state,
+            broker_pool=self._pool_stats(),
         )
+
+    def _pool_stats(self) -> dict[str, Any] | None:
+        stats = self.app.broker.pool_stats()
+        return None if stats is None else stats.as_dict()
 
     def _publish_stats(self, state: str = "running") -> None:
         ttl = self.options.stats_interval * 3 if state == "running" else 3600.0
-        try:
-            self.app.broker.put_node_stats(self.options.nodename, self.stats(state).to_json(), ttl)
-        except BrokerError as exc:
-            logger.error("could not publish the heartbeat: %s", exc)
+        self.app.broker.put_node_stats(self.options.nodename, self.stats(state).to_json(), ttl)

@@ -139,6 +139,10 @@ class Slot:
         self._failed += failed
         self._write(0, 0, 0.0, 0.0, 0.0, b"", b"", b"")
 
+    def abandon(self) -> None:
+        """The task recorded by :meth:`start` did not start after all (its early ack failed)."""
+        self._write(0, 0, 0.0, 0.0, 0.0, b"", b"", b"")
+
     @property
     def seq(self) -> int:
         """Tasks started by this child (child side)."""

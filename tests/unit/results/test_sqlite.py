@@ -120,7 +120,7 @@ def test_backend_from_url_picks_the_backend(url):
 
 def test_backend_from_url_refuses_unknown_schemes():
     with pytest.raises(ConfigurationError, match="supported: sqlite://, memory://"):
-        backend_from_url("redis://localhost", "json", ["json"], None)
+        backend_from_url("mongodb://localhost", "json", ["json"], None)
 
 
 def test_in_memory_sqlite_is_refused_with_a_reason():

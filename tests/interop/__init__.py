@@ -1,0 +1,1 @@
+"""Interoperability with stock Celery on a shared Redis."""
