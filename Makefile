@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: all demo test check lint docs bench clean
+.PHONY: all demo test check lint docs bench bench-redis clean
 
 all: test
 
@@ -40,6 +40,12 @@ docs: $(STAMP)
 bench:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "the benchmark needs Python 3.11 or newer: run make bench PYTHON=python3.11")'
 	$(PYTHON) benchmarks/bench_sqlite.py $(BENCH_ARGS)
+
+# celeriac, Celery, Dramatiq, RQ, Huey and a bare redis-py loop on one private redis-server
+# (started on a free port and stopped by the script; needs redis-server on PATH). Same venv.
+bench-redis:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "the benchmark needs Python 3.11 or newer: run make bench-redis PYTHON=python3.11")'
+	$(PYTHON) benchmarks/bench_redis.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .coverage htmlcov demo-output test-artifacts

@@ -39,85 +39,54 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
-import math
 import os
 import platform
 import random
 import shutil
 import signal
 import sqlite3
-import statistics
 import struct
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-BENCH_DIR = Path(__file__).resolve().parent
-REPO = BENCH_DIR.parent
-VENV = BENCH_DIR / ".venv"
+from _common import (
+    BENCH_DIR,
+    Figures,
+    bootstrap,
+    celeriac_source,
+    clean_environ,
+    cores,
+    cpu_model,
+    file_size,
+    fmt,
+    log_tail,
+    mount_of,
+    percentile,
+    ram,
+    raw,
+    short,
+    wait_for_size,
+    worker,
+)
+
 APPS = BENCH_DIR / "sqlite_apps"
-REQUIREMENTS = BENCH_DIR / "requirements.txt"
 
 WORKERS = 2
 #: Huey consumer polling: first wait 1 ms when the queue is empty, growing by x1.15
 #: per empty poll up to 5 ms (celeriac's idle consumer looks every 5 ms).
 HUEY_POLL = ("-d", "0.001", "-m", "0.005", "-b", "1.15")
-STOP_TIMEOUT_S = 15.0
 DRAIN_TIMEOUT_S = 300.0
 LATENCY_TIMEOUT_S = 10.0
 _STAMP = struct.Struct("<d")
 
 
-# -- bootstrap: run inside benchmarks/.venv -------------------------------------------------------
-
-
-def _in_bench_venv() -> bool:
-    return Path(sys.prefix).resolve() == VENV.resolve()
-
-
-def bootstrap() -> None:
-    """Create ``benchmarks/.venv`` if needed, install celeriac and the peers, re-exec in it."""
-    if _in_bench_venv():
-        return
-    digest = hashlib.sha256(REQUIREMENTS.read_bytes() + (REPO / "pyproject.toml").read_bytes()).hexdigest()
-    python = VENV / "bin" / "python"
-    stamp = VENV / f".installed-{digest[:16]}"
-    if not python.exists():
-        print(f"creating {VENV} ...", flush=True)
-        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-    if not stamp.exists():
-        print(f"installing celeriac (editable) and {REQUIREMENTS.name} into {VENV} ...", flush=True)
-        pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-        subprocess.run([*pip, "--upgrade", "pip"], check=True)
-        subprocess.run([*pip, "-e", str(REPO), "-r", str(REQUIREMENTS)], check=True)
-        for old in VENV.glob(".installed-*"):
-            old.unlink()
-        stamp.touch()
-    os.execv(str(python), [str(python), str(Path(__file__).resolve()), *sys.argv[1:]])
-
-
 # -- results ---------------------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class Figures:
-    """Every value measured for one job (a system in one configuration), one list per metric."""
-
-    values: dict[str, list[float]] = field(default_factory=dict)
-
-    def add(self, metric: str, value: float) -> None:
-        self.values.setdefault(metric, []).append(value)
-
-    def median(self, metric: str) -> float | None:
-        runs = self.values.get(metric)
-        return statistics.median(runs) if runs else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,72 +147,6 @@ class Sizes:
 
 
 # -- processes -------------------------------------------------------------------------------------
-
-
-def clean_environ() -> dict[str, str]:
-    """This environment without celeriac/Celery settings (they would override the benchmark's)."""
-    return {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("CELERIAC_", "BENCH_"))
-        and k not in ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND")
-    }
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def stop_group(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM to the worker's process group, wait; SIGKILL the group if anything is left."""
-    pgid = proc.pid  # started with start_new_session=True: the group id is the leader's pid
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGTERM)
-    deadline = time.monotonic() + STOP_TIMEOUT_S
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=STOP_TIMEOUT_S)
-    while _group_alive(pgid) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    if proc.poll() is None or _group_alive(pgid):
-        print(f"  worker group {pgid} did not stop on SIGTERM: SIGKILL", flush=True)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pgid, signal.SIGKILL)
-        proc.wait()
-
-
-@contextlib.contextmanager
-def worker(cmd: list[str], env: dict[str, str], cwd: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """A worker in its own session (process group), always stopped on the way out."""
-    log = cwd / "worker.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            cmd, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    try:
-        yield proc
-    finally:
-        stop_group(proc)
-
-
-def _log_tail(cwd: Path, lines: int = 20) -> str:
-    try:
-        text = (cwd / "worker.log").read_text(errors="replace")
-    except OSError:
-        return "(no worker log)"
-    return "\n".join(text.splitlines()[-lines:])
-
-
-def _size(path: Path) -> int:
-    try:
-        return os.stat(path).st_size
-    except FileNotFoundError:
-        return 0
 
 
 def celeriac_cmd(config: CeleriacConfig) -> list[str]:
@@ -420,20 +323,6 @@ def measure_enqueue_single(system: System, run: Run, sizes: Sizes) -> dict[str, 
     return {"enqueue_single": sizes.single / elapsed}
 
 
-def wait_for_size(path: Path, size: int, proc: subprocess.Popen[bytes], timeout: float, poll: float) -> float:
-    """Wait until ``path`` holds ``size`` bytes; returns perf_counter() when seen."""
-    deadline = time.perf_counter() + timeout
-    while True:
-        now = time.perf_counter()
-        if _size(path) >= size:
-            return now
-        if proc.poll() is not None:
-            raise RuntimeError(f"worker exited with code {proc.returncode} before {path.name} reached {size}")
-        if now > deadline:
-            raise RuntimeError(f"timed out after {timeout:.0f} s: {path.name} has {_size(path)} of {size}")
-        time.sleep(poll)
-
-
 def measure_drain(system: System, run: Run, sizes: Sizes) -> dict[str, float]:
     """Queue ``sizes.drain`` tasks (timed: the 20,000-task enqueue figure), then start the worker and
     time it until every task body has run."""
@@ -447,8 +336,8 @@ def measure_drain(system: System, run: Run, sizes: Sizes) -> dict[str, float]:
             first = wait_for_size(run.done, 1, proc, DRAIN_TIMEOUT_S, 0.001)
             last = wait_for_size(run.done, sizes.drain, proc, DRAIN_TIMEOUT_S, 0.001)
         except RuntimeError as exc:
-            raise RuntimeError(f"{exc}\n--- worker log ---\n{_log_tail(run.dir)}") from None
-    extra = _size(run.done) - sizes.drain
+            raise RuntimeError(f"{exc}\n--- worker log ---\n{log_tail(run.dir)}") from None
+    extra = file_size(run.done) - sizes.drain
     if extra:
         print(f"  note: {extra} more task bodies ran than were sent (after the stop)", flush=True)
     return {
@@ -457,12 +346,6 @@ def measure_drain(system: System, run: Run, sizes: Sizes) -> dict[str, float]:
         "startup_ms": (first - spawned) * 1000,
         "extra_runs": float(extra),
     }
-
-
-def percentile(values: list[float], p: float) -> float:
-    """Nearest-rank percentile."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
 
 
 def measure_latency(system: System, run: Run, sizes: Sizes, rng: random.Random) -> dict[str, float]:
@@ -483,7 +366,7 @@ def measure_latency(system: System, run: Run, sizes: Sizes, rng: random.Random) 
                     (body_started,) = _STAMP.unpack(fh.read(_STAMP.size))
                 samples.append((body_started - sent) * 1000)
         except RuntimeError as exc:
-            raise RuntimeError(f"{exc}\n--- worker log ---\n{_log_tail(run.dir)}") from None
+            raise RuntimeError(f"{exc}\n--- worker log ---\n{log_tail(run.dir)}") from None
     return {
         "latency_p50": percentile(samples, 50),
         "latency_p95": percentile(samples, 95),
@@ -617,28 +500,7 @@ def run_job(job: Job, workdir: Path, sizes: Sizes, rng: random.Random) -> dict[s
         shutil.rmtree(run.dir, ignore_errors=True)
 
 
-def _short(metrics: dict[str, float]) -> str:
-    parts = []
-    for name, value in metrics.items():
-        if name == "extra_runs":
-            continue
-        parts.append(f"{name}={value:.1f}" if value < 1000 else f"{name}={value:,.0f}")
-    return ", ".join(parts)
-
-
 # -- the report ------------------------------------------------------------------------------------
-
-
-def _fmt(value: float | None) -> str:
-    if value is None:
-        return "—"
-    if value >= 100:
-        return f"{value:,.0f}"
-    return f"{value:.1f}" if value >= 10 else f"{value:.2f}"
-
-
-def _raw(values: list[float] | None) -> str:
-    return " / ".join(_fmt(v) for v in values) if values else "—"
 
 
 def table(results: dict[str, Figures], sizes: Sizes) -> str:
@@ -659,55 +521,15 @@ def table(results: dict[str, Figures], sizes: Sizes) -> str:
         cells = (
             row.label,
             row.unit,
-            _fmt(c_med),
-            _fmt(h_med),
+            fmt(c_med),
+            fmt(h_med),
             ratio,
-            _raw(c_fig.values.get(row.celeriac[1])),
-            _raw(h_runs),
+            raw(c_fig.values.get(row.celeriac[1])),
+            raw(h_runs),
             row.note,
         )
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
-
-
-def _mount_of(path: Path) -> str:
-    """Filesystem type, source and mount point holding ``path`` (from /proc/self/mountinfo)."""
-    best = ("?", "?", "")
-    target = str(path.resolve())
-    try:
-        with open("/proc/self/mountinfo") as fh:
-            for line in fh:
-                left, _, right = line.partition(" - ")
-                mount_point = left.split()[4]
-                fstype, source = right.split()[:2]
-                inside = target == mount_point or target.startswith(mount_point.rstrip("/") + "/")
-                if inside and len(mount_point) >= len(best[2]):
-                    best = (fstype, source, mount_point)
-    except OSError:
-        pass
-    return f"{best[0]} ({best[1]} on {best[2]})"
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "?"
-
-
-def _ram() -> str:
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemTotal:"):
-                    return f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
-    except OSError:
-        pass
-    return "?"
 
 
 def _effective_synchronous(fsync: str, workdir: Path) -> str:
@@ -724,37 +546,17 @@ def _effective_synchronous(fsync: str, workdir: Path) -> str:
     return {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}.get(value, str(value))
 
 
-def _git(*args: str) -> str:
-    return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True, check=True).stdout
-
-
-def celeriac_source() -> str:
-    """The checkout's commit, and whether celeriac's source differs from it (read-only git calls)."""
-    paths = ("src", "pyproject.toml")
-    try:
-        commit = _git("rev-parse", "--short", "HEAD").strip()
-        status = _git("status", "--porcelain", "--", *paths)
-        diff = _git("diff", "HEAD", "--", *paths)
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown (not a git checkout)"
-    if not status.strip():
-        return commit
-    digest = hashlib.sha256((status + diff).encode()).hexdigest()[:12]
-    return f"{commit} + uncommitted changes in src/pyproject.toml (state {digest})"
-
-
 def machine(workdir: Path) -> list[str]:
     from importlib.metadata import version
 
-    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return [
         f"date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
-        f"CPU: {_cpu_model()}, {os.cpu_count()} cores ({affinity} usable)",
-        f"RAM: {_ram()}",
+        f"CPU: {cpu_model()}, {cores()}",
+        f"RAM: {ram()}",
         f"OS: {platform.system()} {platform.release()}",
         f"Python: {platform.python_version()} ({sys.executable}), SQLite {sqlite3.sqlite_version}",
         f"celeriac {version('celeriac')} at {celeriac_source()}, huey {version('huey')}",
-        f"benchmark directory filesystem: {_mount_of(workdir)}",
+        f"benchmark directory filesystem: {mount_of(workdir)}",
         "huey PRAGMA synchronous: "
         + ", ".join(
             f"{label} -> {_effective_synchronous(fsync, workdir)}"
@@ -812,7 +614,7 @@ def run_all(
             figures = results.setdefault(job.key, Figures())
             for name, value in metrics.items():
                 figures.add(name, value)
-            print(f"{tag}: {_short(metrics)}", flush=True)
+            print(f"{tag}: {short(metrics)}", flush=True)
     return results, failures
 
 
@@ -868,5 +670,5 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    bootstrap()
+    bootstrap(__file__)
     sys.exit(main(sys.argv[1:]))

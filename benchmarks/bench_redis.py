@@ -1,0 +1,1026 @@
+#!/usr/bin/env python3
+"""Task queues on Redis side by side: celeriac, Celery, Dramatiq, RQ, Huey and a bare redis-py loop.
+
+    python3 benchmarks/bench_redis.py            # or: make bench-redis
+
+Runs in its own virtualenv, ``benchmarks/.venv`` (created on first use, with
+celeriac installed editable from this checkout and the pinned peers of
+``benchmarks/requirements.txt``; the script re-executes itself inside it), so
+peers never become dependencies of celeriac.
+
+Every system runs on the same private ``redis-server`` that the benchmark starts
+on a free port (no persistence: ``--save "" --appendonly no``) and kills at the
+end; every job starts on an emptied server (``FLUSHALL``). Every system runs two
+worker processes and a no-op task that appends one byte to a file (``os.write``
+on an ``O_APPEND`` descriptor opened once per process); the benchmark counts
+completions by the file's size, with no per-task Redis round trip. Every figure
+is measured ``--runs`` times (default 3), the systems interleaved (every job of
+run 1, then every job of run 2, ...), and the tables show the medians, the ratio
+to celeriac (durable queue, early ack: its defaults) and the raw values.
+
+Measured:
+
+1. enqueue, single calls: 5,000 sends one by one, no worker running;
+2. enqueue, batch: 20,000 sends through each system's batch API in batches of 1,000
+   (celeriac ``apply_many``, Celery ``group(...).apply_async()``, RQ ``enqueue_many``;
+   Dramatiq and Huey have none: a loop of single sends), and, as the ceiling, a raw
+   redis-py pipeline ``LPUSH`` of celeriac's own message bytes;
+3. drain: 20,000 tasks queued with the workers stopped; time from starting the workers
+   to the 20,000th task body having run (start-up included), and the start-up alone
+   (workers started to first task done);
+4. latency: workers started and idle, 200 tasks/s sent for 10 s (paced with a monotonic
+   clock), each carrying its enqueue time (``time.time()``) as its argument; the body
+   records ``time.time()`` at its start; p50, p95, p99 (nearest rank) in ms.
+
+Systems (``--only``/``--skip`` take these keys or their family, the part before ``-``):
+
+* ``celeriac``: ``celeriac worker -A celeriac_app:app -c 2``, durable queue, early ack (its
+  defaults; the reference of every ratio); ``celeriac-late``: ``task_acks_late=True``;
+  ``celeriac-transient``: ``Queue("transient", durable=False)`` as ``task_default_queue``;
+  ``celeriac-auto``: ``--prefetch-multiplier auto``. Tasks ``ignore_result=True``.
+* ``celery``: ``celery worker -c 2`` (prefork), defaults, no result backend, tasks
+  ``ignore_result=True``; ``celery-tuned``: the same with ``--prefetch-multiplier 64``.
+* ``dramatiq``: ``RedisBroker``, default middleware, ``--processes 2 --threads 1``.
+* ``rq``: two ``rq worker`` processes, the default ``Worker`` (forks a work horse per job);
+  ``rq-simple``: ``--worker-class rq.worker.SimpleWorker`` (runs jobs in the worker process).
+* ``huey``: ``RedisHuey`` (blocking dequeue, its default), ``huey_consumer -w 2 -k process``.
+* ``bare`` (``redis_apps/bare_loop.py``): two processes, each ``BLMPOP`` 100 messages at a
+  time from the list celeriac's durable queue uses, decode the kombu JSON envelope and its
+  body, call the function; no ack, no bookkeeping. The ceiling: the report gives celeriac's
+  drain and batch enqueue as fractions of it. Its messages are celeriac's own bytes.
+
+Celery, RQ and Huey workers log at WARNING (``-l warning``, ``--quiet``, ``-q``) so that no
+system writes a log line per task; Huey also runs without its periodic-task scheduler (``-n``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import platform
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from _common import (
+    BENCH_DIR,
+    Figures,
+    bootstrap,
+    celeriac_source,
+    clean_environ,
+    cores,
+    cpu_model,
+    file_size,
+    fmt,
+    log_tail,
+    percentile,
+    ram,
+    raw,
+    short,
+    wait_for_size,
+    workers,
+)
+
+APPS = BENCH_DIR / "redis_apps"
+
+WORKERS = 2
+#: Celery's tuned row: messages reserved per child process (Celery's default is 4).
+CELERY_TUNED_PREFETCH = 64
+STARTUP_TIMEOUT_S = 60.0
+DRAIN_TIMEOUT_S = 900.0
+LATENCY_TIMEOUT_S = 120.0
+REDIS_START_TIMEOUT_S = 10.0
+#: The reference every ratio is taken against: celeriac's defaults (durable queue, early ack).
+REFERENCE = "celeriac"
+BARE = "bare"
+#: A record of the latency stamp file: (sent, body started), as redis_apps/_marks.py writes it.
+RECORD = struct.Struct("<dd")
+RECORD_SIZE = RECORD.size
+
+
+class StartError(RuntimeError):
+    """A system could not be set up, or its workers never ran a task: its other jobs are skipped."""
+
+
+@dataclass(frozen=True, slots=True)
+class Sizes:
+    single: int = 5_000
+    batch_size: int = 1_000
+    drain: int = 20_000
+    rate: int = 200
+    seconds: float = 10.0
+    warmup: int = 20
+
+    @property
+    def latency_tasks(self) -> int:
+        return round(self.rate * self.seconds)
+
+
+QUICK = Sizes(single=500, batch_size=1_000, drain=2_000, rate=200, seconds=3.0, warmup=10)
+
+
+def _bin(name: str) -> str:
+    return str(Path(sys.executable).parent / name)
+
+
+def _version(dist: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+# -- the Redis server ------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class RedisServer:
+    """A private ``redis-server`` (no persistence) as a child process, stopped by pid."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.port = 0
+        self.client: Any = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise SystemExit("redis-server not found on PATH: install it (e.g. apt-get install redis-server)")
+        import redis
+
+        for _attempt in range(3):  # the free port may be taken between the probe and the bind
+            self.port = _free_port()
+            cmd = [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ]
+            cmd += ["--daemonize", "no", "--dir", str(self.workdir), "--logfile", ""]
+            log = (self.workdir / "redis.log").open("ab")
+            with log:
+                self.proc = subprocess.Popen(
+                    cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                )
+            self.client = redis.Redis(host="127.0.0.1", port=self.port)
+            deadline = time.monotonic() + REDIS_START_TIMEOUT_S
+            while self.proc.poll() is None and time.monotonic() < deadline:
+                with contextlib.suppress(redis.ConnectionError):
+                    if self.client.ping():
+                        return
+                time.sleep(0.02)
+            self.stop()
+        tail = (self.workdir / "redis.log").read_text(errors="replace")[-2000:]
+        raise SystemExit(f"redis-server did not start:\n{tail}")
+
+    def flushall(self) -> None:
+        self.client.flushall()
+
+    def version(self) -> str:
+        if self.client is None:
+            return "?"
+        return str(self.client.info("server").get("redis_version", "?"))
+
+    def stop(self) -> None:
+        if self.client is not None:
+            with contextlib.suppress(Exception):
+                self.client.close()
+            self.client = None
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+# -- one job's scratch directory -------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Run:
+    """One job's scratch directory (completion files, worker log) and the broker's URL."""
+
+    dir: Path
+    url: str
+
+    @property
+    def done(self) -> Path:
+        return self.dir / "done.bin"
+
+    @property
+    def stamps(self) -> Path:
+        return self.dir / "stamps.bin"
+
+    def env(self, extra: dict[str, str]) -> dict[str, str]:
+        env = clean_environ()
+        env.update(extra)
+        env["BENCH_REDIS_URL"] = self.url
+        env["BENCH_DONE_FILE"] = str(self.done)
+        env["BENCH_STAMP_FILE"] = str(self.stamps)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(APPS), env.get("PYTHONPATH")]))
+        return env
+
+
+# -- the systems behind one interface --------------------------------------------------------------
+
+
+class System:
+    """What a measurement needs from a system: send tasks, start its workers."""
+
+    #: how the system sends a batch, for the table
+    batch_note = ""
+
+    def __init__(self, key: str, label: str) -> None:
+        self.key = key
+        self.label = label
+
+    def open(self, url: str) -> None:
+        """Connect the producer (outside the timed part)."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def send_one(self) -> None:
+        raise NotImplementedError
+
+    def send_latency(self, sent: float) -> None:
+        raise NotImplementedError
+
+    def send_many(self, total: int, batch: int) -> None:
+        raise NotImplementedError
+
+    def worker_cmds(self, url: str) -> list[list[str]]:
+        raise NotImplementedError
+
+    def worker_env(self) -> dict[str, str]:
+        return {}
+
+
+class CeleriacSystem(System):
+    batch_note = "apply_many([()] * 1000)"
+
+    def __init__(
+        self,
+        key: str,
+        label: str,
+        queue: str = "celery",
+        acks_late: bool = False,
+        prefetch: str | None = None,
+    ) -> None:
+        super().__init__(key, label)
+        self.queue, self.acks_late, self.prefetch = queue, acks_late, prefetch
+        self.app: Any = None
+        self.noop: Any = None
+        self.latency: Any = None
+
+    def open(self, url: str) -> None:
+        from celeriac_app import make_app
+
+        self.app, self.noop, self.latency = make_app(url, self.queue, self.acks_late)
+        # connection opened and the queue declared outside the timed part
+        self.app.broker.declare_queue(self.app.router.queue(self.queue))
+        self.app.broker.queue_length(self.queue)
+
+    def close(self) -> None:
+        if self.app is not None:
+            self.app.close()
+        self.app = None
+
+    def send_one(self) -> None:
+        self.noop.delay()
+
+    def send_latency(self, sent: float) -> None:
+        self.latency.delay(sent)
+
+    def send_many(self, total: int, batch: int) -> None:
+        calls = [()] * batch
+        for _ in range(total // batch):
+            self.noop.apply_many(calls)
+
+    def worker_cmds(self, url: str) -> list[list[str]]:
+        cmd = [sys.executable, "-m", "celeriac", "worker", "-A", "celeriac_app:app", "-c", str(WORKERS)]
+        cmd += ["-Q", self.queue, "-l", "warning"]
+        if self.prefetch is not None:
+            cmd += ["--prefetch-multiplier", self.prefetch]
+        return [cmd]
+
+    def worker_env(self) -> dict[str, str]:
+        return {"BENCH_QUEUE": self.queue, "BENCH_ACKS_LATE": "1" if self.acks_late else "0"}
+
+
+class CelerySystem(System):
+    batch_note = "group(noop.s() x 1000).apply_async(): one LPUSH per task on one connection"
+
+    def __init__(self, key: str, label: str, prefetch: int | None = None) -> None:
+        super().__init__(key, label)
+        self.prefetch = prefetch
+        self.app: Any = None
+        self.noop: Any = None
+        self.latency: Any = None
+
+    def open(self, url: str) -> None:
+        from celery_app import make_app
+
+        self.app, self.noop, self.latency = make_app(url)
+        with self.app.pool.acquire(block=True) as conn:  # a pooled connection, opened untimed
+            conn.ensure_connection(max_retries=3)
+            conn.default_channel.client.ping()
+
+    def close(self) -> None:
+        if self.app is not None:
+            self.app.close()
+        self.app = None
+
+    def send_one(self) -> None:
+        self.noop.delay()
+
+    def send_latency(self, sent: float) -> None:
+        self.latency.delay(sent)
+
+    def send_many(self, total: int, batch: int) -> None:
+        from celery import group
+
+        noop = self.noop
+        for _ in range(total // batch):
+            group(noop.s() for _ in range(batch)).apply_async()
+
+    def worker_cmds(self, url: str) -> list[list[str]]:
+        cmd = [_bin("celery"), "-A", "celery_app", "worker", "-c", str(WORKERS), "-l", "warning"]
+        if self.prefetch is not None:
+            cmd += ["--prefetch-multiplier", str(self.prefetch)]
+        return [cmd]
+
+
+class DramatiqSystem(System):
+    batch_note = "no batch API (group().run() sends one by one): a loop of send()"
+
+    def __init__(self, key: str, label: str) -> None:
+        super().__init__(key, label)
+        self.broker: Any = None
+        self.noop: Any = None
+        self.latency: Any = None
+
+    def open(self, url: str) -> None:
+        from dramatiq_app import make_broker
+
+        self.broker, self.noop, self.latency = make_broker(url)
+        self.broker.client.ping()
+
+    def close(self) -> None:
+        if self.broker is not None:
+            self.broker.close()
+        self.broker = None
+
+    def send_one(self) -> None:
+        self.noop.send()
+
+    def send_latency(self, sent: float) -> None:
+        self.latency.send(sent)
+
+    def send_many(self, total: int, batch: int) -> None:
+        send = self.noop.send
+        for _ in range(total):
+            send()
+
+    def worker_cmds(self, url: str) -> list[list[str]]:
+        return [[_bin("dramatiq"), "dramatiq_app", "--processes", str(WORKERS), "--threads", "1"]]
+
+
+class RQSystem(System):
+    batch_note = "enqueue_many(1000 x prepare_data(noop)): one pipeline per call"
+
+    def __init__(self, key: str, label: str, worker_class: str | None = None) -> None:
+        super().__init__(key, label)
+        self.worker_class = worker_class
+        self.conn: Any = None
+        self.queue: Any = None
+
+    def open(self, url: str) -> None:
+        from redis import Redis
+        from rq import Queue
+
+        self.conn = Redis.from_url(url)
+        self.queue = Queue("default", connection=self.conn)
+        self.conn.ping()
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+        self.conn = None
+
+    def send_one(self) -> None:
+        import rq_app
+
+        self.queue.enqueue(rq_app.noop)
+
+    def send_latency(self, sent: float) -> None:
+        import rq_app
+
+        self.queue.enqueue(rq_app.latency, sent)
+
+    def send_many(self, total: int, batch: int) -> None:
+        import rq_app
+        from rq import Queue
+
+        for _ in range(total // batch):
+            self.queue.enqueue_many([Queue.prepare_data(rq_app.noop) for _ in range(batch)])
+
+    def worker_cmds(self, url: str) -> list[list[str]]:
+        cmd = [_bin("rq"), "worker", "--url", url, "--quiet"]
+        if self.worker_class is not None:
+            cmd += ["--worker-class", self.worker_class]
+        return [[*cmd, "default"] for _ in range(WORKERS)]
+
+
+class HueySystem(System):
+    batch_note = "no batch API: a loop of task calls"
+
+    def __init__(self, key: str, label: str) -> None:
+        super().__init__(key, label)
+        self.huey: Any = None
+        self.noop: Any = None
+        self.latency: Any = None
+
+    def open(self, url: str) -> None:
+        from huey_app import make_huey
+
+        self.huey, self.noop, self.latency = make_huey(url)
+        self.huey.storage.conn.ping()
+
+    def close(self) -> None:
+        if self.huey is not None:
+            self.huey.storage.conn.close()
+        self.huey = None
+
+    def send_one(self) -> None:
+        self.noop()
+
+    def send_latency(self, sent: float) -> None:
+        self.latency(sent)
+
+    def send_many(self, total: int, batch: int) -> None:
+        noop = self.noop
+        for _ in range(total):
+            noop()
+
+    def worker_cmds(self, url: str) -> list[list[str]]:
+        return [[_bin("huey_consumer"), "huey_app.huey", "-w", str(WORKERS), "-k", "process", "-n", "-q"]]
+
+
+#: celeriac's message bytes, captured once (see :func:`celeriac_messages`), and where they came from.
+_CAPTURED: list[bytes] = []
+_CAPTURED_FROM: list[str] = []
+
+
+def celeriac_messages(client: Any, url: str, count: int) -> list[bytes]:
+    """``count`` no-op messages exactly as celeriac pushes them (captured from a real publish on
+    an empty server, which is emptied again); built by ``bare_loop.kombu_message`` if celeriac's
+    Redis broker cannot be used."""
+    if len(_CAPTURED) < count:
+        _CAPTURED.clear()
+        _CAPTURED_FROM.clear()
+        try:
+            from celeriac_app import make_app
+
+            app, noop, _ = make_app(url, "celery", False)
+            try:
+                noop.apply_many([()] * count)
+            finally:
+                app.close()
+            _CAPTURED.extend(client.lrange("celery", 0, -1))
+            _CAPTURED_FROM.append("celeriac's own bytes (captured from apply_many)")
+        except Exception as exc:  # celeriac's Redis broker missing or broken: build them
+            from bare_loop import kombu_message
+
+            _CAPTURED[:] = [kombu_message("bench.noop", []) for _ in range(count)]
+            _CAPTURED_FROM.append(f"built by bare_loop.kombu_message (celeriac unavailable: {exc})")
+        client.flushdb()
+    return _CAPTURED[:count]
+
+
+class BareSystem(System):
+    batch_note = "ceiling: raw redis-py pipeline, LPUSH of 1000 celeriac messages per round trip"
+
+    def __init__(self, key: str, label: str) -> None:
+        super().__init__(key, label)
+        self.client: Any = None
+        self.messages: list[bytes] = []
+        self.next = 0
+
+    def open(self, url: str) -> None:
+        import redis
+
+        self.client = redis.Redis.from_url(url)
+        self.client.ping()
+        self.messages = celeriac_messages(self.client, url, 1_000)
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+        self.client = None
+
+    def send_one(self) -> None:
+        self.client.lpush("celery", self.messages[self.next % len(self.messages)])
+        self.next += 1
+
+    def send_latency(self, sent: float) -> None:
+        from bare_loop import kombu_message
+
+        self.client.lpush("celery", kombu_message("bench.latency", [sent]))
+
+    def send_many(self, total: int, batch: int) -> None:
+        messages = self.messages
+        for index in range(total // batch):
+            chunk = [messages[(index * batch + i) % len(messages)] for i in range(batch)]
+            pipe = self.client.pipeline(transaction=False)
+            pipe.lpush("celery", *chunk)
+            pipe.execute()
+
+    def worker_cmds(self, url: str) -> list[list[str]]:
+        return [[sys.executable, str(APPS / "bare_loop.py")] for _ in range(WORKERS)]
+
+    def worker_env(self) -> dict[str, str]:
+        return {"BENCH_QUEUE": "celery"}
+
+
+#: Every system in one configuration, in table order: key -> (family, factory).
+SYSTEMS: dict[str, Callable[[], System]] = {
+    "celeriac": lambda: CeleriacSystem("celeriac", "celeriac durable, early ack (defaults)"),
+    "celeriac-late": lambda: CeleriacSystem(
+        "celeriac-late", "celeriac durable, task_acks_late", acks_late=True
+    ),
+    "celeriac-transient": lambda: CeleriacSystem(
+        "celeriac-transient", "celeriac transient queue (durable=False)", queue="transient"
+    ),
+    "celeriac-auto": lambda: CeleriacSystem(
+        "celeriac-auto", "celeriac durable, early ack, prefetch auto", prefetch="auto"
+    ),
+    "celery": lambda: CelerySystem("celery", "celery defaults (prefork, prefetch 4)"),
+    "celery-tuned": lambda: CelerySystem(
+        "celery-tuned",
+        f"celery TUNED: worker_prefetch_multiplier={CELERY_TUNED_PREFETCH}",
+        prefetch=CELERY_TUNED_PREFETCH,
+    ),
+    "dramatiq": lambda: DramatiqSystem("dramatiq", "dramatiq RedisBroker, 2 processes x 1 thread"),
+    "rq": lambda: RQSystem("rq", "rq Worker (default: forks per job)"),
+    "rq-simple": lambda: RQSystem(
+        "rq-simple", "rq SimpleWorker (no fork per job)", worker_class="rq.worker.SimpleWorker"
+    ),
+    "huey": lambda: HueySystem("huey", "huey RedisHuey, -w 2 -k process"),
+    BARE: lambda: BareSystem(BARE, "bare redis-py loop (ceiling)"),
+}
+#: Systems whose producer differs (the others send exactly as their default row does).
+ENQUEUE_SYSTEMS = ("celeriac", "celeriac-transient", "celery", "dramatiq", "rq", "huey", BARE)
+MEASURES = ("enqueue", "drain", "latency")
+
+
+def family(key: str) -> str:
+    return key.split("-", 1)[0]
+
+
+def label_of(key: str) -> str:
+    return SYSTEMS[key]().label
+
+
+# -- measurements ----------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def producer(system: System, run: Run) -> Iterator[System]:
+    try:
+        system.open(run.url)
+    except Exception as exc:
+        with contextlib.suppress(Exception):
+            system.close()
+        raise StartError(f"{system.label}: the producer could not be set up: {exc!r}") from exc
+    try:
+        yield system
+    finally:
+        system.close()
+
+
+def _started(system: System, run: Run, procs: list[subprocess.Popen[bytes]], path: Path, size: int) -> float:
+    """Wait for the first completion; a worker that never gets there is a :class:`StartError`."""
+    try:
+        return wait_for_size(path, size, procs, STARTUP_TIMEOUT_S, 0.001)
+    except RuntimeError as exc:
+        raise StartError(
+            f"{system.label}: the workers did not start ({exc})\n--- worker log ---\n{log_tail(run.dir)}"
+        ) from None
+
+
+def measure_enqueue_single(system: System, run: Run, sizes: Sizes) -> dict[str, float]:
+    """``sizes.single`` single sends, no worker running: tasks/s."""
+    with producer(system, run):
+        started = time.perf_counter()
+        for _ in range(sizes.single):
+            system.send_one()
+        elapsed = time.perf_counter() - started
+    return {"enqueue_single": sizes.single / elapsed}
+
+
+def measure_drain(system: System, run: Run, sizes: Sizes) -> dict[str, float]:
+    """Queue ``sizes.drain`` tasks (timed: the batch enqueue figure), then start the workers and
+    time them until every task body has run."""
+    with producer(system, run):
+        started = time.perf_counter()
+        system.send_many(sizes.drain, sizes.batch_size)
+        enqueue_s = time.perf_counter() - started
+    env = run.env(system.worker_env())
+    with workers(system.worker_cmds(run.url), env, run.dir) as procs:
+        spawned = time.perf_counter()
+        first = _started(system, run, procs, run.done, 1)
+        try:
+            last = wait_for_size(run.done, sizes.drain, procs, DRAIN_TIMEOUT_S, 0.002)
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}\n--- worker log ---\n{log_tail(run.dir)}") from None
+    extra = file_size(run.done) - sizes.drain
+    if extra:
+        print(f"  note: {extra} more task bodies ran than were sent (after the stop)", flush=True)
+    return {
+        "enqueue_batch": sizes.drain / enqueue_s,
+        "drain": sizes.drain / (last - spawned),
+        "startup_ms": (first - spawned) * 1000,
+        "extra_runs": float(extra),
+    }
+
+
+def _pace(system: System, count: int, rate: float) -> float:
+    """Send ``count`` latency tasks at ``rate`` per second on a monotonic schedule; the rate achieved."""
+    started = time.monotonic()
+    for index in range(count):
+        delay = started + index / rate - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        system.send_latency(time.time())
+    return count / (time.monotonic() - started)
+
+
+def measure_latency(system: System, run: Run, sizes: Sizes) -> dict[str, float]:
+    """Idle workers; ``sizes.rate`` tasks/s for ``sizes.seconds``; send -> task body start, in ms."""
+    env = run.env(system.worker_env())
+    with producer(system, run), workers(system.worker_cmds(run.url), env, run.dir) as procs:
+        system.send_latency(time.time())
+        _started(system, run, procs, run.stamps, RECORD_SIZE)
+        time.sleep(1.0)  # every worker process up, not only the first
+        _pace(system, sizes.warmup, 50.0)
+        skip = (1 + sizes.warmup) * RECORD_SIZE
+        try:
+            wait_for_size(run.stamps, skip, procs, LATENCY_TIMEOUT_S, 0.005)
+            time.sleep(0.5)  # idle again
+            count = sizes.latency_tasks
+            rate = _pace(system, count, sizes.rate)
+            wait_for_size(run.stamps, skip + count * RECORD_SIZE, procs, LATENCY_TIMEOUT_S, 0.01)
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}\n--- worker log ---\n{log_tail(run.dir)}") from None
+    data = run.stamps.read_bytes()[skip : skip + count * RECORD_SIZE]
+    samples = [(body_started - sent) * 1000 for sent, body_started in RECORD.iter_unpack(data)]
+    return {
+        "latency_p50": percentile(samples, 50),
+        "latency_p95": percentile(samples, 95),
+        "latency_p99": percentile(samples, 99),
+        "latency_max": max(samples),
+        "sent_per_s": rate,
+    }
+
+
+# -- the plan --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    system: str  # a key of SYSTEMS
+    measure: str  # one of MEASURES
+
+    @property
+    def key(self) -> str:
+        return f"{self.system}.{self.measure}"
+
+
+def plan(systems: list[str], measures: list[str]) -> list[Job]:
+    """Every selected measurement of every selected system; each run goes through this list in order,
+    so the systems interleave."""
+    jobs = []
+    for measure in MEASURES:
+        if measure not in measures:
+            continue
+        for key in systems:
+            if measure == "enqueue" and key not in ENQUEUE_SYSTEMS:
+                continue
+            jobs.append(Job(key, measure))
+    return jobs
+
+
+def run_job(job: Job, server: RedisServer, workdir: Path, sizes: Sizes) -> dict[str, float]:
+    run = Run(Path(tempfile.mkdtemp(prefix=job.key.replace(".", "-") + "-", dir=workdir)), server.url)
+    server.flushall()
+    system = SYSTEMS[job.system]()
+    try:
+        if job.measure == "enqueue":
+            return measure_enqueue_single(system, run, sizes)
+        if job.measure == "drain":
+            return measure_drain(system, run, sizes)
+        return measure_latency(system, run, sizes)
+    finally:
+        shutil.rmtree(run.dir, ignore_errors=True)
+
+
+def run_all(
+    jobs: list[Job], runs: int, server: RedisServer, workdir: Path, sizes: Sizes
+) -> tuple[dict[str, Figures], list[str]]:
+    """Every job once per run, in order; failures are listed, and a system that cannot start is
+    not tried again."""
+    results: dict[str, Figures] = {}
+    failures: list[str] = []
+    broken: dict[str, str] = {}
+    for index in range(1, runs + 1):
+        for job in jobs:
+            tag = f"[run {index}/{runs}] {job.key}"
+            if job.system in broken:
+                print(f"{tag}: skipped ({broken[job.system]} failed to start earlier)", flush=True)
+                continue
+            try:
+                metrics = run_job(job, server, workdir, sizes)
+            except StartError as exc:
+                broken[job.system] = SYSTEMS[job.system]().label
+                failures.append(f"{tag}: {exc}")
+                print(f"{tag}: FAILED TO START: {exc}", flush=True)
+                continue
+            except Exception as exc:  # report it, go on with the other jobs
+                failures.append(f"{tag} ({SYSTEMS[job.system]().label}): {exc}")
+                print(f"{tag}: FAILED: {exc}", flush=True)
+                continue
+            figures = results.setdefault(job.key, Figures())
+            for name, value in metrics.items():
+                figures.add(name, value)
+            print(f"{tag}: {short(metrics)}", flush=True)
+    return results, failures
+
+
+# -- the report ------------------------------------------------------------------------------------
+
+
+def _ratio(value: float | None, reference: float | None) -> str:
+    return f"{value / reference:.2f}" if value is not None and reference else "—"
+
+
+def section(
+    results: dict[str, Figures], systems: list[str], measure: str, metric: str, notes: dict[str, str]
+) -> list[str]:
+    """One table: a row per system, the median of ``metric``, its ratio to the reference, the runs."""
+    reference = results.get(f"{REFERENCE}.{measure}", Figures()).median(metric)
+    lines = [
+        f"| system | median | ratio / {REFERENCE} | runs | note |",
+        "|---|---|---|---|---|",
+    ]
+    for key in systems:
+        figures = results.get(f"{key}.{measure}")
+        if figures is None or figures.median(metric) is None:
+            continue
+        median = figures.median(metric)
+        cells = (label_of(key), fmt(median), _ratio(median, reference), raw(figures.values[metric]))
+        lines.append("| " + " | ".join(cells) + f" | {notes.get(key, '')} |")
+    return lines if len(lines) > 2 else []
+
+
+def _latency_note(results: dict[str, Figures], key: str, rate: int) -> str:
+    """Say so when the system drains slower than the latency test sends: its figures are queueing."""
+    notes = []
+    drain = results.get(f"{key}.drain", Figures()).median("drain")
+    if drain is not None and drain < rate:
+        notes.append(f"saturated: drains {drain:,.0f}/s < {rate}/s sent, so the queue grows")
+    if family(key) == "dramatiq":
+        notes.append("Dramatiq's Redis consumer polls an empty queue with exponential back-off")
+    return "; ".join(notes)
+
+
+def latency_section(results: dict[str, Figures], systems: list[str], rate: int) -> list[str]:
+    metrics = ("latency_p50", "latency_p95", "latency_p99")
+    reference = results.get(f"{REFERENCE}.latency", Figures())
+    lines = [
+        f"| system | p50 | p95 | p99 | p99 ratio / {REFERENCE} | p50 runs | p95 runs | p99 runs "
+        "| max | sent/s | note |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for key in systems:
+        figures = results.get(f"{key}.latency")
+        if figures is None or figures.median("latency_p50") is None:
+            continue
+        cells = [label_of(key), *(fmt(figures.median(m)) for m in metrics)]
+        cells.append(_ratio(figures.median("latency_p99"), reference.median("latency_p99")))
+        cells += [raw(figures.values[m]) for m in metrics]
+        cells += [fmt(figures.median("latency_max")), fmt(figures.median("sent_per_s"))]
+        cells.append(_latency_note(results, key, rate))
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines if len(lines) > 2 else []
+
+
+def report(results: dict[str, Figures], failures: list[str], systems: list[str], sizes: Sizes) -> int:
+    print(
+        f"Medians of the runs; ratio = system / {label_of(REFERENCE)} "
+        "(rates: >1 faster than celeriac; times: >1 slower than celeriac)."
+    )
+    batch_notes = {key: SYSTEMS[key]().batch_note for key in systems}
+    drain_notes = {BARE: "ceiling: no ack, no bookkeeping"}
+    tables = (
+        (
+            f"enqueue, {sizes.single:,} single calls (tasks/s, no worker running)",
+            "enqueue",
+            "enqueue_single",
+            {},
+        ),
+        (
+            f"enqueue, {sizes.drain:,} in batches of {sizes.batch_size:,} (tasks/s)",
+            "drain",
+            "enqueue_batch",
+            batch_notes,
+        ),
+        (f"drain {sizes.drain:,} (tasks/s, worker start-up included)", "drain", "drain", drain_notes),
+        ("start-up: workers started to first task done (ms)", "drain", "startup_ms", {}),
+    )
+    for title, measure, metric, notes in tables:
+        lines = section(results, systems, measure, metric, notes)
+        if lines:
+            print(f"\n### {title}\n")
+            print("\n".join(lines))
+    lines = latency_section(results, systems, sizes.rate)
+    if lines:
+        print(
+            f"\n### latency, idle workers, {sizes.rate} tasks/s for {sizes.seconds:g} s: "
+            "send -> task body start (ms, nearest rank)\n"
+        )
+        print("\n".join(lines))
+    ceilings = []
+    celeriac, bare = results.get(f"{REFERENCE}.drain"), results.get(f"{BARE}.drain")
+    if celeriac is not None and bare is not None:
+        for metric, what in (("drain", "drain"), ("enqueue_batch", "batch enqueue / raw pipeline LPUSH")):
+            c_med, b_med = celeriac.median(metric), bare.median(metric)
+            ceilings.append(f"celeriac {what}: {_ratio(c_med, b_med)} of the bare redis-py ceiling")
+    if ceilings:
+        print("\n" + "\n".join(ceilings))
+    extra = {
+        key: fig.values["extra_runs"] for key, fig in results.items() if any(fig.values.get("extra_runs", []))
+    }
+    if extra:
+        print(f"\nWARNING: task bodies ran more often than tasks were sent: {extra}")
+    if failures:
+        print(f"\n{len(failures)} job(s) FAILED (their figures are missing from the medians):")
+        for failure in failures:
+            print("  " + failure.splitlines()[0])
+        return 1
+    return 0
+
+
+def machine(server: RedisServer) -> list[str]:
+    try:
+        from redis.utils import HIREDIS_AVAILABLE
+    except ImportError:
+        HIREDIS_AVAILABLE = False
+    peers = ", ".join(
+        f"{name} {_version(name)}"
+        for name in ("celery", "kombu", "dramatiq", "rq", "huey", "redis", "hiredis")
+    )
+    return [
+        f"date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"CPU: {cpu_model()}, {cores()}",
+        f"RAM: {ram()}",
+        f"OS: {platform.system()} {platform.release()}",
+        f"Python: {platform.python_version()} ({sys.executable})",
+        f"redis-server {server.version()} on 127.0.0.1:{server.port} (no persistence, FLUSHALL per job)",
+        f"celeriac {_version('celeriac')} at {celeriac_source()}",
+        f"peers: {peers} (redis-py parser: {'hiredis' if HIREDIS_AVAILABLE else 'pure Python'})",
+    ]
+
+
+def header(argv: list[str], server: RedisServer, systems: list[str], sizes: Sizes, runs: int) -> None:
+    print("# Task queues on Redis: celeriac, Celery, Dramatiq, RQ, Huey, bare redis-py")
+    print("command: " + " ".join(["python3", "benchmarks/bench_redis.py", *argv]))
+    for line in machine(server):
+        print(line)
+    print(f"workers: {WORKERS} processes for every system; the commands (cwd: a scratch directory):")
+    for key in systems:
+        system = SYSTEMS[key]()
+        cmds = system.worker_cmds("redis://127.0.0.1:PORT/0")
+        shown = " ".join(Path(cmds[0][0]).name if i == 0 else part for i, part in enumerate(cmds[0]))
+        times = f" (x{len(cmds)})" if len(cmds) > 1 else ""
+        print(f"  {key}: {shown}{times}")
+    print(
+        f"sizes: single {sizes.single:,}, batch {sizes.drain:,} in {sizes.batch_size:,}s, "
+        f"drain {sizes.drain:,}, latency {sizes.rate}/s for {sizes.seconds:g} s; runs {runs}\n",
+        flush=True,
+    )
+
+
+# -- main ------------------------------------------------------------------------------------------
+
+
+def _select(names: str, what: str) -> set[str]:
+    """The system keys named by ``names`` (comma-separated keys or families, e.g. ``celeriac,rq-simple``)."""
+    chosen: set[str] = set()
+    for name in filter(None, (n.strip() for n in names.split(","))):
+        matched = {key for key in SYSTEMS if name in (key, family(key))}
+        if not matched:
+            raise SystemExit(f"{what}: unknown system {name!r}; known: {', '.join(SYSTEMS)}")
+        chosen |= matched
+    return chosen
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=3, help="runs per figure (median reported); default 3")
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke test: 500 single, 2,000 batch/drain, 3 s latency"
+    )
+    parser.add_argument(
+        "--only",
+        default="",
+        help=f"comma-separated systems or families to run (default all): {', '.join(SYSTEMS)}",
+    )
+    parser.add_argument("--skip", default="", help="comma-separated systems or families to leave out")
+    parser.add_argument(
+        "--measure", default=",".join(MEASURES), help=f"comma-separated subset of {', '.join(MEASURES)}"
+    )
+    parser.add_argument(
+        "--workdir", type=Path, default=BENCH_DIR / ".work", help="parent of the scratch directories"
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    sizes = QUICK if args.quick else Sizes()
+    runs = max(1, args.runs)
+    only = _select(args.only, "--only") or set(SYSTEMS)
+    systems = [key for key in SYSTEMS if key in only - _select(args.skip, "--skip")]
+    measures = [m.strip() for m in args.measure.split(",") if m.strip()]
+    unknown = sorted(set(measures) - set(MEASURES))
+    if unknown or not systems:
+        raise SystemExit(f"nothing to run: unknown --measure {unknown}" if unknown else "no system selected")
+    sys.path.insert(0, str(APPS))
+    for name in [k for k in os.environ if k.startswith(("CELERIAC_", "BENCH_"))]:
+        del os.environ[name]
+    # Ctrl-C and SIGTERM unwind the same way: every worker group and the redis-server are stopped
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="bench-redis-", dir=args.workdir))
+    server = RedisServer(workdir)
+    source_at_start = celeriac_source()
+    started = time.monotonic()
+    try:
+        server.start()
+        header(argv, server, systems, sizes, runs)
+        results, failures = run_all(plan(systems, measures), runs, server, workdir, sizes)
+        if _CAPTURED_FROM:
+            print(f"bare loop messages: {_CAPTURED_FROM[0]}, {len(_CAPTURED[0]):,} bytes each")
+    except KeyboardInterrupt:
+        print("\ninterrupted: stopping every worker and the redis-server", file=sys.stderr, flush=True)
+        return 130
+    finally:
+        server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    print(f"\ntotal time {time.monotonic() - started:.0f} s")
+    source = celeriac_source()
+    if source != source_at_start:
+        print(f"WARNING: celeriac's source changed during the run: {source_at_start} -> {source}")
+    print()
+    return report(results, failures, systems, sizes)
+
+
+if __name__ == "__main__":
+    bootstrap(__file__)
+    sys.exit(main(sys.argv[1:]))
