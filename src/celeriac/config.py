@@ -30,6 +30,7 @@ from typing import Any
 
 import orjson
 
+from celeriac.brokers.base import DEFAULT_PUBLISH_RETRY_POLICY
 from celeriac.errors import ConfigurationError
 from celeriac.protocol import serializers
 from celeriac.protocol.entities import Queue, delivery_mode_of
@@ -134,7 +135,7 @@ def _retry_policy(name: str, value: Any) -> dict[str, float]:
     expected = f"a dict with {', '.join(_POLICY_KEYS)} (numbers >= 0)"
     if not isinstance(value, Mapping):
         raise _fail(name, value, expected)
-    policy = {"max_retries": 3, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
+    policy = dict(DEFAULT_PUBLISH_RETRY_POLICY)
     for key, item in value.items():
         if key not in _POLICY_KEYS:
             raise _fail(name, value, expected + f"; unknown key {key!r}{did_you_mean(key, _POLICY_KEYS)}")
@@ -259,7 +260,7 @@ SETTINGS: tuple[Setting, ...] = (
     _S("broker_connection_retry_on_startup", True, "bool", "", "A worker started while its broker is down waits for it, logging each attempt (False: it exits with an error).", _bool),
     _S("broker_connection_max_retries", 100, "int", "attempts", "Reconnection attempts before a worker gives up (None: forever).", _int_at_least(0, "attempts", optional=True)),
     _S("task_publish_retry", True, "bool", "", "Retry sending a task when the broker connection is lost, per `task_publish_retry_policy`.", _bool),
-    _S("task_publish_retry_policy", {"max_retries": 3, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}, "dict", "", "`max_retries`, `interval_start`, `interval_step`, `interval_max` (seconds) of send retries.", _retry_policy),
+    _S("task_publish_retry_policy", dict(DEFAULT_PUBLISH_RETRY_POLICY), "dict", "", "`max_retries`, `interval_start`, `interval_step`, `interval_max` (seconds) of send retries.", _retry_policy),
     # queues and routing
     _S("task_queues", None, "list of Queue", "", "Queues this app knows. None: one durable queue named `task_default_queue`.", _queues),
     _S("task_routes", None, "dict, list or callable", "", "Where each task goes: `{'name-or-glob': {'queue': ..., 'delivery_mode': ...}}`, a list of such dicts, `(pattern, route)` pairs or callables `(name, args, kwargs, options, task=None, **kw) -> dict | str | None`.", _routes),

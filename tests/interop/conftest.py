@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,18 +54,8 @@ class Process(Worker):
         super().__init__(env, [])
         self.cmd = cmd
 
-    def start(self) -> Process:
-        self.proc = subprocess.Popen(
-            self.cmd,
-            cwd=ROOT,
-            env=self.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
-        threading.Thread(target=self._read, daemon=True).start()
-        return self
+    def command(self) -> list[str]:
+        return self.cmd
 
     def cleanup(self) -> None:
         if self.proc is not None:

@@ -69,10 +69,13 @@ class Worker:
         self.proc: subprocess.Popen[str] | None = None
         self.child_pids: set[int] = set()
 
+    def command(self) -> list[str]:
+        """The command line this process runs."""
+        return [sys.executable, "-m", "celeriac", "worker", "-A", "proc_app", "-l", "info", *self.args]
+
     def start(self) -> Worker:
-        cmd = [sys.executable, "-m", "celeriac", "worker", "-A", "proc_app", "-l", "info", *self.args]
         self.proc = subprocess.Popen(
-            cmd,
+            self.command(),
             cwd=ROOT,
             env=self.env,
             stdout=subprocess.PIPE,

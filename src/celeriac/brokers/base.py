@@ -168,14 +168,7 @@ class BrokerOptions:
     connect_timeout: float = 4.0
     #: retry publishing on a lost connection (``task_publish_retry``) and how
     publish_retry: bool = True
-    publish_retry_policy: dict[str, float] = field(
-        default_factory=lambda: {
-            "max_retries": 3,
-            "interval_start": 0,
-            "interval_step": 0.2,
-            "interval_max": 0.2,
-        }
-    )
+    publish_retry_policy: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_PUBLISH_RETRY_POLICY))
 
 
 class Broker(abc.ABC):

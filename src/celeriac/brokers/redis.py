@@ -56,6 +56,7 @@ import orjson
 
 from celeriac.brokers import redis_lua
 from celeriac.brokers.base import (
+    DEFAULT_PUBLISH_RETRY_POLICY,
     QUEUE,
     Broker,
     BrokerOptions,
@@ -330,9 +331,9 @@ class RedisBroker(Broker):
 
     def _with_retry(self, what: str, fn: Any) -> None:
         """Run ``fn(client)``, retrying lost connections per ``task_publish_retry_policy``."""
-        policy = self.options.publish_retry_policy
-        retries = int(policy.get("max_retries", 3) or 0) if self.options.publish_retry else 0
-        interval = float(policy.get("interval_start", 0) or 0)
+        policy = {**DEFAULT_PUBLISH_RETRY_POLICY, **self.options.publish_retry_policy}
+        retries = int(policy["max_retries"]) if self.options.publish_retry else 0
+        interval = float(policy["interval_start"])
         for attempt in itertools.count():
             try:
                 self.conn.call(what, fn)
@@ -342,9 +343,7 @@ class RedisBroker(Broker):
                     raise
                 logger.warning("%s; retrying in %.1f s (%d/%d)", exc, interval, attempt + 1, retries)
                 time.sleep(interval)
-                interval = min(
-                    interval + float(policy.get("interval_step", 0.2)), float(policy.get("interval_max", 0.2))
-                )
+                interval = min(interval + policy["interval_step"], policy["interval_max"])
 
     # -- consumer side ----------------------------------------------------------------------
 

@@ -89,11 +89,12 @@ local function release(consumer, running, running_to, started_to, reason, limit,
   local started_key = P .. 'celeriac.started.' .. consumer
   local landing = P .. 'celeriac.landing.' .. consumer
   local entries = redis.call('HGETALL', held)
-  local back, dead, kept = {}, {}, 0
-  local wait = redis.call('HGET', held, '~wait')
+  local back, dead, kept, wait = {}, {}, 0, nil
   for i = 1, #entries, 2 do
     local tag, record = entries[i], entries[i + 1]
-    if tag ~= '~wait' then
+    if tag == '~wait' then
+      wait = record
+    else
       local f = fields(record, 4)
       local d = tonumber(f[1])
       local was_running = running[tag]
