@@ -22,3 +22,18 @@ def private_redis(tmp_path):
     server = RedisServer(tmp_path / "redis", appendonly=True).start()
     yield server
     server.stop(kill=True)
+
+
+@pytest.fixture(scope="session")
+def amqp_vhost():
+    """A vhost of its own on the real RabbitMQ (see :mod:`tests.rabbitmq_server`): (URL, name)."""
+    from tests.rabbitmq_server import rabbitmqctl, session_vhost
+
+    url, name = session_vhost()
+    yield url, name
+    rabbitmqctl("delete_vhost", name)
+
+
+@pytest.fixture(scope="session")
+def amqp_url(amqp_vhost):
+    return amqp_vhost[0]

@@ -1,5 +1,7 @@
-"""Fixtures for the interoperability tests: one Redis key prefix per test, the run log,
-producer apps of both kinds, and worker processes of both kinds, killed by pid at the end."""
+"""Fixtures for the interoperability tests: the broker both sides share (``broker_url``;
+Redis unless a test module overrides the fixture), one namespace per test (``keyprefix``:
+the Redis key prefix, and the Celery node name), the run log, producer apps of both
+kinds, and worker processes of both kinds, killed by pid at the end."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from typing import Any
 import psutil
 import pytest
 
+from tests.interop.shared_tasks import is_redis
 from tests.process.harness import ROOT, Worker, wait_until
 
 HERE = Path(__file__).resolve().parent
@@ -35,6 +38,12 @@ class RunLog:
             return []
         return [json.loads(line) for line in self.path.read_text().splitlines() if line.endswith("}")]
 
+    def count(self) -> int:
+        """How many runs are logged (complete lines), without parsing them."""
+        if not self.path.exists():
+            return 0
+        return self.path.read_bytes().count(b"}\n")
+
     def by_label(self) -> dict[str, list[dict[str, Any]]]:
         out: dict[str, list[dict[str, Any]]] = {}
         for entry in self.entries():
@@ -42,7 +51,7 @@ class RunLog:
         return out
 
     def wait(self, count: int, timeout: float = 20.0) -> list[dict[str, Any]]:
-        wait_until(lambda: len(self.entries()) >= count, timeout, f"{count} task runs in {self.path}")
+        wait_until(lambda: self.count() >= count, timeout, f"{count} task runs in {self.path}")
         return self.entries()
 
 
@@ -65,13 +74,23 @@ class Process(Worker):
 
 
 @pytest.fixture
-def keyprefix(redis_url: str) -> Iterator[str]:
-    """This test's ``global_keyprefix``; every key under it is deleted at the end."""
-    import redis
+def broker_url(redis_url: str) -> str:
+    """The broker both sides share: Redis here; a test module overrides this fixture to
+    run the same fixtures on another broker (``test_celery_amqp``: a vhost per test)."""
+    return redis_url
 
+
+@pytest.fixture
+def keyprefix(broker_url: str) -> Iterator[str]:
+    """This test's namespace: on Redis its ``global_keyprefix`` (every key under it is
+    deleted at the end); on any broker the name of its Celery worker node."""
     prefix = f"interop-{uuid.uuid4().hex[:10]}:"
     yield prefix
-    client = redis.Redis.from_url(redis_url)
+    if not is_redis(broker_url):
+        return
+    import redis
+
+    client = redis.Redis.from_url(broker_url)
     try:
         keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
         if keys:
@@ -91,12 +110,21 @@ def rdb(redis_url: str) -> Iterator[Any]:
 
 
 @pytest.fixture
-def env(redis_url: str, keyprefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+def result_keys(rdb) -> Iterator[list[str]]:
+    """Task ids whose (unprefixed) result keys in Redis are deleted at the end."""
+    ids: list[str] = []
+    yield ids
+    if ids:
+        rdb.delete(*(f"celery-task-meta-{task_id}" for task_id in ids))
+
+
+@pytest.fixture
+def env(broker_url: str, keyprefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """Environment of the worker subprocesses (and of this process, for the run log)."""
     for name in _SCRUBBED:
         monkeypatch.delenv(name, raising=False)
     values = {
-        "INTEROP_BROKER_URL": redis_url,
+        "INTEROP_BROKER_URL": broker_url,
         "INTEROP_KEYPREFIX": keyprefix,
         "INTEROP_RUNS": str(tmp_path / "runs.jsonl"),
         "PYTHONPATH": os.pathsep.join([str(HERE), *sys.path]),
@@ -112,27 +140,27 @@ def runs(env: dict[str, str]) -> RunLog:
 
 
 @pytest.fixture
-def celery_app(redis_url: str, keyprefix: str) -> Iterator[Any]:
-    """A stock Celery producer on this test's keys."""
+def celery_app(broker_url: str, keyprefix: str) -> Iterator[Any]:
+    """A stock Celery producer on this test's broker (and keys)."""
     from tests.interop.shared_tasks import make_celery
 
-    app = make_celery(redis_url, keyprefix, set_as_current=False)
+    app = make_celery(broker_url, keyprefix, set_as_current=False)
     yield app
     app.close()
 
 
 @pytest.fixture
-def celeriac_app(redis_url: str, keyprefix: str) -> Iterator[Any]:
-    """A celeriac producer on this test's keys."""
+def celeriac_app(broker_url: str, keyprefix: str) -> Iterator[Any]:
+    """A celeriac producer on this test's broker (and keys)."""
     from tests.interop.shared_tasks import make_celeriac
 
-    app = make_celeriac(redis_url, keyprefix, set_as_current=False)
+    app = make_celeriac(broker_url, keyprefix, set_as_current=False)
     yield app
     app.close()
 
 
 class Workers:
-    """Starts worker processes of both kinds on one test's keys and kills them all at the end."""
+    """Starts worker processes of both kinds on one test's broker and kills them all at the end."""
 
     def __init__(self, env: dict[str, str], keyprefix: str) -> None:
         self.env = env

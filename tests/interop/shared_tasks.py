@@ -5,11 +5,12 @@ Workers of both kinds load this module (``celery -A shared_tasks:celery_app``,
 own with :func:`make_celery` / :func:`make_celeriac` for the producer side.
 Both apps read the environment:
 
-* ``INTEROP_BROKER_URL``: the Redis both sides share;
-* ``INTEROP_KEYPREFIX``: ``broker_transport_options={"global_keyprefix": ...}``,
-  one per test, so tests never see each other's keys;
-* ``INTEROP_RESULT_BACKEND``: optional result backend (the same Redis; result keys
-  are not prefixed, see :func:`make_celery`);
+* ``INTEROP_BROKER_URL``: the broker both sides share (a Redis, or a RabbitMQ vhost);
+* ``INTEROP_KEYPREFIX``: on Redis, ``broker_transport_options={"global_keyprefix": ...}``,
+  one per test, so tests never see each other's keys (on RabbitMQ each test has a
+  vhost of its own instead, and the prefix is not used);
+* ``INTEROP_RESULT_BACKEND``: optional result backend (a Redis; result keys are not
+  prefixed, see :func:`make_celery`);
 * ``INTEROP_RUNS``: the run log. Every task appends one JSON line (one
   ``O_APPEND`` write, atomic between processes): which kind of worker ran it,
   the label, args, kwargs, task id, retries and the time.
@@ -30,6 +31,15 @@ from celeriac import Celeriac
 RECORD = "interop.record"
 FLAKY = "interop.flaky"
 ADD = "interop.add"
+
+
+def is_redis(url: str) -> bool:
+    return url.split("://", 1)[0].lower() in ("redis", "rediss", "unix")
+
+
+def transport_options(broker_url: str, keyprefix: str) -> dict[str, Any]:
+    """The key prefix on Redis; nothing on RabbitMQ (celeriac refuses options it does not know)."""
+    return {"global_keyprefix": keyprefix} if is_redis(broker_url) else {}
 
 
 def write_run(side: str, request: Any, label: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
@@ -78,12 +88,12 @@ def register(app: Any, side: str) -> None:
 def make_celery(
     broker_url: str, keyprefix: str, result_backend: str | None = None, set_as_current: bool = True
 ) -> celery.Celery:
-    """A stock Celery 5 app on ``broker_url`` with every key under ``keyprefix``."""
+    """A stock Celery 5 app on ``broker_url`` (on Redis, with every key under ``keyprefix``)."""
     app = celery.Celery(
         "shared_tasks", broker=broker_url, backend=result_backend, set_as_current=set_as_current
     )
     app.conf.update(
-        broker_transport_options={"global_keyprefix": keyprefix},
+        broker_transport_options=transport_options(broker_url, keyprefix),
         # results stay unprefixed: celeriac's Redis result backend has no key prefix option
         # (task ids are unique, so tests still do not share result keys)
         broker_connection_retry_on_startup=True,
@@ -98,12 +108,12 @@ def make_celery(
 def make_celeriac(
     broker_url: str, keyprefix: str, result_backend: str | None = None, set_as_current: bool = True
 ) -> Celeriac:
-    """A celeriac app on ``broker_url`` with every key under ``keyprefix``."""
+    """A celeriac app on ``broker_url`` (on Redis, with every key under ``keyprefix``)."""
     app = Celeriac(
         "shared_tasks",
         broker=broker_url,
         backend=result_backend,
-        broker_transport_options={"global_keyprefix": keyprefix},
+        broker_transport_options=transport_options(broker_url, keyprefix),
         set_as_current=set_as_current,
     )
     register(app, "celeriac")

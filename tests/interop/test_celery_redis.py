@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -148,15 +147,6 @@ def test_queue_length_of_celery_messages_agrees_on_both_sides(
     assert done.returncode == 0, done.stderr
     (row,) = [q for q in json.loads(done.stdout)["queues"] if q["queue"] == "celery"]
     assert row == {"queue": "celery", "ready": n, "scheduled": 0, "reserved": 0, "running": 0}
-
-
-@pytest.fixture
-def result_keys(rdb) -> Iterator[list[str]]:
-    """Task ids whose (unprefixed) result keys are deleted at the end."""
-    ids: list[str] = []
-    yield ids
-    if ids:
-        rdb.delete(*(f"celery-task-meta-{task_id}" for task_id in ids))
 
 
 def test_results_cross_over_in_both_directions(redis_url, keyprefix, workers, runs, result_keys):

@@ -64,7 +64,8 @@ BROKER_COMMON_THIRD_PARTY = frozenset({"orjson"})
 BROKER_DRIVERS: dict[str, frozenset[str]] = {
     "celeriac.brokers.redis": frozenset({"redis", "hiredis"}),
     "celeriac.brokers.redisconn": frozenset({"redis", "hiredis"}),
-    "celeriac.brokers.amqp": frozenset({"amqp", "pika", "aio_pika", "aiormq", "rabbitmq_amqp_python_client"}),
+    "celeriac.brokers.amqp": frozenset({"amqp"}),
+    "celeriac.brokers.amqpconn": frozenset({"amqp"}),
 }
 ALL_DRIVERS = frozenset().union(*BROKER_DRIVERS.values())
 

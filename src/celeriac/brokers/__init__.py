@@ -14,23 +14,21 @@ SCHEMES: dict[str, tuple[str, str]] = {
     "redis": ("celeriac.brokers.redis", "RedisBroker"),
     "rediss": ("celeriac.brokers.redis", "RedisBroker"),
     "unix": ("celeriac.brokers.redis", "RedisBroker"),
+    "amqp": ("celeriac.brokers.amqp", "AMQPBroker"),
+    "amqps": ("celeriac.brokers.amqp", "AMQPBroker"),
+    "pyamqp": ("celeriac.brokers.amqp", "AMQPBroker"),
 }
-
-#: Schemes that later releases serve, named so the error can say so.
-_PLANNED = {"amqp", "amqps", "pyamqp"}
 
 
 def from_url(url: str, options: BrokerOptions | None = None) -> Broker:
-    """Return a broker for ``url`` (``sqlite:///celeriac.db``, ``redis://host:6379/0``, ``memory://``)."""
+    """Return a broker for ``url``: ``sqlite:///celeriac.db``, ``redis://host:6379/0``,
+    ``amqp://guest@host//`` or ``memory://``."""
     if not isinstance(url, str) or "://" not in url:
         raise ConfigurationError(f"broker_url={url!r} is not a URL: use e.g. 'sqlite:///celeriac.db'")
     scheme = url.split("://", 1)[0].lower()
     if scheme not in SCHEMES:
         known = ", ".join(f"{s}://" for s in sorted(SCHEMES))
-        extra = " (not available in this version)" if scheme in _PLANNED else ""
-        raise ConfigurationError(
-            f"broker_url={url!r}: unknown broker scheme {scheme!r}{extra}; supported: {known}"
-        )
+        raise ConfigurationError(f"broker_url={url!r}: unknown broker scheme {scheme!r}; supported: {known}")
     module_name, class_name = SCHEMES[scheme]
     broker_class: type[Broker] = getattr(importlib.import_module(module_name), class_name)
     return broker_class(url, options)

@@ -49,10 +49,13 @@ Method summary (all batch-shaped; one broker round trip each):
 from __future__ import annotations
 
 import abc
+import itertools
+import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from celeriac.protocol.entities import Queue
 from celeriac.protocol.message import Envelope
@@ -69,6 +72,40 @@ DEFAULT_PUBLISH_RETRY_POLICY = {
     "interval_step": 0.2,
     "interval_max": 0.2,
 }
+
+logger = logging.getLogger("celeriac.broker")
+
+T = TypeVar("T")
+
+
+def publish_with_retry(
+    options: BrokerOptions, what: str, attempt: Callable[[], T], retryable: Callable[[BaseException], bool]
+) -> T:
+    """Run ``attempt``; on a lost connection, retry per ``task_publish_retry_policy``."""
+    policy = {**DEFAULT_PUBLISH_RETRY_POLICY, **options.publish_retry_policy}
+    retries = int(policy["max_retries"]) if options.publish_retry else 0
+    interval = float(policy["interval_start"])
+    for tried in itertools.count():
+        try:
+            return attempt()
+        except Exception as exc:
+            if tried >= retries or not retryable(exc):
+                raise
+            logger.warning("%s: %s; retrying in %.1f s (%d/%d)", what, exc, interval, tried + 1, retries)
+            time.sleep(interval)
+            interval = min(interval + policy["interval_step"], policy["interval_max"])
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def mask_password(url: str) -> str:
+    """The URL without its password, for logs and errors."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    return parts._replace(netloc=user + netloc).geturl()
+
 
 #: Where ``consumer_lost`` sends the messages the lost consumer had started.
 QUEUE, ACK, DEAD = "queue", "ack", "dead"
@@ -175,6 +212,10 @@ class Broker(abc.ABC):
     """A message broker. Subclasses implement the ``_`` methods; this class keeps invariants."""
 
     scheme: str = ""
+    #: True where the broker itself hands back every unacked delivery of a consumer whose
+    #: connection died (RabbitMQ): ``consumer_lost`` in another process cannot ack or
+    #: dead-letter them, so a late-ack task of a killed child always runs again.
+    requeues_dead_consumers: bool = False
 
     def __init__(self, url: str, options: BrokerOptions | None = None) -> None:
         self.url = url
@@ -331,6 +372,12 @@ class Broker(abc.ABC):
 
     def close(self) -> None:
         """Release connections. The broker must not be used afterwards."""
+
+    def still_held(self, batch: Sequence[Delivery]) -> list[Delivery]:
+        """The deliveries of ``batch`` this process may still run and settle. Where a lost
+        connection hands a consumer's messages back (RabbitMQ), the ones it delivered are
+        dropped: they are in their queue again."""
+        return list(batch)
 
     def pool_stats(self) -> PoolStats | None:
         """Connection pool counters of this process (networked brokers), else None."""

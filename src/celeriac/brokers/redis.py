@@ -56,7 +56,6 @@ import orjson
 
 from celeriac.brokers import redis_lua
 from celeriac.brokers.base import (
-    DEFAULT_PUBLISH_RETRY_POLICY,
     QUEUE,
     Broker,
     BrokerOptions,
@@ -65,6 +64,7 @@ from celeriac.brokers.base import (
     NodeStats,
     Outgoing,
     QueueLength,
+    publish_with_retry,
 )
 from celeriac.brokers.redisconn import PoolStats, RedisConnector, is_connection_error
 from celeriac.errors import BrokerError, ConfigurationError
@@ -331,19 +331,7 @@ class RedisBroker(Broker):
 
     def _with_retry(self, what: str, fn: Any) -> None:
         """Run ``fn(client)``, retrying lost connections per ``task_publish_retry_policy``."""
-        policy = {**DEFAULT_PUBLISH_RETRY_POLICY, **self.options.publish_retry_policy}
-        retries = int(policy["max_retries"]) if self.options.publish_retry else 0
-        interval = float(policy["interval_start"])
-        for attempt in itertools.count():
-            try:
-                self.conn.call(what, fn)
-                return
-            except BrokerError as exc:
-                if attempt >= retries or not is_connection_error(exc):
-                    raise
-                logger.warning("%s; retrying in %.1f s (%d/%d)", exc, interval, attempt + 1, retries)
-                time.sleep(interval)
-                interval = min(interval + policy["interval_step"], policy["interval_max"])
+        publish_with_retry(self.options, what, lambda: self.conn.call(what, fn), is_connection_error)
 
     # -- consumer side ----------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from celeriac.brokers.base import PoolStats
+from celeriac.brokers.base import PoolStats, mask_password
 from celeriac.errors import BrokerError, ConfigurationError
 
 try:
@@ -70,14 +70,7 @@ def check_url(url: str, setting: str) -> str:
     return url
 
 
-def where(url: str) -> str:
-    """The URL without its password, for logs and errors."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = f"{parts.username}:***@" if parts.username else ":***@"
-    return parts._replace(netloc=user + netloc).geturl()
+where = mask_password
 
 
 class _MeasuredPool:

@@ -220,6 +220,14 @@ class Child:
                 return self.loop()
             except BrokerError as exc:
                 logger.error("broker error in child %d, retrying in %.1f s: %s", self.index, pause, exc)
+                held = self.broker.still_held(self._held)
+                if len(held) < len(self._held):
+                    logger.warning(
+                        "child %d dropped %d prefetched message(s): the broker put them back in their queue",
+                        self.index,
+                        len(self._held) - len(held),
+                    )
+                    self._held = deque(held)
                 time.sleep(pause)
                 pause = min(pause * 2, 5.0)
 

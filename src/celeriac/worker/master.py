@@ -388,12 +388,14 @@ class Master:
                 return ""
             policy = task_policy(self.app.conf, self.app.tasks.get(view.name))
             acks_late = view.acks_late
+            # RabbitMQ returns the unacked messages of a dead child's connection whatever we say
+            requeued_anyway = acks_late and broker.requeues_dead_consumers
             if reason is ExitReason.HARD_TIME_LIMIT:
                 running_to = DEAD if acks_late and not policy.acks_on_failure else ACK
                 exc: BaseException = TimeLimitExceeded(detail)
-                redelivered = False
+                redelivered = requeued_anyway
             else:
-                redelivered = acks_late and policy.reject_on_worker_lost
+                redelivered = acks_late and (policy.reject_on_worker_lost or requeued_anyway)
                 running_to = QUEUE if redelivered else ACK
                 exc = WorkerLostError(f"worker lost while running the task: {detail}")
             dead = broker.consumer_lost(consumer, [view.tag], detail, running_to=running_to)
@@ -408,6 +410,11 @@ class Master:
             self.app.hooks.after_dead_letter(DeadLettered(detail, view.task_id, view.name, ""))
             return f"; task {view.name}[{view.task_id}] went to the dead letters"
         self.app.hooks.after_task_lost(LostTask(view.task_id, view.name, exc, detail, redelivered))
+        if redelivered and requeued_anyway:
+            return (
+                f"; task {view.name}[{view.task_id}] will run again (task_acks_late: the broker "
+                "returns a dead consumer's unacked messages)"
+            )
         if redelivered:
             return f"; task {view.name}[{view.task_id}] will run again (task_acks_late)"
         return f"; task {view.name}[{view.task_id}] marked failed ({type(exc).__name__})"

@@ -29,12 +29,30 @@ def test_sqlite_url_gives_a_sqlite_broker(tmp_path):
         broker.close()
 
 
-@pytest.mark.parametrize("url", ["amqp://guest@localhost//"])
-def test_brokers_of_later_releases_are_named_as_unavailable(url):
-    with pytest.raises(ConfigurationError) as info:
-        from_url(url)
-    assert "not available in this version" in str(info.value)
-    assert "sqlite://" in str(info.value) and "memory://" in str(info.value)
+@pytest.mark.parametrize("url", ["amqp://guest:secret@localhost//", "amqps://h/v", "pyamqp://guest@h:5673/"])
+def test_amqp_urls_make_a_rabbitmq_broker_without_connecting(url):
+    from celeriac.brokers.amqp import AMQPBroker
+
+    broker = from_url(url)
+    assert isinstance(broker, AMQPBroker)
+    assert "secret" not in broker.location
+
+
+@pytest.mark.parametrize(
+    ("url", "host", "port", "vhost", "tls"),
+    [
+        ("amqp://guest:guest@localhost:5672//", "localhost", 5672, "/", False),
+        ("amqp://u:p@rabbit/", "rabbit", 5672, "/", False),
+        ("amqp://u:p@rabbit/prod", "rabbit", 5672, "prod", False),
+        ("amqp://u:p@rabbit/my%2Fvhost", "rabbit", 5672, "my/vhost", False),
+        ("amqps://u:p@rabbit/prod", "rabbit", 5671, "prod", True),
+    ],
+)
+def test_amqp_urls_read_as_celery_reads_them(url, host, port, vhost, tls):
+    from celeriac.brokers.amqpconn import parse_url
+
+    params = parse_url(url)
+    assert (params.host, params.port, params.virtual_host, bool(params.ssl)) == (host, port, vhost, tls)
 
 
 @pytest.mark.parametrize(
