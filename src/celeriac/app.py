@@ -102,6 +102,7 @@ _ROUTER_SETTINGS = frozenset(
         "task_default_queue",
         "task_default_delivery_mode",
         "task_default_priority",
+        "task_queue_max_priority",
         "task_create_missing_queues",
     }
 )
@@ -248,6 +249,7 @@ class Celeriac:
             self.conf.task_default_delivery_mode,
             self.conf.task_default_priority,
             self.conf.task_create_missing_queues,
+            self.conf.task_queue_max_priority,
         )
 
     @cached_property

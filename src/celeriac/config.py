@@ -267,6 +267,7 @@ SETTINGS: tuple[Setting, ...] = (
     _S("task_default_queue", "celery", "str", "", "Queue of tasks with no route.", _str),
     _S("task_default_delivery_mode", 2, "int or str", "", "`'persistent'` (2) or `'transient'` (1) for messages whose queue, route and call say nothing.", _delivery_mode),
     _S("task_default_priority", None, "int", "", "Priority of messages sent without one (0-255, higher runs first on SQLite).", _optional_priority),
+    _S("task_queue_max_priority", None, "int", "", "`x-max-priority` of every queue that sets no `max_priority` of its own (RabbitMQ: a queue supports priorities only with it). Must match what Celery declares for shared queues.", _optional_priority),
     _S("task_create_missing_queues", True, "bool", "", "Create a durable queue for a route that names a queue not in `task_queues`; if False such a route is an error.", _bool),
     # messages
     _S("task_serializer", "json", "str", "", "Content type of task arguments: `json` or `pickle` (pickle must also be in `accept_content`).", _serializer),
@@ -394,6 +395,7 @@ class Settings:
     task_default_queue: str
     task_default_delivery_mode: int
     task_default_priority: int | None
+    task_queue_max_priority: int | None
     task_create_missing_queues: bool
     task_serializer: str
     accept_content: tuple[str, ...]

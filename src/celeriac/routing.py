@@ -85,9 +85,11 @@ class Router:
         default_delivery_mode: int,
         default_priority: int | None,
         create_missing: bool,
+        max_priority: int | None = None,
     ) -> None:
+        self.max_priority = max_priority
         declared = queues or (Queue(default_queue),)
-        self.queues: dict[str, Queue] = {q.name: q for q in declared}
+        self.queues: dict[str, Queue] = {q.name: self._with_max_priority(q) for q in declared}
         self.default_queue = default_queue
         self.default_delivery_mode = default_delivery_mode
         self.default_priority = default_priority
@@ -107,8 +109,28 @@ class Router:
                 f"queue {name!r} is not in task_queues ({', '.join(self.queues)}): declare it "
                 "or set task_create_missing_queues=True"
             )
-        queue = self.queues[name] = Queue(name)
+        queue = self.queues[name] = self._with_max_priority(Queue(name))
         return queue
+
+    def _with_max_priority(self, queue: Queue) -> Queue:
+        """``task_queue_max_priority`` for a queue that sets none of its own (as Celery does)."""
+        if (
+            self.max_priority is None
+            or queue.max_priority is not None
+            or "x-max-priority" in queue.queue_arguments
+        ):
+            return queue
+        return Queue(
+            queue.name,
+            queue.exchange,
+            queue.routing_key,
+            queue.durable,
+            queue.exclusive,
+            queue.auto_delete,
+            queue.queue_arguments,
+            max_priority=self.max_priority,
+            **queue.extra,
+        )
 
     def _by_routing_key(self, routing_key: str, exchange: Any) -> Queue:
         exchange_name = getattr(exchange, "name", exchange)

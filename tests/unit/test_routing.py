@@ -271,3 +271,26 @@ def test_queue_declared_not_durable_makes_messages_transient_by_default():
     route = r.route("t", {"queue": "scratch"})
     assert (route.delivery_mode, route.persistent) == (1, False)
     assert r.route("t", {"queue": "scratch", "delivery_mode": "persistent"}).delivery_mode == 2
+
+
+def test_task_queue_max_priority_applies_to_queues_without_their_own(make_app):
+    from celeriac import Queue
+
+    app = make_app(
+        task_queue_max_priority=10,
+        task_queues=[
+            Queue("celery"),
+            Queue("own", max_priority=3),
+            Queue("arg", queue_arguments={"x-max-priority": 5}),
+        ],
+    )
+    queues = {q.name: q for q in app.queues_for(None)}
+    assert queues["celery"].max_priority == 10
+    assert queues["own"].max_priority == 3
+    assert queues["arg"].max_priority is None and queues["arg"].queue_arguments == {"x-max-priority": 5}
+    assert app.queues_for(["created"])[0].max_priority == 10
+
+
+def test_without_task_queue_max_priority_queues_are_declared_as_given(make_app):
+    (queue,) = make_app().queues_for(None)
+    assert queue.max_priority is None
