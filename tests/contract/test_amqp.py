@@ -275,6 +275,27 @@ class TestAMQPBroker(BrokerContract):
         assert time.time() - started >= 0.29
         assert "x-death" not in got.envelope.headers
 
+    def test_a_forked_child_opens_its_own_connections_and_leaves_the_parents_alone(self, broker, q):
+        import os
+
+        broker.publish([out(q, "parent-before")])
+        parent_pool = broker.pool_stats()
+        pid = os.fork()
+        if pid == 0:  # the child: publish through the inherited broker object, then leave
+            code = 1
+            try:
+                assert broker.pool_stats().created == 0  # nothing inherited
+                broker.publish([out(q, "child")])
+                code = 0
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        broker.publish([out(q, "parent-after")])  # the parent's connection still works
+        assert broker.pool_stats().created == parent_pool.created
+        got = broker.fetch([q], 3, 0, "c")
+        assert labels(got) == ["parent-before", "child", "parent-after"]
+
     def test_delay_levels(self):
         assert delay_level(0.001) == 5
         assert delay_level(1.0) == 9  # 512 ms, then the rest

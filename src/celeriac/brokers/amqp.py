@@ -68,7 +68,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import os
 import select
 import threading
 import time
@@ -89,6 +88,7 @@ from celeriac.brokers.amqpconn import (
     explain,
     inequivalent,
     is_connection_error,
+    on_fork,
 )
 from celeriac.brokers.base import (
     Broker,
@@ -269,6 +269,7 @@ class AMQPBroker(Broker):
         self._infra: set[str] = set()
         self._warned_fallback = False
         self._reset_process_state()
+        on_fork(self, "_reset_process_state")
 
     @staticmethod
     def _seconds(transport: dict[str, Any], name: str, default: float | None) -> float | None:
@@ -284,16 +285,11 @@ class AMQPBroker(Broker):
     def _reset_process_state(self) -> None:
         """Forget connections (a forked child must not use its parent's sockets); what was
         declared stays known."""
-        self._pid = os.getpid()
         self._lock = threading.RLock()
         self._consumers: dict[str, _Consumer] = {}
         self._by_gen: dict[int, _Consumer] = {}
         self._gen = 0
         self._admin: Any = None  # (connection, channel) for declarations and reads
-
-    def _check_pid(self) -> None:
-        if self._pid != os.getpid():  # a forked child: the parent's sockets are not ours
-            self._reset_process_state()
 
     @property
     def location(self) -> str:
@@ -306,7 +302,6 @@ class AMQPBroker(Broker):
     # -- the admin channel: declarations, passive reads ---------------------------------------
 
     def _admin_channel(self) -> Any:
-        self._check_pid()
         if self._admin is None:
             connection = self.connector.connect("opening a channel for declarations")
             try:
@@ -332,7 +327,6 @@ class AMQPBroker(Broker):
     # -- declarations -------------------------------------------------------------------------
 
     def declare_queue(self, queue: Queue) -> None:
-        self._check_pid()
         durable = queue.durable
         if not durable and not queue.exclusive and self.transient_fallback:
             durable = True
@@ -493,7 +487,6 @@ class AMQPBroker(Broker):
         return declared.exchange.name, declared.routing_key
 
     def _publish(self, batch: Sequence[Outgoing]) -> None:
-        self._check_pid()
         now = self.now()
         plan: list[tuple[Any, str, str, bool]] = []
         for item in batch:
@@ -586,7 +579,6 @@ class AMQPBroker(Broker):
     def _fetch(
         self, queues: Sequence[str], n: int, timeout: float, consumer: str, ack: Sequence[Delivery]
     ) -> list[Delivery]:
-        self._check_pid()
         if ack:
             self._ack(ack)
         state: _Consumer | None = None
@@ -613,7 +605,7 @@ class AMQPBroker(Broker):
         while len(out) < n:
             if not consumer.buffer:
                 if self._readable(consumer):  # the rest of a burst already on the socket
-                    self._drain(consumer, 1.0)
+                    self._drain(consumer, None)
                     continue
                 left = deadline - time.monotonic()
                 if out or left <= 0:
@@ -654,7 +646,9 @@ class AMQPBroker(Broker):
         return bool(select.select([sock], [], [], 0)[0])
 
     @staticmethod
-    def _drain(consumer: _Consumer, timeout: float) -> None:
+    def _drain(consumer: _Consumer, timeout: float | None) -> None:
+        """Read one frame, waiting up to ``timeout`` (None: data is known to be there;
+        py-amqp then skips two socket-timeout system calls)."""
         with contextlib.suppress(TimeoutError):
             consumer.connection.drain_events(timeout=timeout)
 
@@ -792,11 +786,9 @@ class AMQPBroker(Broker):
             raise
 
     def still_held(self, batch: Sequence[Delivery]) -> list[Delivery]:
-        self._check_pid()
         return [d for d in batch if self._split([d])]
 
     def _mark_started(self, batch: Sequence[Delivery]) -> None:
-        self._check_pid()
         lost = len(batch) - len(self.still_held(batch))
         if lost:
             raise BrokerError(
@@ -812,12 +804,10 @@ class AMQPBroker(Broker):
             self._on_consumer(consumer, "acking started tasks", mark)
 
     def _ack(self, batch: Sequence[Delivery]) -> None:
-        self._check_pid()
         for consumer, tags in self._split(batch).items():
             self._on_consumer(consumer, "acking", lambda c=consumer, t=tags: self._settle(c, t))
 
     def _reject(self, batch: Sequence[Delivery], requeue: bool, reason: str) -> None:
-        self._check_pid()
         for delivery in batch:
             for consumer, tags in self._split([delivery]).items():
                 tag = tags[0]
@@ -863,7 +853,6 @@ class AMQPBroker(Broker):
     ) -> list[str]:
         """Let a consumer go. Only the process that holds the consumer's channel can settle
         what it was running; elsewhere its connection died with it and RabbitMQ requeues."""
-        self._check_pid()
         state = self._consumers.get(consumer)
         if state is None:
             return []
@@ -929,7 +918,6 @@ class AMQPBroker(Broker):
     def _read_all(self, queue: str, keep: Any) -> list[Any]:
         """basic.get every message of ``queue`` on a throwaway channel; ``keep(messages)``
         returns the delivery tags to ack, the rest go back when the channel closes."""
-        self._check_pid()
         connection = self.connector.connect(f"reading {queue!r}")
         try:
             channel = self.connector.channel(connection)
@@ -1095,10 +1083,6 @@ class AMQPBroker(Broker):
     # -- lifecycle ----------------------------------------------------------------------------
 
     def close(self) -> None:
-        if self._pid != os.getpid():
-            self._reset_process_state()
-            self.pool.close()
-            return
         for consumer in list(self._consumers.values()):
             self._lose(consumer)
         admin, self._admin = self._admin, None

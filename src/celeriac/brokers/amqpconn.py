@@ -6,9 +6,9 @@ threads or across ``fork()``, so:
 
 * every pooled producer channel has its own connection (the pool is still named
   after channels: one confirm-mode channel is what a caller borrows);
-* everything here remembers the pid that made it and starts afresh in a child,
-  dropping the parent's sockets without closing them (closing would end the
-  parent's connection too).
+* what holds connections starts afresh in a forked child (``on_fork``), dropping
+  the parent's sockets without closing them (closing would end the parent's
+  connection too).
 
 The pool holds at most ``broker_pool_limit`` channels. A caller that finds all in
 use waits up to ``broker_pool_timeout`` seconds, then gets a
@@ -24,6 +24,7 @@ import re
 import ssl
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -299,6 +300,18 @@ class ConfirmChannel:
         drop(self.connection)
 
 
+def on_fork(obj: Any, method: str) -> None:
+    """Call ``obj.<method>()`` in every child forked from now on (``obj`` is held weakly)."""
+    ref = weakref.ref(obj)
+
+    def in_child() -> None:
+        target = ref()
+        if target is not None:
+            getattr(target, method)()
+
+    os.register_at_fork(after_in_child=in_child)
+
+
 class ChannelPool:
     """At most ``limit`` confirm channels for producers in this process, with counters."""
 
@@ -307,9 +320,9 @@ class ChannelPool:
         self.limit = limit
         self.timeout = timeout
         self._reset()
+        on_fork(self, "_reset")  # a forked child starts with no channels: the parent's are not its own
 
     def _reset(self) -> None:
-        self._pid = os.getpid()
         self._cond = threading.Condition()
         self._idle: list[ConfirmChannel] = []
         self._count = 0
@@ -317,14 +330,9 @@ class ChannelPool:
         self.created = self.acquired = self.waits = self.timeouts = 0
         self.wait_total = self.wait_max = 0.0
 
-    def _check_pid(self) -> None:
-        if self._pid != os.getpid():  # forked: the parent's sockets are not ours to use or close
-            self._reset()
-
     @contextlib.contextmanager
     def channel(self) -> Iterator[ConfirmChannel]:
         """Borrow a channel; a channel that failed is closed instead of returned."""
-        self._check_pid()
         started = time.perf_counter()
         with self._cond:
             while not self._idle and self.limit and self._count >= self.limit:
@@ -371,7 +379,6 @@ class ChannelPool:
                 self._cond.notify()
 
     def stats(self) -> PoolStats:
-        self._check_pid()
         with self._cond:
             return PoolStats(
                 limit=self.limit,
@@ -385,9 +392,6 @@ class ChannelPool:
             )
 
     def close(self) -> None:
-        if self._pid != os.getpid():
-            self._reset()
-            return
         with self._cond:
             idle, self._idle = self._idle, []
             self._count -= len(idle)
