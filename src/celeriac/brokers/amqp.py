@@ -241,13 +241,7 @@ class AMQPBroker(Broker):
 
     def __init__(self, url: str, options: BrokerOptions | None = None) -> None:
         super().__init__(url, options)
-        transport = dict(self.options.transport_options)
-        unknown = sorted(set(transport) - _ACCEPTED_OPTIONS)
-        if unknown:
-            raise ConfigurationError(
-                f"broker_transport_options: {', '.join(map(repr, unknown))} not known to the RabbitMQ "
-                f"broker; it takes {', '.join(sorted(_ACCEPTED_OPTIONS))}"
-            )
+        transport = self.transport_options(_ACCEPTED_OPTIONS, "RabbitMQ")
         mode = transport.get("transient_queues", "auto")
         if mode not in ("auto", "durable"):
             raise ConfigurationError(
@@ -663,9 +657,7 @@ class AMQPBroker(Broker):
         now = self.now()
         remaining = eta - now if isinstance(eta, float | int) else _until(envelope.headers.get("eta"), now)
         if remaining > ETA_EARLY_S:  # back from a delay hop early, or a producer that does not delay
-            self._delay(
-                consumer, tag, queue, envelope, persistent, deliveries - (not redelivered), message, remaining
-            )
+            self._delay(consumer, tag, queue, envelope, deliveries - (not redelivered), message, remaining)
             return None
         if redelivered:
             # its consumer died or lost its connection: that delivery failed
@@ -682,10 +674,32 @@ class AMQPBroker(Broker):
                     f"or losing the broker); task_delivery_limit={limit}",
                 )
             else:
-                self._again(consumer, tag, queue, envelope, persistent, deliveries, message)
+                # counted in a copy at the back of the queue
+                self._move(
+                    consumer, tag, message, envelope, {COUNT_HEADER: deliveries}, "", queue, "requeueing"
+                )
             return None
         consumer.by_tag[tag] = (queue, message)
         return Delivery(queue, envelope, f"{consumer.gen}.{tag}", deliveries, persistent)
+
+    def _move(
+        self,
+        consumer: _Consumer,
+        tag: int,
+        message: Any,
+        envelope: Envelope,
+        extra: dict[str, Any] | None,
+        exchange: str,
+        queue: str,
+        what: str,
+    ) -> None:
+        """Publish a copy of a delivered message (confirmed), then ack the original: the
+        message is never in neither place, at worst briefly in both."""
+        priority = int(message.properties.get("priority") or 0)
+        persistent = message.properties.get("delivery_mode") == 2
+        copy = _to_message(envelope, persistent, priority, extra)
+        self._send([(copy, exchange, queue, True)], f"{what} a message of {queue!r}")
+        self._settle(consumer, [tag])
 
     def _delay(
         self,
@@ -693,7 +707,6 @@ class AMQPBroker(Broker):
         tag: int,
         queue: str,
         envelope: Envelope,
-        persistent: bool,
         count: int,
         message: Any,
         remaining: float,
@@ -701,27 +714,8 @@ class AMQPBroker(Broker):
         """Send a message that is not due yet to the delay hop for the rest of its wait."""
         level = delay_level(remaining)
         self._ensure_delay(level)
-        priority = int(message.properties.get("priority") or 0)
         extra = {COUNT_HEADER: count, LEVEL_HEADER: level, ETA_HEADER: self.now() + remaining}
-        copy = _to_message(envelope, persistent, priority, extra)
-        self._send([(copy, DELAY_EXCHANGE, queue, persistent)], f"scheduling a message of {queue!r}")
-        self._settle(consumer, [tag])
-
-    def _again(
-        self,
-        consumer: _Consumer,
-        tag: int,
-        queue: str,
-        envelope: Envelope,
-        persistent: bool,
-        count: int,
-        message: Any,
-    ) -> None:
-        """Publish a copy carrying the delivery count, then ack the original."""
-        priority = int(message.properties.get("priority") or 0)
-        copy = _to_message(envelope, persistent, priority, {COUNT_HEADER: count})
-        self._send([(copy, "", queue, True)], f"requeueing a message of {queue!r}")
-        self._settle(consumer, [tag])
+        self._move(consumer, tag, message, envelope, extra, DELAY_EXCHANGE, queue, "scheduling")
 
     def _dead_letter(
         self,
@@ -837,12 +831,8 @@ class AMQPBroker(Broker):
         """Put an unstarted message back on its queue (at the back) with its count unchanged."""
         envelope, wire = _envelope(message)
         counted = wire.get(COUNT_HEADER)
-        priority = int(message.properties.get("priority") or 0)
         extra = {COUNT_HEADER: counted} if isinstance(counted, int) and counted > 0 else None
-        persistent = message.properties.get("delivery_mode") == 2
-        copy = _to_message(envelope, persistent, priority, extra)
-        self._send([(copy, "", queue, True)], f"handing a message back to {queue!r}")
-        self._settle(consumer, [tag])
+        self._move(consumer, tag, message, envelope, extra, "", queue, "handing back")
 
     def extend_leases(self, consumers: Sequence[str]) -> int:
         """Nothing to renew: RabbitMQ holds a delivery for as long as its consumer's connection lives."""

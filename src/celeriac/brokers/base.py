@@ -57,6 +57,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from celeriac.errors import ConfigurationError
 from celeriac.protocol.entities import Queue
 from celeriac.protocol.message import Envelope
 
@@ -220,6 +221,17 @@ class Broker(abc.ABC):
     def __init__(self, url: str, options: BrokerOptions | None = None) -> None:
         self.url = url
         self.options = options or BrokerOptions()
+
+    def transport_options(self, accepted: frozenset[str], broker: str) -> dict[str, Any]:
+        """``broker_transport_options``, refused with the accepted names if one is unknown."""
+        transport = dict(self.options.transport_options)
+        unknown = sorted(set(transport) - accepted)
+        if unknown:
+            raise ConfigurationError(
+                f"broker_transport_options: {', '.join(map(repr, unknown))} not known to the {broker} "
+                f"broker; it takes {', '.join(sorted(accepted))}"
+            )
+        return transport
 
     # -- declarations -----------------------------------------------------------------------
 

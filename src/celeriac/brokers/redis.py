@@ -180,13 +180,7 @@ class RedisBroker(Broker):
 
     def __init__(self, url: str, options: BrokerOptions | None = None) -> None:
         super().__init__(url, options)
-        transport = dict(self.options.transport_options)
-        unknown = sorted(set(transport) - _ACCEPTED_OPTIONS)
-        if unknown:
-            raise ConfigurationError(
-                f"broker_transport_options: {', '.join(map(repr, unknown))} not known to the Redis "
-                f"broker; it takes {', '.join(sorted(_ACCEPTED_OPTIONS))}"
-            )
+        transport = self.transport_options(_ACCEPTED_OPTIONS, "Redis")
         prefix = transport.get("global_keyprefix", "")
         if not isinstance(prefix, str):
             raise ConfigurationError(
