@@ -296,6 +296,25 @@ class TestAMQPBroker(BrokerContract):
         got = broker.fetch([q], 3, 0, "c")
         assert labels(got) == ["parent-before", "child", "parent-after"]
 
+    def test_housekeeping_compacts_the_queue_registry(self, broker, q, amqp_url, monkeypatch):
+        import celeriac.brokers.amqp as amqp_broker
+
+        for _ in range(3):  # three processes declaring the same queue
+            other = AMQPBroker(amqp_url)
+            other.declare_queue(Queue(q))
+            other.close()
+        monkeypatch.setattr(amqp_broker, "REGISTRY_COMPACT_S", 0.0)
+        broker.housekeeping()
+        names = []
+        connection_broker = AMQPBroker(amqp_url)
+        try:
+            connection_broker._read_all(
+                "celeriac.queues", lambda ms: names.extend(bytes(m.body).decode() for m in ms) or []
+            )
+        finally:
+            connection_broker.close()
+        assert names.count(q) == 1
+
     def test_delay_levels(self):
         assert delay_level(0.001) == 5
         assert delay_level(1.0) == 9  # 512 ms, then the rest

@@ -133,6 +133,8 @@ _WIRE_HEADERS = (
     ETA_HEADER,
 )
 _PROPERTIES = ("correlation_id", "reply_to", "priority", "delivery_mode")
+#: How often a worker's master compacts the queue registry and the heartbeats.
+REGISTRY_COMPACT_S = 60.0
 #: Unread confirms a channel publishing only transient messages lets pile up.
 CONFIRM_LAG = 10_000
 #: How long a publish waits for the broker's confirms before failing.
@@ -262,6 +264,7 @@ class AMQPBroker(Broker):
         self._transient: set[str] = set()
         self._infra: set[str] = set()
         self._warned_fallback = False
+        self._compacted = time.monotonic()
         self._reset_process_state()
         on_fork(self, "_reset_process_state")
 
@@ -1069,6 +1072,16 @@ class AMQPBroker(Broker):
         self._read_all(NODES_QUEUE, keep)
         now = self.now()
         return sorted((s for s in latest.values() if s.expires_at > now), key=lambda s: s.node)
+
+    def housekeeping(self) -> None:
+        """Every REGISTRY_COMPACT_S, drop repeated names from ``celeriac.queues`` (each
+        process that declares a queue adds its name once) and expired heartbeats."""
+        now = time.monotonic()
+        if now - self._compacted < REGISTRY_COMPACT_S:
+            return
+        self._compacted = now
+        self.queue_names()
+        self.node_stats()
 
     # -- lifecycle ----------------------------------------------------------------------------
 
