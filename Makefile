@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: all demo test check lint docs bench bench-redis clean
+.PHONY: all demo test check lint docs bench bench-redis bench-rabbitmq clean
 
 all: test
 
@@ -46,6 +46,13 @@ bench:
 bench-redis:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "the benchmark needs Python 3.11 or newer: run make bench-redis PYTHON=python3.11")'
 	$(PYTHON) benchmarks/bench_redis.py $(BENCH_ARGS)
+
+# celeriac, Celery, Dramatiq and a bare py-amqp loop on the RabbitMQ already running on
+# 127.0.0.1:5672 (BENCH_ARGS: --url, --vhost, --rabbitmqctl); the script makes a vhost of
+# its own with rabbitmqctl, empties it before every job and deletes it at the end. Same venv.
+bench-rabbitmq:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "the benchmark needs Python 3.11 or newer: run make bench-rabbitmq PYTHON=python3.11")'
+	$(PYTHON) benchmarks/bench_rabbitmq.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .coverage htmlcov demo-output test-artifacts

@@ -1,4 +1,4 @@
-"""Helpers shared by the benchmark scripts (``bench_sqlite.py``, ``bench_redis.py``).
+"""Helpers shared by the benchmark scripts (``bench_sqlite.py``, ``bench_redis.py``, ``bench_rabbitmq.py``).
 
 Standard library only: the scripts import this module before they have re-executed
 themselves inside ``benchmarks/.venv``.
@@ -11,11 +11,16 @@ themselves inside ``benchmarks/.venv``.
   append to, never by a round trip to the broker;
 * :class:`Figures`, :func:`percentile`, :func:`fmt`, :func:`raw`: the figures of the runs
   and their formatting; :func:`cpu_model`, :func:`ram`, :func:`mount_of`,
-  :func:`celeriac_source`: the machine header.
+  :func:`celeriac_source`: the machine header;
+* the harness of the networked-broker benchmarks (``bench_redis.py``, ``bench_rabbitmq.py``):
+  a :class:`System` behind one interface, :func:`measure_enqueue_single`,
+  :func:`measure_drain`, :func:`measure_latency`, the interleaved :func:`run_all` and the
+  tables (:func:`section`, :func:`latency_section`).
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import hashlib
 import math
@@ -23,10 +28,11 @@ import os
 import platform
 import signal
 import statistics
+import struct
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -293,3 +299,420 @@ def celeriac_source() -> str:
         return commit
     digest = hashlib.sha256((status + diff).encode()).hexdigest()[:12]
     return f"{commit} + uncommitted changes in src/pyproject.toml (state {digest})"
+
+
+# -- the harness of bench_redis.py and bench_rabbitmq.py -------------------------------------------
+
+STARTUP_TIMEOUT_S = 60.0
+DRAIN_TIMEOUT_S = 900.0
+LATENCY_TIMEOUT_S = 120.0
+#: A record of the latency stamp file: (sent, body started), as the apps' ``_marks.py`` writes it.
+RECORD = struct.Struct("<dd")
+RECORD_SIZE = RECORD.size
+MEASURES = ("enqueue", "drain", "latency")
+
+
+class StartError(RuntimeError):
+    """A system could not be set up, or its workers never ran a task: its other jobs are skipped."""
+
+
+@dataclass(frozen=True, slots=True)
+class Sizes:
+    single: int = 5_000
+    batch_size: int = 1_000
+    drain: int = 20_000
+    rate: int = 200
+    seconds: float = 10.0
+    warmup: int = 20
+
+    @property
+    def latency_tasks(self) -> int:
+        return round(self.rate * self.seconds)
+
+
+QUICK = Sizes(single=500, batch_size=1_000, drain=2_000, rate=200, seconds=3.0, warmup=10)
+
+
+def venv_bin(name: str) -> str:
+    """A console script of the running virtualenv."""
+    return str(Path(sys.executable).parent / name)
+
+
+def dist_version(dist: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+@dataclass(slots=True)
+class Run:
+    """One job's scratch directory (completion files, worker log) and the broker's URL.
+
+    The workers get the URL as ``$url_var`` and ``paths`` (the apps) on ``PYTHONPATH``."""
+
+    dir: Path
+    url: str
+    url_var: str
+    paths: tuple[Path, ...]
+
+    @property
+    def done(self) -> Path:
+        return self.dir / "done.bin"
+
+    @property
+    def stamps(self) -> Path:
+        return self.dir / "stamps.bin"
+
+    def env(self, extra: dict[str, str]) -> dict[str, str]:
+        env = clean_environ()
+        env.update(extra)
+        env[self.url_var] = self.url
+        env["BENCH_DONE_FILE"] = str(self.done)
+        env["BENCH_STAMP_FILE"] = str(self.stamps)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [*map(str, self.paths), env.get("PYTHONPATH")]))
+        return env
+
+
+class System:
+    """What a measurement needs from a system: send tasks, start its workers."""
+
+    #: how the system sends a batch, for the table
+    batch_note = ""
+
+    def __init__(self, key: str, label: str) -> None:
+        self.key = key
+        self.label = label
+
+    def open(self, url: str) -> None:
+        """Connect the producer (outside the timed part)."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def send_one(self) -> None:
+        raise NotImplementedError
+
+    def send_latency(self, sent: float) -> None:
+        raise NotImplementedError
+
+    def send_many(self, total: int, batch: int) -> None:
+        raise NotImplementedError
+
+    def wait_enqueued(self, total: int) -> None:
+        """Return once the ``total`` tasks sent since :meth:`open` are in the broker (timed).
+
+        Nothing to wait for where every send returns only once the broker has the message
+        (Redis); a broker taking unconfirmed publishes (RabbitMQ) waits for the queue to hold
+        them, so that every system's enqueue figure ends at the same point."""
+
+    def worker_cmds(self, url: str) -> list[list[str]]:
+        raise NotImplementedError
+
+    def worker_env(self) -> dict[str, str]:
+        return {}
+
+
+@contextlib.contextmanager
+def producer(system: System, run: Run) -> Iterator[System]:
+    try:
+        system.open(run.url)
+    except Exception as exc:
+        with contextlib.suppress(Exception):
+            system.close()
+        raise StartError(f"{system.label}: the producer could not be set up: {exc!r}") from exc
+    try:
+        yield system
+    finally:
+        system.close()
+
+
+def wait_started(
+    system: System, run: Run, procs: list[subprocess.Popen[bytes]], path: Path, size: int
+) -> float:
+    """Wait for the first completion; a worker that never gets there is a :class:`StartError`."""
+    try:
+        return wait_for_size(path, size, procs, STARTUP_TIMEOUT_S, 0.001)
+    except RuntimeError as exc:
+        raise StartError(
+            f"{system.label}: the workers did not start ({exc})\n--- worker log ---\n{log_tail(run.dir)}"
+        ) from None
+
+
+def measure_enqueue_single(system: System, run: Run, sizes: Sizes) -> dict[str, float]:
+    """``sizes.single`` single sends, no worker running: tasks/s."""
+    with producer(system, run):
+        started = time.perf_counter()
+        for _ in range(sizes.single):
+            system.send_one()
+        system.wait_enqueued(sizes.single)
+        elapsed = time.perf_counter() - started
+    return {"enqueue_single": sizes.single / elapsed}
+
+
+def measure_drain(system: System, run: Run, sizes: Sizes) -> dict[str, float]:
+    """Queue ``sizes.drain`` tasks (timed: the batch enqueue figure), then start the workers and
+    time them until every task body has run."""
+    with producer(system, run):
+        started = time.perf_counter()
+        system.send_many(sizes.drain, sizes.batch_size)
+        system.wait_enqueued(sizes.drain)
+        enqueue_s = time.perf_counter() - started
+    env = run.env(system.worker_env())
+    with workers(system.worker_cmds(run.url), env, run.dir) as procs:
+        spawned = time.perf_counter()
+        first = wait_started(system, run, procs, run.done, 1)
+        try:
+            last = wait_for_size(run.done, sizes.drain, procs, DRAIN_TIMEOUT_S, 0.002)
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}\n--- worker log ---\n{log_tail(run.dir)}") from None
+    extra = file_size(run.done) - sizes.drain
+    if extra:
+        print(f"  note: {extra} more task bodies ran than were sent (after the stop)", flush=True)
+    return {
+        "enqueue_batch": sizes.drain / enqueue_s,
+        "drain": sizes.drain / (last - spawned),
+        "startup_ms": (first - spawned) * 1000,
+        "extra_runs": float(extra),
+    }
+
+
+def pace(system: System, count: int, rate: float) -> float:
+    """Send ``count`` latency tasks at ``rate`` per second on a monotonic schedule; the rate achieved."""
+    started = time.monotonic()
+    for index in range(count):
+        delay = started + index / rate - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        system.send_latency(time.time())
+    return count / (time.monotonic() - started)
+
+
+def measure_latency(system: System, run: Run, sizes: Sizes) -> dict[str, float]:
+    """Idle workers; ``sizes.rate`` tasks/s for ``sizes.seconds``; send -> task body start, in ms."""
+    env = run.env(system.worker_env())
+    with producer(system, run), workers(system.worker_cmds(run.url), env, run.dir) as procs:
+        system.send_latency(time.time())
+        wait_started(system, run, procs, run.stamps, RECORD_SIZE)
+        time.sleep(1.0)  # every worker process up, not only the first
+        pace(system, sizes.warmup, 50.0)
+        skip = (1 + sizes.warmup) * RECORD_SIZE
+        try:
+            wait_for_size(run.stamps, skip, procs, LATENCY_TIMEOUT_S, 0.005)
+            time.sleep(0.5)  # idle again
+            count = sizes.latency_tasks
+            rate = pace(system, count, sizes.rate)
+            wait_for_size(run.stamps, skip + count * RECORD_SIZE, procs, LATENCY_TIMEOUT_S, 0.01)
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}\n--- worker log ---\n{log_tail(run.dir)}") from None
+    data = run.stamps.read_bytes()[skip : skip + count * RECORD_SIZE]
+    samples = [(body_started - sent) * 1000 for sent, body_started in RECORD.iter_unpack(data)]
+    return {
+        "latency_p50": percentile(samples, 50),
+        "latency_p95": percentile(samples, 95),
+        "latency_p99": percentile(samples, 99),
+        "latency_max": max(samples),
+        "sent_per_s": rate,
+    }
+
+
+def measure(system: System, run: Run, measure_name: str, sizes: Sizes) -> dict[str, float]:
+    """One job's measurement: ``enqueue``, ``drain`` or ``latency``."""
+    if measure_name == "enqueue":
+        return measure_enqueue_single(system, run, sizes)
+    if measure_name == "drain":
+        return measure_drain(system, run, sizes)
+    return measure_latency(system, run, sizes)
+
+
+# -- the plan --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    system: str  # a key of the script's SYSTEMS
+    measure: str  # one of MEASURES
+
+    @property
+    def key(self) -> str:
+        return f"{self.system}.{self.measure}"
+
+
+def plan(systems: Sequence[str], measures: Sequence[str], enqueue_systems: Sequence[str]) -> list[Job]:
+    """Every selected measurement of every selected system; each run goes through this list in order,
+    so the systems interleave. Only ``enqueue_systems`` (whose producers differ) get ``enqueue``."""
+    jobs = []
+    for measure_name in MEASURES:
+        if measure_name not in measures:
+            continue
+        for key in systems:
+            if measure_name == "enqueue" and key not in enqueue_systems:
+                continue
+            jobs.append(Job(key, measure_name))
+    return jobs
+
+
+def run_all(
+    jobs: Sequence[Job], runs: int, run_job: Callable[[Job], dict[str, float]], label_of: Callable[[str], str]
+) -> tuple[dict[str, Figures], list[str]]:
+    """Every job once per run, in order; failures are listed, and a system that cannot start is
+    not tried again."""
+    results: dict[str, Figures] = {}
+    failures: list[str] = []
+    broken: dict[str, str] = {}
+    for index in range(1, runs + 1):
+        for job in jobs:
+            tag = f"[run {index}/{runs}] {job.key}"
+            if job.system in broken:
+                print(f"{tag}: skipped ({broken[job.system]} failed to start earlier)", flush=True)
+                continue
+            try:
+                metrics = run_job(job)
+            except StartError as exc:
+                broken[job.system] = label_of(job.system)
+                failures.append(f"{tag}: {exc}")
+                print(f"{tag}: FAILED TO START: {exc}", flush=True)
+                continue
+            except Exception as exc:  # report it, go on with the other jobs
+                failures.append(f"{tag} ({label_of(job.system)}): {exc}")
+                print(f"{tag}: FAILED: {exc}", flush=True)
+                continue
+            figures = results.setdefault(job.key, Figures())
+            for name, value in metrics.items():
+                figures.add(name, value)
+            print(f"{tag}: {short(metrics)}", flush=True)
+    return results, failures
+
+
+def select(names: str, what: str, keys: Sequence[str]) -> set[str]:
+    """The keys named by ``names``: comma-separated keys or families (the part before ``-``)."""
+    chosen: set[str] = set()
+    for name in filter(None, (n.strip() for n in names.split(","))):
+        matched = {key for key in keys if name in (key, family(key))}
+        if not matched:
+            raise SystemExit(f"{what}: unknown system {name!r}; known: {', '.join(keys)}")
+        chosen |= matched
+    return chosen
+
+
+def family(key: str) -> str:
+    return key.split("-", 1)[0]
+
+
+def arg_parser(description: str, keys: Sequence[str], workdir: Path) -> argparse.ArgumentParser:
+    """The options every networked-broker benchmark takes; a script adds its own."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--runs", type=int, default=3, help="runs per figure (median reported); default 3")
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke test: 500 single, 2,000 batch/drain, 3 s latency"
+    )
+    parser.add_argument(
+        "--only",
+        default="",
+        help=f"comma-separated systems or families to run (default all): {', '.join(keys)}",
+    )
+    parser.add_argument("--skip", default="", help="comma-separated systems or families to leave out")
+    parser.add_argument(
+        "--measure", default=",".join(MEASURES), help=f"comma-separated subset of {', '.join(MEASURES)}"
+    )
+    parser.add_argument("--workdir", type=Path, default=workdir, help="parent of the scratch directories")
+    return parser
+
+
+def choose(args: argparse.Namespace, keys: Sequence[str]) -> tuple[Sizes, int, list[str], list[str]]:
+    """The sizes, runs, systems (in table order) and measures the options select."""
+    sizes = QUICK if args.quick else Sizes()
+    only = select(args.only, "--only", keys) or set(keys)
+    systems = [key for key in keys if key in only - select(args.skip, "--skip", keys)]
+    measures = [m.strip() for m in args.measure.split(",") if m.strip()]
+    unknown = sorted(set(measures) - set(MEASURES))
+    if unknown or not systems:
+        raise SystemExit(f"nothing to run: unknown --measure {unknown}" if unknown else "no system selected")
+    return sizes, max(1, args.runs), systems, measures
+
+
+# -- the tables ------------------------------------------------------------------------------------
+
+
+def ratio(value: float | None, reference: float | None) -> str:
+    return f"{value / reference:.2f}" if value is not None and reference else "—"
+
+
+def section(
+    results: dict[str, Figures],
+    systems: Sequence[str],
+    measure_name: str,
+    metric: str,
+    notes: Mapping[str, str],
+    label_of: Callable[[str], str],
+    reference: str,
+) -> list[str]:
+    """One table: a row per system, the median of ``metric``, its ratio to ``reference``, the runs."""
+    ref = results.get(f"{reference}.{measure_name}", Figures()).median(metric)
+    lines = [
+        f"| system | median | ratio / {reference} | runs | note |",
+        "|---|---|---|---|---|",
+    ]
+    for key in systems:
+        figures = results.get(f"{key}.{measure_name}")
+        if figures is None or figures.median(metric) is None:
+            continue
+        median = figures.median(metric)
+        cells = (label_of(key), fmt(median), ratio(median, ref), raw(figures.values[metric]))
+        lines.append("| " + " | ".join(cells) + f" | {notes.get(key, '')} |")
+    return lines if len(lines) > 2 else []
+
+
+def latency_section(
+    results: dict[str, Figures],
+    systems: Sequence[str],
+    label_of: Callable[[str], str],
+    reference: str,
+    note_of: Callable[[str], str],
+) -> list[str]:
+    metrics = ("latency_p50", "latency_p95", "latency_p99")
+    ref = results.get(f"{reference}.latency", Figures())
+    lines = [
+        f"| system | p50 | p95 | p99 | p99 ratio / {reference} | p50 runs | p95 runs | p99 runs "
+        "| max | sent/s | note |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for key in systems:
+        figures = results.get(f"{key}.latency")
+        if figures is None or figures.median("latency_p50") is None:
+            continue
+        cells = [label_of(key), *(fmt(figures.median(m)) for m in metrics)]
+        cells.append(ratio(figures.median("latency_p99"), ref.median("latency_p99")))
+        cells += [raw(figures.values[m]) for m in metrics]
+        cells += [fmt(figures.median("latency_max")), fmt(figures.median("sent_per_s"))]
+        cells.append(note_of(key))
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines if len(lines) > 2 else []
+
+
+def saturation_note(results: dict[str, Figures], key: str, rate: int) -> str:
+    """Say so when ``key`` drains slower than the latency test sends: its figures are queueing."""
+    drain = results.get(f"{key}.drain", Figures()).median("drain")
+    if drain is not None and drain < rate:
+        return f"saturated: drains {drain:,.0f}/s < {rate}/s sent, so the queue grows"
+    return ""
+
+
+def extra_runs_warning(results: dict[str, Figures]) -> str:
+    extra = {
+        key: fig.values["extra_runs"] for key, fig in results.items() if any(fig.values.get("extra_runs", []))
+    }
+    return f"\nWARNING: task bodies ran more often than tasks were sent: {extra}" if extra else ""
+
+
+def print_failures(failures: Sequence[str]) -> int:
+    """List the failed jobs; the exit status (1 if any failed)."""
+    if not failures:
+        return 0
+    print(f"\n{len(failures)} job(s) FAILED (their figures are missing from the medians):")
+    for failure in failures:
+        print("  " + failure.splitlines()[0])
+    return 1

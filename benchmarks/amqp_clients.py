@@ -118,7 +118,7 @@ def run_pika(url: str, n: int) -> dict[str, float]:
     ch.basic_qos(prefetch_count=QOS)
     got = [0]
 
-    def on_message(channel, method, properties, body) -> None:  # noqa: ANN001
+    def on_message(channel, method, properties, body) -> None:
         got[0] += 1
         if got[0] % QOS == 0:
             channel.basic_ack(method.delivery_tag, multiple=True)

@@ -55,20 +55,17 @@ system writes a log line per task; Huey also runs without its periodic-task sche
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import platform
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -76,20 +73,29 @@ from typing import Any
 from _common import (
     BENCH_DIR,
     Figures,
+    Job,
+    Run,
+    Sizes,
+    System,
+    arg_parser,
     bootstrap,
     celeriac_source,
-    clean_environ,
+    choose,
     cores,
     cpu_model,
-    file_size,
-    fmt,
-    log_tail,
-    percentile,
+    dist_version,
+    extra_runs_warning,
+    family,
+    latency_section,
+    measure,
+    plan,
+    print_failures,
     ram,
-    raw,
-    short,
-    wait_for_size,
-    workers,
+    ratio,
+    run_all,
+    saturation_note,
+    section,
+    venv_bin,
 )
 
 APPS = BENCH_DIR / "redis_apps"
@@ -97,50 +103,10 @@ APPS = BENCH_DIR / "redis_apps"
 WORKERS = 2
 #: Celery's tuned row: messages reserved per child process (Celery's default is 4).
 CELERY_TUNED_PREFETCH = 64
-STARTUP_TIMEOUT_S = 60.0
-DRAIN_TIMEOUT_S = 900.0
-LATENCY_TIMEOUT_S = 120.0
 REDIS_START_TIMEOUT_S = 10.0
 #: The reference every ratio is taken against: celeriac's defaults (durable queue, early ack).
 REFERENCE = "celeriac"
 BARE = "bare"
-#: A record of the latency stamp file: (sent, body started), as redis_apps/_marks.py writes it.
-RECORD = struct.Struct("<dd")
-RECORD_SIZE = RECORD.size
-
-
-class StartError(RuntimeError):
-    """A system could not be set up, or its workers never ran a task: its other jobs are skipped."""
-
-
-@dataclass(frozen=True, slots=True)
-class Sizes:
-    single: int = 5_000
-    batch_size: int = 1_000
-    drain: int = 20_000
-    rate: int = 200
-    seconds: float = 10.0
-    warmup: int = 20
-
-    @property
-    def latency_tasks(self) -> int:
-        return round(self.rate * self.seconds)
-
-
-QUICK = Sizes(single=500, batch_size=1_000, drain=2_000, rate=200, seconds=3.0, warmup=10)
-
-
-def _bin(name: str) -> str:
-    return str(Path(sys.executable).parent / name)
-
-
-def _version(dist: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(dist)
-    except PackageNotFoundError:
-        return "not installed"
 
 
 # -- the Redis server ------------------------------------------------------------------------------
@@ -226,68 +192,7 @@ class RedisServer:
                 proc.wait()
 
 
-# -- one job's scratch directory -------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class Run:
-    """One job's scratch directory (completion files, worker log) and the broker's URL."""
-
-    dir: Path
-    url: str
-
-    @property
-    def done(self) -> Path:
-        return self.dir / "done.bin"
-
-    @property
-    def stamps(self) -> Path:
-        return self.dir / "stamps.bin"
-
-    def env(self, extra: dict[str, str]) -> dict[str, str]:
-        env = clean_environ()
-        env.update(extra)
-        env["BENCH_REDIS_URL"] = self.url
-        env["BENCH_DONE_FILE"] = str(self.done)
-        env["BENCH_STAMP_FILE"] = str(self.stamps)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(APPS), env.get("PYTHONPATH")]))
-        return env
-
-
 # -- the systems behind one interface --------------------------------------------------------------
-
-
-class System:
-    """What a measurement needs from a system: send tasks, start its workers."""
-
-    #: how the system sends a batch, for the table
-    batch_note = ""
-
-    def __init__(self, key: str, label: str) -> None:
-        self.key = key
-        self.label = label
-
-    def open(self, url: str) -> None:
-        """Connect the producer (outside the timed part)."""
-        raise NotImplementedError
-
-    def close(self) -> None:
-        raise NotImplementedError
-
-    def send_one(self) -> None:
-        raise NotImplementedError
-
-    def send_latency(self, sent: float) -> None:
-        raise NotImplementedError
-
-    def send_many(self, total: int, batch: int) -> None:
-        raise NotImplementedError
-
-    def worker_cmds(self, url: str) -> list[list[str]]:
-        raise NotImplementedError
-
-    def worker_env(self) -> dict[str, str]:
-        return {}
 
 
 class CeleriacSystem(System):
@@ -379,7 +284,7 @@ class CelerySystem(System):
             group(noop.s() for _ in range(batch)).apply_async()
 
     def worker_cmds(self, url: str) -> list[list[str]]:
-        cmd = [_bin("celery"), "-A", "celery_app", "worker", "-c", str(WORKERS), "-l", "warning"]
+        cmd = [venv_bin("celery"), "-A", "celery_app", "worker", "-c", str(WORKERS), "-l", "warning"]
         if self.prefetch is not None:
             cmd += ["--prefetch-multiplier", str(self.prefetch)]
         return [cmd]
@@ -417,7 +322,7 @@ class DramatiqSystem(System):
             send()
 
     def worker_cmds(self, url: str) -> list[list[str]]:
-        return [[_bin("dramatiq"), "dramatiq_app", "--processes", str(WORKERS), "--threads", "1"]]
+        return [[venv_bin("dramatiq"), "dramatiq_app", "--processes", str(WORKERS), "--threads", "1"]]
 
 
 class RQSystem(System):
@@ -460,7 +365,7 @@ class RQSystem(System):
             self.queue.enqueue_many([Queue.prepare_data(rq_app.noop) for _ in range(batch)])
 
     def worker_cmds(self, url: str) -> list[list[str]]:
-        cmd = [_bin("rq"), "worker", "--url", url, "--quiet"]
+        cmd = [venv_bin("rq"), "worker", "--url", url, "--quiet"]
         if self.worker_class is not None:
             cmd += ["--worker-class", self.worker_class]
         return [[*cmd, "default"] for _ in range(WORKERS)]
@@ -498,7 +403,7 @@ class HueySystem(System):
             noop()
 
     def worker_cmds(self, url: str) -> list[list[str]]:
-        return [[_bin("huey_consumer"), "huey_app.huey", "-w", str(WORKERS), "-k", "process", "-n", "-q"]]
+        return [[venv_bin("huey_consumer"), "huey_app.huey", "-w", str(WORKERS), "-k", "process", "-n", "-q"]]
 
 
 #: celeriac's message bytes, captured once (see :func:`celeriac_messages`), and where they came from.
@@ -605,248 +510,34 @@ SYSTEMS: dict[str, Callable[[], System]] = {
 }
 #: Systems whose producer differs (the others send exactly as their default row does).
 ENQUEUE_SYSTEMS = ("celeriac", "celeriac-transient", "celery", "dramatiq", "rq", "huey", BARE)
-MEASURES = ("enqueue", "drain", "latency")
-
-
-def family(key: str) -> str:
-    return key.split("-", 1)[0]
 
 
 def label_of(key: str) -> str:
     return SYSTEMS[key]().label
 
 
-# -- measurements ----------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def producer(system: System, run: Run) -> Iterator[System]:
-    try:
-        system.open(run.url)
-    except Exception as exc:
-        with contextlib.suppress(Exception):
-            system.close()
-        raise StartError(f"{system.label}: the producer could not be set up: {exc!r}") from exc
-    try:
-        yield system
-    finally:
-        system.close()
-
-
-def _started(system: System, run: Run, procs: list[subprocess.Popen[bytes]], path: Path, size: int) -> float:
-    """Wait for the first completion; a worker that never gets there is a :class:`StartError`."""
-    try:
-        return wait_for_size(path, size, procs, STARTUP_TIMEOUT_S, 0.001)
-    except RuntimeError as exc:
-        raise StartError(
-            f"{system.label}: the workers did not start ({exc})\n--- worker log ---\n{log_tail(run.dir)}"
-        ) from None
-
-
-def measure_enqueue_single(system: System, run: Run, sizes: Sizes) -> dict[str, float]:
-    """``sizes.single`` single sends, no worker running: tasks/s."""
-    with producer(system, run):
-        started = time.perf_counter()
-        for _ in range(sizes.single):
-            system.send_one()
-        elapsed = time.perf_counter() - started
-    return {"enqueue_single": sizes.single / elapsed}
-
-
-def measure_drain(system: System, run: Run, sizes: Sizes) -> dict[str, float]:
-    """Queue ``sizes.drain`` tasks (timed: the batch enqueue figure), then start the workers and
-    time them until every task body has run."""
-    with producer(system, run):
-        started = time.perf_counter()
-        system.send_many(sizes.drain, sizes.batch_size)
-        enqueue_s = time.perf_counter() - started
-    env = run.env(system.worker_env())
-    with workers(system.worker_cmds(run.url), env, run.dir) as procs:
-        spawned = time.perf_counter()
-        first = _started(system, run, procs, run.done, 1)
-        try:
-            last = wait_for_size(run.done, sizes.drain, procs, DRAIN_TIMEOUT_S, 0.002)
-        except RuntimeError as exc:
-            raise RuntimeError(f"{exc}\n--- worker log ---\n{log_tail(run.dir)}") from None
-    extra = file_size(run.done) - sizes.drain
-    if extra:
-        print(f"  note: {extra} more task bodies ran than were sent (after the stop)", flush=True)
-    return {
-        "enqueue_batch": sizes.drain / enqueue_s,
-        "drain": sizes.drain / (last - spawned),
-        "startup_ms": (first - spawned) * 1000,
-        "extra_runs": float(extra),
-    }
-
-
-def _pace(system: System, count: int, rate: float) -> float:
-    """Send ``count`` latency tasks at ``rate`` per second on a monotonic schedule; the rate achieved."""
-    started = time.monotonic()
-    for index in range(count):
-        delay = started + index / rate - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-        system.send_latency(time.time())
-    return count / (time.monotonic() - started)
-
-
-def measure_latency(system: System, run: Run, sizes: Sizes) -> dict[str, float]:
-    """Idle workers; ``sizes.rate`` tasks/s for ``sizes.seconds``; send -> task body start, in ms."""
-    env = run.env(system.worker_env())
-    with producer(system, run), workers(system.worker_cmds(run.url), env, run.dir) as procs:
-        system.send_latency(time.time())
-        _started(system, run, procs, run.stamps, RECORD_SIZE)
-        time.sleep(1.0)  # every worker process up, not only the first
-        _pace(system, sizes.warmup, 50.0)
-        skip = (1 + sizes.warmup) * RECORD_SIZE
-        try:
-            wait_for_size(run.stamps, skip, procs, LATENCY_TIMEOUT_S, 0.005)
-            time.sleep(0.5)  # idle again
-            count = sizes.latency_tasks
-            rate = _pace(system, count, sizes.rate)
-            wait_for_size(run.stamps, skip + count * RECORD_SIZE, procs, LATENCY_TIMEOUT_S, 0.01)
-        except RuntimeError as exc:
-            raise RuntimeError(f"{exc}\n--- worker log ---\n{log_tail(run.dir)}") from None
-    data = run.stamps.read_bytes()[skip : skip + count * RECORD_SIZE]
-    samples = [(body_started - sent) * 1000 for sent, body_started in RECORD.iter_unpack(data)]
-    return {
-        "latency_p50": percentile(samples, 50),
-        "latency_p95": percentile(samples, 95),
-        "latency_p99": percentile(samples, 99),
-        "latency_max": max(samples),
-        "sent_per_s": rate,
-    }
-
-
 # -- the plan --------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Job:
-    system: str  # a key of SYSTEMS
-    measure: str  # one of MEASURES
-
-    @property
-    def key(self) -> str:
-        return f"{self.system}.{self.measure}"
-
-
-def plan(systems: list[str], measures: list[str]) -> list[Job]:
-    """Every selected measurement of every selected system; each run goes through this list in order,
-    so the systems interleave."""
-    jobs = []
-    for measure in MEASURES:
-        if measure not in measures:
-            continue
-        for key in systems:
-            if measure == "enqueue" and key not in ENQUEUE_SYSTEMS:
-                continue
-            jobs.append(Job(key, measure))
-    return jobs
-
-
 def run_job(job: Job, server: RedisServer, workdir: Path, sizes: Sizes) -> dict[str, float]:
-    run = Run(Path(tempfile.mkdtemp(prefix=job.key.replace(".", "-") + "-", dir=workdir)), server.url)
+    scratch = Path(tempfile.mkdtemp(prefix=job.key.replace(".", "-") + "-", dir=workdir))
+    run = Run(scratch, server.url, "BENCH_REDIS_URL", (APPS,))
     server.flushall()
-    system = SYSTEMS[job.system]()
     try:
-        if job.measure == "enqueue":
-            return measure_enqueue_single(system, run, sizes)
-        if job.measure == "drain":
-            return measure_drain(system, run, sizes)
-        return measure_latency(system, run, sizes)
+        return measure(SYSTEMS[job.system](), run, job.measure, sizes)
     finally:
         shutil.rmtree(run.dir, ignore_errors=True)
-
-
-def run_all(
-    jobs: list[Job], runs: int, server: RedisServer, workdir: Path, sizes: Sizes
-) -> tuple[dict[str, Figures], list[str]]:
-    """Every job once per run, in order; failures are listed, and a system that cannot start is
-    not tried again."""
-    results: dict[str, Figures] = {}
-    failures: list[str] = []
-    broken: dict[str, str] = {}
-    for index in range(1, runs + 1):
-        for job in jobs:
-            tag = f"[run {index}/{runs}] {job.key}"
-            if job.system in broken:
-                print(f"{tag}: skipped ({broken[job.system]} failed to start earlier)", flush=True)
-                continue
-            try:
-                metrics = run_job(job, server, workdir, sizes)
-            except StartError as exc:
-                broken[job.system] = SYSTEMS[job.system]().label
-                failures.append(f"{tag}: {exc}")
-                print(f"{tag}: FAILED TO START: {exc}", flush=True)
-                continue
-            except Exception as exc:  # report it, go on with the other jobs
-                failures.append(f"{tag} ({SYSTEMS[job.system]().label}): {exc}")
-                print(f"{tag}: FAILED: {exc}", flush=True)
-                continue
-            figures = results.setdefault(job.key, Figures())
-            for name, value in metrics.items():
-                figures.add(name, value)
-            print(f"{tag}: {short(metrics)}", flush=True)
-    return results, failures
 
 
 # -- the report ------------------------------------------------------------------------------------
 
 
-def _ratio(value: float | None, reference: float | None) -> str:
-    return f"{value / reference:.2f}" if value is not None and reference else "—"
-
-
-def section(
-    results: dict[str, Figures], systems: list[str], measure: str, metric: str, notes: dict[str, str]
-) -> list[str]:
-    """One table: a row per system, the median of ``metric``, its ratio to the reference, the runs."""
-    reference = results.get(f"{REFERENCE}.{measure}", Figures()).median(metric)
-    lines = [
-        f"| system | median | ratio / {REFERENCE} | runs | note |",
-        "|---|---|---|---|---|",
-    ]
-    for key in systems:
-        figures = results.get(f"{key}.{measure}")
-        if figures is None or figures.median(metric) is None:
-            continue
-        median = figures.median(metric)
-        cells = (label_of(key), fmt(median), _ratio(median, reference), raw(figures.values[metric]))
-        lines.append("| " + " | ".join(cells) + f" | {notes.get(key, '')} |")
-    return lines if len(lines) > 2 else []
-
-
 def _latency_note(results: dict[str, Figures], key: str, rate: int) -> str:
     """Say so when the system drains slower than the latency test sends: its figures are queueing."""
-    notes = []
-    drain = results.get(f"{key}.drain", Figures()).median("drain")
-    if drain is not None and drain < rate:
-        notes.append(f"saturated: drains {drain:,.0f}/s < {rate}/s sent, so the queue grows")
+    notes = [saturation_note(results, key, rate)]
     if family(key) == "dramatiq":
         notes.append("Dramatiq's Redis consumer polls an empty queue with exponential back-off")
-    return "; ".join(notes)
-
-
-def latency_section(results: dict[str, Figures], systems: list[str], rate: int) -> list[str]:
-    metrics = ("latency_p50", "latency_p95", "latency_p99")
-    reference = results.get(f"{REFERENCE}.latency", Figures())
-    lines = [
-        f"| system | p50 | p95 | p99 | p99 ratio / {REFERENCE} | p50 runs | p95 runs | p99 runs "
-        "| max | sent/s | note |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for key in systems:
-        figures = results.get(f"{key}.latency")
-        if figures is None or figures.median("latency_p50") is None:
-            continue
-        cells = [label_of(key), *(fmt(figures.median(m)) for m in metrics)]
-        cells.append(_ratio(figures.median("latency_p99"), reference.median("latency_p99")))
-        cells += [raw(figures.values[m]) for m in metrics]
-        cells += [fmt(figures.median("latency_max")), fmt(figures.median("sent_per_s"))]
-        cells.append(_latency_note(results, key, rate))
-        lines.append("| " + " | ".join(cells) + " |")
-    return lines if len(lines) > 2 else []
+    return "; ".join(filter(None, notes))
 
 
 def report(results: dict[str, Figures], failures: list[str], systems: list[str], sizes: Sizes) -> int:
@@ -872,12 +563,14 @@ def report(results: dict[str, Figures], failures: list[str], systems: list[str],
         (f"drain {sizes.drain:,} (tasks/s, worker start-up included)", "drain", "drain", drain_notes),
         ("start-up: workers started to first task done (ms)", "drain", "startup_ms", {}),
     )
-    for title, measure, metric, notes in tables:
-        lines = section(results, systems, measure, metric, notes)
+    for title, measure_name, metric, notes in tables:
+        lines = section(results, systems, measure_name, metric, notes, label_of, REFERENCE)
         if lines:
             print(f"\n### {title}\n")
             print("\n".join(lines))
-    lines = latency_section(results, systems, sizes.rate)
+    lines = latency_section(
+        results, systems, label_of, REFERENCE, lambda key: _latency_note(results, key, sizes.rate)
+    )
     if lines:
         print(
             f"\n### latency, idle workers, {sizes.rate} tasks/s for {sizes.seconds:g} s: "
@@ -889,20 +582,13 @@ def report(results: dict[str, Figures], failures: list[str], systems: list[str],
     if celeriac is not None and bare is not None:
         for metric, what in (("drain", "drain"), ("enqueue_batch", "batch enqueue / raw pipeline LPUSH")):
             c_med, b_med = celeriac.median(metric), bare.median(metric)
-            ceilings.append(f"celeriac {what}: {_ratio(c_med, b_med)} of the bare redis-py ceiling")
+            ceilings.append(f"celeriac {what}: {ratio(c_med, b_med)} of the bare redis-py ceiling")
     if ceilings:
         print("\n" + "\n".join(ceilings))
-    extra = {
-        key: fig.values["extra_runs"] for key, fig in results.items() if any(fig.values.get("extra_runs", []))
-    }
-    if extra:
-        print(f"\nWARNING: task bodies ran more often than tasks were sent: {extra}")
-    if failures:
-        print(f"\n{len(failures)} job(s) FAILED (their figures are missing from the medians):")
-        for failure in failures:
-            print("  " + failure.splitlines()[0])
-        return 1
-    return 0
+    warning = extra_runs_warning(results)
+    if warning:
+        print(warning)
+    return print_failures(failures)
 
 
 def machine(server: RedisServer) -> list[str]:
@@ -911,7 +597,7 @@ def machine(server: RedisServer) -> list[str]:
     except ImportError:
         HIREDIS_AVAILABLE = False
     peers = ", ".join(
-        f"{name} {_version(name)}"
+        f"{name} {dist_version(name)}"
         for name in ("celery", "kombu", "dramatiq", "rq", "huey", "redis", "hiredis")
     )
     return [
@@ -921,7 +607,7 @@ def machine(server: RedisServer) -> list[str]:
         f"OS: {platform.system()} {platform.release()}",
         f"Python: {platform.python_version()} ({sys.executable})",
         f"redis-server {server.version()} on 127.0.0.1:{server.port} (no persistence, FLUSHALL per job)",
-        f"celeriac {_version('celeriac')} at {celeriac_source()}",
+        f"celeriac {dist_version('celeriac')} at {celeriac_source()}",
         f"peers: {peers} (redis-py parser: {'hiredis' if HIREDIS_AVAILABLE else 'pure Python'})",
     ]
 
@@ -948,48 +634,13 @@ def header(argv: list[str], server: RedisServer, systems: list[str], sizes: Size
 # -- main ------------------------------------------------------------------------------------------
 
 
-def _select(names: str, what: str) -> set[str]:
-    """The system keys named by ``names`` (comma-separated keys or families, e.g. ``celeriac,rq-simple``)."""
-    chosen: set[str] = set()
-    for name in filter(None, (n.strip() for n in names.split(","))):
-        matched = {key for key in SYSTEMS if name in (key, family(key))}
-        if not matched:
-            raise SystemExit(f"{what}: unknown system {name!r}; known: {', '.join(SYSTEMS)}")
-        chosen |= matched
-    return chosen
-
-
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=3, help="runs per figure (median reported); default 3")
-    parser.add_argument(
-        "--quick", action="store_true", help="smoke test: 500 single, 2,000 batch/drain, 3 s latency"
-    )
-    parser.add_argument(
-        "--only",
-        default="",
-        help=f"comma-separated systems or families to run (default all): {', '.join(SYSTEMS)}",
-    )
-    parser.add_argument("--skip", default="", help="comma-separated systems or families to leave out")
-    parser.add_argument(
-        "--measure", default=",".join(MEASURES), help=f"comma-separated subset of {', '.join(MEASURES)}"
-    )
-    parser.add_argument(
-        "--workdir", type=Path, default=BENCH_DIR / ".work", help="parent of the scratch directories"
-    )
-    return parser.parse_args(argv)
+def parse_args(argv: list[str]) -> Any:
+    return arg_parser(__doc__.split("\n\n")[0], list(SYSTEMS), BENCH_DIR / ".work").parse_args(argv)
 
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    sizes = QUICK if args.quick else Sizes()
-    runs = max(1, args.runs)
-    only = _select(args.only, "--only") or set(SYSTEMS)
-    systems = [key for key in SYSTEMS if key in only - _select(args.skip, "--skip")]
-    measures = [m.strip() for m in args.measure.split(",") if m.strip()]
-    unknown = sorted(set(measures) - set(MEASURES))
-    if unknown or not systems:
-        raise SystemExit(f"nothing to run: unknown --measure {unknown}" if unknown else "no system selected")
+    sizes, runs, systems, measures = choose(args, list(SYSTEMS))
     sys.path.insert(0, str(APPS))
     for name in [k for k in os.environ if k.startswith(("CELERIAC_", "BENCH_"))]:
         del os.environ[name]
@@ -1004,7 +655,8 @@ def main(argv: list[str]) -> int:
     try:
         server.start()
         header(argv, server, systems, sizes, runs)
-        results, failures = run_all(plan(systems, measures), runs, server, workdir, sizes)
+        jobs = plan(systems, measures, ENQUEUE_SYSTEMS)
+        results, failures = run_all(jobs, runs, lambda job: run_job(job, server, workdir, sizes), label_of)
         if _CAPTURED_FROM:
             print(f"bare loop messages: {_CAPTURED_FROM[0]}, {len(_CAPTURED[0]):,} bytes each")
     except KeyboardInterrupt:
