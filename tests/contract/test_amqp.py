@@ -167,6 +167,11 @@ class TestAMQPBroker(BrokerContract):
         assert f"rabbitmqctl delete_queue {q}" in text
         broker.declare_queue(Queue(q))  # the broker is still usable afterwards
 
+    def test_conflicting_exchange_is_named_as_an_exchange(self, broker, q, raw):
+        raw.exchange_declare(f"{q}-x", "fanout", durable=True, auto_delete=False)
+        with pytest.raises(ConfigurationError, match=rf"exchange '{q}-x' already exists.*type='direct'"):
+            broker.declare_queue(Queue(q, Exchange(f"{q}-x", type="direct")))
+
     def test_transient_queue_is_not_durable_and_messages_not_persistent(self, broker, q, raw):
         broker.declare_queue(Queue(q, durable=False))
         broker.publish([out(q, "t", persistent=False)])

@@ -398,6 +398,15 @@ class AMQPBroker(Broker):
             self._register(queue.name)
 
     def _conflict(self, queue: Queue, durable: bool, arguments: dict[str, Any], cause: BaseException) -> str:
+        if "for exchange" in str(cause):
+            exchange = queue.exchange
+            return (
+                f"exchange {exchange.name!r} already exists on RabbitMQ at {self.location} with another "
+                f"definition (PRECONDITION_FAILED): {cause}. celeriac declares it type={exchange.type!r}, "
+                f"durable={exchange.durable}, auto_delete={exchange.auto_delete}. Fix: declare it as it "
+                f"exists (Exchange({exchange.name!r}, type=...)), or delete it (rabbitmqctl "
+                f"delete_exchange {exchange.name}) so it is made anew"
+            )
         ours = (
             f"durable={durable}, exclusive={queue.exclusive}, auto_delete={queue.auto_delete}, "
             f"arguments={arguments or {}}"
