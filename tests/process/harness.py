@@ -40,7 +40,8 @@ class Runs:
         if not self.path.exists():
             return []
         out = []
-        for line in self.path.read_text().splitlines():
+        # only complete lines: a task may be writing its line while this reads the file
+        for line in self.path.read_text().split("\n")[:-1]:
             label, pid, at = line.split()
             out.append((label, int(pid), float(at)))
         return out
