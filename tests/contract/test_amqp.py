@@ -320,6 +320,47 @@ class TestAMQPBroker(BrokerContract):
             connection_broker.close()
         assert names.count(q) == 1
 
+    def test_a_queue_deleted_after_it_was_declared_is_declared_again_not_lost(self, broker, q, raw, caplog):
+        broker.publish([out(q, "before")])
+        raw.queue_delete(q)  # the queue and its message are gone; the broker still thinks it exists
+        with caplog.at_level(logging.WARNING, "celeriac.rabbitmq"):
+            broker.publish([out(q, "after")])
+        assert "came back unrouted" in caplog.text
+        assert labels(broker.fetch([q], 5, 0, "c")) == ["after"]
+
+    def test_a_message_no_queue_takes_even_after_declaring_again_is_an_error(
+        self, broker, q, raw, monkeypatch
+    ):
+        broker.publish([out(q, "before")])
+        raw.queue_delete(q)
+        monkeypatch.setattr(AMQPBroker, "_redeclare", lambda self, exchange, key, message: None)
+        with pytest.raises(BrokerError, match="routed 1 message.*to no queue"):
+            broker.publish([out(q, "lost?")])
+
+    def test_a_deleted_delay_queue_is_declared_again(self, broker, q, raw):
+        broker.publish([out(q, "soon", eta=time.time() + 0.6)])
+        raw.queue_delete("celeriac.delay.09")  # 512 ms, the first hop of a 0.6 s countdown
+        broker.publish([out(q, "soon again", eta=time.time() + 0.6)])
+        got = []
+        deadline = time.monotonic() + 5
+        while not got and time.monotonic() < deadline:
+            got += broker.fetch([q], 5, 1, "c")
+        assert labels(got) == ["soon again"]
+
+    def test_a_scheduled_message_waits_in_one_delay_queue_and_arrives_once(self, broker, q):
+        for level in range(5, 13):  # every short delay queue exists, as on a busy broker
+            broker._ensure_delay(level)
+        due = time.time() + 0.3
+        broker.publish([out(q, "once", eta=due)])
+        got, arrived = [], None
+        deadline = time.monotonic() + 1.5  # long after it is due: any copy would be here too
+        while time.monotonic() < deadline:
+            got += broker.fetch([q], 5, 0.2, "c")
+            if got and arrived is None:
+                arrived = time.time()
+        assert labels(got) == ["once"]
+        assert due <= arrived < due + 0.5
+
     def test_delay_levels(self):
         assert delay_level(0.001) == 5
         assert delay_level(1.0) == 9  # 512 ms, then the rest

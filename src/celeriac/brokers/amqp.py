@@ -117,7 +117,8 @@ MIN_DELAY_LEVEL, MAX_DELAY_LEVEL = 5, 31
 ETA_EARLY_S = 0.001
 #: Headers celeriac adds on the wire; stripped before a delivery reaches the task layer.
 COUNT_HEADER = "x-celeriac-deliveries"
-LEVEL_HEADER = "x-celeriac-delay"
+#: Not "x-" prefixed: a headers exchange ignores binding arguments whose names start with "x-".
+LEVEL_HEADER = "celeriac-delay"
 ETA_HEADER = "x-celeriac-eta"
 _WIRE_HEADERS = (
     "x-death",
@@ -512,8 +513,11 @@ class AMQPBroker(Broker):
                 )
         self._send(plan, f"publishing {len(batch)} message(s)")
 
-    def _send(self, plan: Sequence[tuple[Any, str, str, bool]], what: str) -> None:
-        """Publish on a pooled confirm channel; wait once for the persistent ones."""
+    def _send(self, plan: Sequence[tuple[Any, str, str, bool]], what: str, again: bool = True) -> None:
+        """Publish on a pooled confirm channel; wait once for the persistent ones. A message
+        no queue took (its queue was deleted after this process declared it) comes back:
+        the queue is declared again and the message sent again, once."""
+        returned: list[tuple[str, str, Any]] = []
 
         def attempt() -> None:
             with self.pool.channel() as pooled:
@@ -529,10 +533,65 @@ class AMQPBroker(Broker):
                     elif pooled.seq - pooled.confirmed > CONFIRM_LAG:
                         # transient only: read the confirms now and then so they never pile up
                         pooled.wait(pooled.seq - CONFIRM_LAG // 2, self.confirm_timeout)
+                    returned.extend(pooled.returned)
+                    pooled.returned.clear()
 
                 call(what, self.location, send)
 
         publish_with_retry(self.options, what, attempt, is_connection_error)
+        if returned:
+            self._unroutable(returned, what, again)
+
+    def _unroutable(self, returned: list[tuple[str, str, Any]], what: str, again: bool) -> None:
+        queues = sorted({self._queue_of(exchange, key, message) for exchange, key, message in returned})
+        if not again:
+            raise BrokerError(
+                f"RabbitMQ at {self.location} routed {len(returned)} message(s) to no queue ({what}; "
+                f"for {', '.join(map(repr, queues))}), even after declaring again: check the "
+                "exchange's bindings"
+            )
+        logger.warning(
+            "%d message(s) for %s came back unrouted (the queue was deleted?): declaring again and "
+            "sending them again",
+            len(returned),
+            ", ".join(map(repr, queues)),
+        )
+        for exchange, key, message in returned:
+            self._redeclare(exchange, key, message)
+        plan = [
+            (message, exchange, key, message.properties.get("delivery_mode") == 2)
+            for exchange, key, message in returned
+        ]
+        self._send(plan, what, again=False)
+
+    def _queue_of(self, exchange: str, key: str, message: Any) -> str:
+        if exchange in ("", DELAY_EXCHANGE):
+            return key
+        if exchange == DEAD_EXCHANGE:
+            return DEAD_QUEUE
+        for queue in self._declared.values():
+            if queue.exchange.name == exchange and queue.routing_key == key:
+                return queue.name
+        return key
+
+    def _redeclare(self, exchange: str, key: str, message: Any) -> None:
+        """Forget that this process declared what a returned message needed; declare it again."""
+        if exchange == DELAY_EXCHANGE:
+            level = int((message.headers or {}).get(LEVEL_HEADER, MIN_DELAY_LEVEL))
+            self._infra.discard(f"{DELAY_EXCHANGE}.{level:02d}")
+            self._ensure_delay(level)
+            return
+        if exchange == DEAD_EXCHANGE:
+            self._infra.discard(DEAD_QUEUE)
+            self._ensure_dead()
+            return
+        name = self._queue_of(exchange, key, message)
+        declared = self._declared.pop(name, None)
+        self._infra.discard(name)
+        if declared is not None:
+            self.declare_queue(declared)
+        else:
+            self._ensure(name)
 
     # -- consumer side ------------------------------------------------------------------------
 

@@ -236,8 +236,10 @@ def drop(connection: Any) -> None:
 class ConfirmChannel:
     """A producer channel in confirm mode, on its own connection.
 
-    :meth:`publish` sends without waiting; :meth:`wait` blocks until the broker has
-    confirmed every publish up to a sequence number (one wait for a whole batch).
+    :meth:`publish` sends without waiting, ``mandatory``: a message no queue takes comes
+    back (``basic.return``, before its confirm) and is kept in :attr:`returned` instead
+    of vanishing. :meth:`wait` blocks until the broker has confirmed every publish up to
+    a sequence number (one wait for a whole batch).
     """
 
     def __init__(self, connector: Connector) -> None:
@@ -255,6 +257,9 @@ class ConfirmChannel:
         self._late: set[int] = set()
         self.channel.events["basic_ack"].add(self._on_ack)
         self.channel.events["basic_nack"].add(self._on_nack)
+        self.channel.events["basic_return"].add(self._on_return)
+        #: (exchange, routing key, message) of messages no queue took
+        self.returned: list[tuple[str, str, Any]] = []
         self.broken = False
 
     def _on_ack(self, delivery_tag: int, multiple: bool) -> None:
@@ -270,9 +275,12 @@ class ConfirmChannel:
         self.nacked.append(delivery_tag)
         self._on_ack(delivery_tag, multiple)
 
+    def _on_return(self, exc: BaseException, exchange: str, routing_key: str, message: Any) -> None:
+        self.returned.append((exchange, routing_key, message))
+
     def publish(self, message: Any, exchange: str, routing_key: str) -> int:
         """Send one message; return its sequence number for :meth:`wait`."""
-        self.channel.basic_publish(message, exchange=exchange, routing_key=routing_key)
+        self.channel.basic_publish(message, exchange=exchange, routing_key=routing_key, mandatory=True)
         self.seq += 1
         return self.seq
 
