@@ -133,6 +133,8 @@ _WIRE_HEADERS = (
     LEVEL_HEADER,
     ETA_HEADER,
 )
+#: "no default": let a missing queue's NOT_FOUND through
+_RAISE = object()
 _PROPERTIES = ("correlation_id", "reply_to", "priority", "delivery_mode")
 #: How often a worker's master compacts the queue registry and the heartbeats.
 REGISTRY_COMPACT_S = 60.0
@@ -310,16 +312,20 @@ class AMQPBroker(Broker):
             self._admin = (connection, channel)
         return self._admin[1]
 
-    def _admin_call(self, what: str, fn: Any) -> Any:
+    def _admin_call(self, what: str, fn: Any, missing: Any = _RAISE) -> Any:
         """Run ``fn(channel)`` on the admin channel; a failure closes it (a channel error
-        closes an AMQP channel anyway) so the next call starts clean."""
+        closes an AMQP channel anyway) so the next call starts clean. ``missing``: the
+        answer when the queue ``fn`` touches does not exist (NOT_FOUND)."""
         with self._lock:
             try:
                 return call(what, self.location, lambda: fn(self._admin_channel()))
-            except BrokerError:
+            except BrokerError as exc:
                 admin, self._admin = self._admin, None
                 if admin is not None:
                     drop(admin[0])
+                not_found = amqp_errors is not None and isinstance(exc.__cause__, amqp_errors.NotFound)
+                if not_found and missing is not _RAISE:
+                    return missing
                 raise
 
     # -- declarations -------------------------------------------------------------------------
@@ -437,13 +443,9 @@ class AMQPBroker(Broker):
             self.declare_queue(Queue(queue))
 
     def _exists(self, queue: str) -> bool:
-        try:
-            self._admin_call(f"looking up queue {queue!r}", lambda c: c.queue_declare(queue, passive=True))
-        except BrokerError as exc:
-            if amqp_errors is not None and isinstance(exc.__cause__, amqp_errors.NotFound):
-                return False
-            raise
-        return True
+        return self._admin_call(
+            f"looking up queue {queue!r}", lambda c: c.queue_declare(queue, passive=True) and True, False
+        )
 
     def _declare_infra(self, name: str, fn: Any) -> None:
         if name not in self._infra:
@@ -957,12 +959,7 @@ class AMQPBroker(Broker):
         def passive(channel: Any) -> int:
             return int(channel.queue_declare(queue, passive=True).message_count)
 
-        try:
-            return self._admin_call(f"reading the length of {queue!r}", passive)
-        except BrokerError as exc:
-            if amqp_errors is not None and isinstance(exc.__cause__, amqp_errors.NotFound):
-                return 0
-            raise
+        return self._admin_call(f"reading the length of {queue!r}", passive, 0)
 
     def queue_length(self, queue: str) -> QueueLength:
         ready = self._ready(queue)
@@ -1023,12 +1020,7 @@ class AMQPBroker(Broker):
         def purge(channel: Any) -> int:
             return int(channel.queue_purge(queue) or 0)
 
-        try:
-            return self._admin_call(f"purging {queue!r}", purge)
-        except BrokerError as exc:
-            if amqp_errors is not None and isinstance(exc.__cause__, amqp_errors.NotFound):
-                return 0
-            raise
+        return self._admin_call(f"purging {queue!r}", purge, 0)
 
     # -- dead letters -------------------------------------------------------------------------
 
