@@ -97,7 +97,12 @@ def test_redis_restart_mid_run_loses_no_durable_task(env, private_redis, app, wo
     app.tasks["run"].apply_many([(f"t{i}", 0.002) for i in range(1500)])
     runs.wait(300)
     private_redis.restart()
-    wait_until(lambda: len(runs.per_label()) == 1500, 60, "every task to run")
+    try:
+        wait_until(lambda: len(runs.per_label()) == 1500, 60, "every task to run")
+    except AssertionError as exc:  # say how far it got and what the worker said
+        raise AssertionError(
+            f"{exc}: {len(runs.per_label())} of 1500 ran; worker log:\n{worker.log()[-4000:]}"
+        ) from None
     assert worker.pid == master and worker.proc.poll() is None
 
 
