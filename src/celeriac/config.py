@@ -316,13 +316,26 @@ CELERY_IGNORED: dict[str, str] = {
     "worker_send_task_events": "task events are not implemented; the worker heartbeat carries statistics",
     "task_send_sent_event": "task events are not implemented",
     "result_extended": "results always store the task name, args and worker",
-    "broker_heartbeat": "Redis connections use TCP keepalive (transport option health_check_interval)",
+    "broker_heartbeat": "connections use TCP keepalive; for AMQP heartbeats on RabbitMQ set broker_transport_options={'heartbeat': seconds}, on Redis health_check_interval",
     "worker_disable_rate_limits": "rate limits are not implemented",
     "task_annotations": "annotations are not implemented",
     "beat_schedule": "periodic tasks (beat) are not implemented",
     "result_persistent": "results are always persistent",
     "worker_pool_restarts": "children can be recycled by task count and memory instead",
     "worker_task_log_format": "worker_log_format applies to task logs too",
+}
+
+#: Celery settings refused (an error), each with what to do instead: ignoring them would
+#: leave a deployment other than its configuration says (no TLS, another exchange).
+CELERY_REFUSED: dict[str, str] = {
+    "broker_use_ssl": "put the TLS options in broker_url: amqps://user:password@host:5671/vhost"
+    "?ssl_ca_certs=/path/ca.pem&ssl_cert_reqs=CERT_REQUIRED (rediss://...?ssl_cert_reqs=required for Redis)",
+    "task_default_exchange": "declare the queue with its exchange in task_queues: "
+    "[Queue('celery', Exchange('name', type='direct'), routing_key='celery')]",
+    "task_default_exchange_type": "declare the queue with its exchange in task_queues: "
+    "[Queue('celery', Exchange('celery', type='topic'), routing_key='celery')]",
+    "task_default_routing_key": "declare the queue with its routing key in task_queues: "
+    "[Queue('celery', routing_key='key')]",
 }
 
 _ENV_ALIASES = {"CELERY_BROKER_URL": "broker_url", "CELERY_RESULT_BACKEND": "result_backend"}
@@ -340,6 +353,8 @@ def suggest(name: str) -> str:
 
 
 def _unknown(name: str) -> ConfigurationError:
+    if name in CELERY_REFUSED:
+        return ConfigurationError(f"Celery setting {name!r} is not supported: {CELERY_REFUSED[name]}")
     return ConfigurationError(
         f"unknown setting {name!r}{suggest(name)} (every setting is listed in docs/settings.md)"
     )
@@ -587,4 +602,14 @@ def settings_markdown() -> str:
         "|---|---|",
     ]
     lines += [f"| `{name}` | {why} |" for name, why in sorted(CELERY_IGNORED.items())]
+    lines += [
+        "",
+        "## Celery settings that are refused",
+        "",
+        "Setting one of these is an error that says what to do instead.",
+        "",
+        "| setting | instead |",
+        "|---|---|",
+    ]
+    lines += [f"| `{name}` | {what} |" for name, what in sorted(CELERY_REFUSED.items())]
     return "\n".join(lines) + "\n"

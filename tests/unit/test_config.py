@@ -452,3 +452,18 @@ def test_every_setting_is_declared_for_type_checkers_and_nothing_else():
 
     public = [name for name in Settings.__annotations__ if not name.startswith("_")]
     assert public == [s.name for s in SETTINGS]
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "hint"),
+    [
+        ("broker_use_ssl", {"cert_reqs": 2}, "amqps://"),
+        ("task_default_exchange", "jobs", "task_queues"),
+        ("task_default_routing_key", "jobs", "routing_key="),
+    ],
+)
+def test_celery_settings_celeriac_refuses_say_what_to_do_instead(name, value, hint):
+    from celeriac import Celeriac
+
+    with pytest.raises(ConfigurationError, match=f"Celery setting '{name}' is not supported: .*{hint}"):
+        Celeriac("t", broker="memory://", **{name: value})
