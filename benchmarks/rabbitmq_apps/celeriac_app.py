@@ -15,28 +15,10 @@ from __future__ import annotations
 
 import os
 
-from _marks import mark, record
+# the very app of bench_redis.py: only the broker URL differs
+from redis_apps.celeriac_app import QUEUES, make_app
 
-from celeriac import Celeriac, Queue, Task
-
-QUEUES = (Queue("celery"), Queue("transient", durable=False))
-
-
-def make_app(url: str, queue: str, acks_late: bool) -> tuple[Celeriac, Task, Task]:
-    """The app, its no-op task and its latency task (``latency(sent)``)."""
-    app = Celeriac("celeriac_app", broker=url)
-    app.conf.update(task_queues=list(QUEUES), task_default_queue=queue, task_acks_late=acks_late)
-
-    @app.task(name="bench.noop", ignore_result=True)
-    def noop() -> None:
-        mark()
-
-    @app.task(name="bench.latency", ignore_result=True)
-    def latency(sent: float) -> None:
-        record(sent)
-
-    return app, noop, latency
-
+__all__ = ["QUEUES", "make_app"]
 
 if "BENCH_AMQP_URL" in os.environ:
     app, noop, latency = make_app(
