@@ -856,13 +856,14 @@ class AMQPBroker(Broker):
         return [d for d in batch if self._split([d])]
 
     def _mark_started(self, batch: Sequence[Delivery]) -> None:
-        lost = len(batch) - len(self.still_held(batch))
+        groups = self._split(batch)
+        lost = len(batch) - sum(len(tags) for tags in groups.values())
         if lost:
             raise BrokerError(
                 f"the connection that delivered {lost} message(s) to this consumer was lost; RabbitMQ "
                 "has put them back in their queue, so they must not start here"
             )
-        for consumer, tags in self._split(batch).items():
+        for consumer, tags in groups.items():
 
             def mark(consumer: _Consumer = consumer, tags: list[int] = tags) -> None:
                 self._settle(consumer, tags, forget=False)
