@@ -9,7 +9,8 @@ import uuid
 import amqp
 import pytest
 
-from celeriac.brokers.amqp import AMQPBroker, delay_level
+from celeriac.brokers.amqp import AMQPBroker
+from celeriac.brokers.amqpwire import delay_level
 from celeriac.brokers.base import BrokerOptions
 from celeriac.errors import BrokerError, ConfigurationError
 from celeriac.protocol.entities import Exchange, Queue
@@ -302,13 +303,13 @@ class TestAMQPBroker(BrokerContract):
         assert labels(got) == ["parent-before", "child", "parent-after"]
 
     def test_housekeeping_compacts_the_queue_registry(self, broker, q, amqp_url, monkeypatch):
-        import celeriac.brokers.amqp as amqp_broker
+        import celeriac.brokers.amqpside as amqp_side
 
         for _ in range(3):  # three processes declaring the same queue
             other = AMQPBroker(amqp_url)
             other.declare_queue(Queue(q))
             other.close()
-        monkeypatch.setattr(amqp_broker, "REGISTRY_COMPACT_S", 0.0)
+        monkeypatch.setattr(amqp_side, "REGISTRY_COMPACT_S", 0.0)
         broker.housekeeping()
         names = []
         connection_broker = AMQPBroker(amqp_url)

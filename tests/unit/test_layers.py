@@ -66,6 +66,8 @@ BROKER_DRIVERS: dict[str, frozenset[str]] = {
     "celeriac.brokers.redisconn": frozenset({"redis", "hiredis"}),
     "celeriac.brokers.amqp": frozenset({"amqp"}),
     "celeriac.brokers.amqpconn": frozenset({"amqp"}),
+    "celeriac.brokers.amqpwire": frozenset({"amqp"}),
+    "celeriac.brokers.amqpside": frozenset({"amqp"}),
 }
 ALL_DRIVERS = frozenset().union(*BROKER_DRIVERS.values())
 

@@ -67,7 +67,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import select
 import threading
 import time
@@ -75,7 +74,6 @@ import uuid
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from celeriac.brokers.amqpconn import (
@@ -90,12 +88,30 @@ from celeriac.brokers.amqpconn import (
     is_connection_error,
     on_fork,
 )
+from celeriac.brokers.amqpside import SideQueues
+from celeriac.brokers.amqpwire import (
+    COUNT_HEADER,
+    DEAD_EXCHANGE,
+    DEAD_QUEUE,
+    DELAY_EXCHANGE,
+    ETA_EARLY_S,
+    ETA_HEADER,
+    LEVEL_HEADER,
+    MIN_DELAY_LEVEL,
+    REGISTRY_QUEUE,
+    counted,
+    delay_level,
+    from_message,
+    is_persistent,
+    priority_of,
+    to_message,
+    until,
+)
 from celeriac.brokers.base import (
     Broker,
     BrokerOptions,
     DeadLetter,
     Delivery,
-    NodeStats,
     Outgoing,
     PoolStats,
     QueueLength,
@@ -107,37 +123,8 @@ from celeriac.protocol.message import Envelope
 
 logger = logging.getLogger("celeriac.rabbitmq")
 
-DEAD_EXCHANGE = DEAD_QUEUE = "celeriac.dead"
-DELAY_EXCHANGE = "celeriac.delay"
-NODES_QUEUE = "celeriac.nodes"
-REGISTRY_QUEUE = "celeriac.queues"
-#: Delay levels: a level-k queue holds messages for 2**k ms (32 ms ... about 24.8 days).
-MIN_DELAY_LEVEL, MAX_DELAY_LEVEL = 5, 31
-#: A message this early for its ETA waits another hop instead of being delivered.
-ETA_EARLY_S = 0.001
-#: Headers celeriac adds on the wire; stripped before a delivery reaches the task layer.
-COUNT_HEADER = "x-celeriac-deliveries"
-#: Not "x-" prefixed: a headers exchange ignores binding arguments whose names start with "x-".
-LEVEL_HEADER = "celeriac-delay"
-ETA_HEADER = "x-celeriac-eta"
-_WIRE_HEADERS = (
-    "x-death",
-    "x-first-death-exchange",
-    "x-first-death-queue",
-    "x-first-death-reason",
-    "x-last-death-exchange",
-    "x-last-death-queue",
-    "x-last-death-reason",
-    "x-delivery-count",
-    COUNT_HEADER,
-    LEVEL_HEADER,
-    ETA_HEADER,
-)
 #: "no default": let a missing queue's NOT_FOUND through
 _RAISE = object()
-_PROPERTIES = ("correlation_id", "reply_to", "priority", "delivery_mode")
-#: How often a worker's master compacts the queue registry and the heartbeats.
-REGISTRY_COMPACT_S = 60.0
 #: Unread confirms a channel publishing only transient messages lets pile up.
 CONFIRM_LAG = 10_000
 #: How long a publish waits for the broker's confirms before failing.
@@ -164,64 +151,6 @@ _ACCEPTED_OPTIONS = frozenset(
 )
 
 
-def _until(eta: Any, now: float) -> float:
-    """Seconds until an ISO 8601 ``eta`` header (0 when absent, past or unreadable)."""
-    if not eta or not isinstance(eta, str):
-        return 0.0
-    try:
-        when = datetime.fromisoformat(eta)
-    except ValueError:
-        return 0.0  # the worker reports a bad ETA with the task
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, when.timestamp() - now)
-
-
-def delay_level(remaining_s: float) -> int:
-    """The delay queue for a message due in ``remaining_s``: the longest hop that does
-    not pass its ETA (but at least the shortest hop)."""
-    ms = max(1.0, remaining_s * 1000.0)
-    return min(MAX_DELAY_LEVEL, max(MIN_DELAY_LEVEL, math.floor(math.log2(ms))))
-
-
-def _to_message(
-    envelope: Envelope, persistent: bool, priority: int, extra: dict[str, Any] | None = None
-) -> Any:
-    props = envelope.properties
-    kwargs: dict[str, Any] = {
-        "content_type": envelope.content_type,
-        "content_encoding": envelope.content_encoding,
-        "application_headers": {**envelope.headers, **extra} if extra else dict(envelope.headers),
-        "delivery_mode": 2 if persistent else 1,
-    }
-    if props.get("correlation_id"):
-        kwargs["correlation_id"] = props["correlation_id"]
-    if props.get("reply_to"):
-        kwargs["reply_to"] = props["reply_to"]
-    if priority:
-        kwargs["priority"] = int(priority)
-    return amqp.Message(envelope.body, **kwargs)
-
-
-def _envelope(message: Any) -> tuple[Envelope, dict[str, Any]]:
-    """The task envelope of a received message, and the headers celeriac put on the wire."""
-    body = message.body
-    if isinstance(body, str):  # pragma: no cover - channels here never decode
-        body = body.encode()
-    headers = dict(message.headers or {})
-    wire = {name: headers.pop(name) for name in _WIRE_HEADERS if name in headers}
-    props = message.properties
-    properties = {name: props[name] for name in _PROPERTIES if props.get(name) is not None}
-    envelope = Envelope(
-        body=bytes(body),
-        content_type=str(props.get("content_type") or "application/x-unknown"),
-        content_encoding=str(props.get("content_encoding") or "binary"),
-        headers=headers,
-        properties=properties,
-    )
-    return envelope, wire
-
-
 @dataclass(eq=False)
 class _Consumer:
     """One consumer's connection and channel, and what it holds."""
@@ -238,7 +167,7 @@ class _Consumer:
     by_tag: dict[int, tuple[str, Any]] = field(default_factory=dict)  # handed out by fetch
 
 
-class AMQPBroker(Broker):
+class AMQPBroker(SideQueues, Broker):
     """Queues in RabbitMQ, laid out as Celery lays them out."""
 
     scheme = "amqp"
@@ -504,14 +433,14 @@ class AMQPBroker(Broker):
             if item.eta is not None and item.eta - now > ETA_EARLY_S:
                 level = delay_level(item.eta - now)
                 self._ensure_delay(level)
-                message = _to_message(
+                message = to_message(
                     item.envelope, persistent, item.priority, {LEVEL_HEADER: level, ETA_HEADER: item.eta}
                 )
                 plan.append((message, DELAY_EXCHANGE, item.queue, persistent))
             else:
                 exchange, routing_key = self._route(item.queue)
                 plan.append(
-                    (_to_message(item.envelope, persistent, item.priority), exchange, routing_key, persistent)
+                    (to_message(item.envelope, persistent, item.priority), exchange, routing_key, persistent)
                 )
         self._send(plan, f"publishing {len(batch)} message(s)")
 
@@ -560,10 +489,7 @@ class AMQPBroker(Broker):
         )
         for exchange, key, message in returned:
             self._redeclare(exchange, key, message)
-        plan = [
-            (message, exchange, key, message.properties.get("delivery_mode") == 2)
-            for exchange, key, message in returned
-        ]
+        plan = [(message, exchange, key, is_persistent(message)) for exchange, key, message in returned]
         self._send(plan, what, again=False)
 
     def _queue_of(self, exchange: str, key: str, message: Any) -> str:
@@ -721,14 +647,13 @@ class AMQPBroker(Broker):
 
     def _deliver(self, consumer: _Consumer, queue: str, message: Any) -> Delivery | None:
         tag = message.delivery_tag
-        envelope, wire = _envelope(message)
-        counted = wire.get(COUNT_HEADER)
-        deliveries = (counted if isinstance(counted, int) and counted >= 0 else 0) + 1
-        persistent = message.properties.get("delivery_mode") == 2
+        envelope, wire = from_message(message)
+        deliveries = counted(wire) + 1
+        persistent = is_persistent(message)
         redelivered = bool(message.delivery_info.get("redelivered"))
         eta = wire.get(ETA_HEADER)
         now = self.now()
-        remaining = eta - now if isinstance(eta, float | int) else _until(envelope.headers.get("eta"), now)
+        remaining = eta - now if isinstance(eta, float | int) else until(envelope.headers.get("eta"), now)
         if remaining > ETA_EARLY_S:  # back from a delay hop early, or a producer that does not delay
             self._delay(consumer, tag, queue, envelope, deliveries - (not redelivered), message, remaining)
             return None
@@ -768,9 +693,7 @@ class AMQPBroker(Broker):
     ) -> None:
         """Publish a copy of a delivered message (confirmed), then ack the original: the
         message is never in neither place, at worst briefly in both."""
-        priority = int(message.properties.get("priority") or 0)
-        persistent = message.properties.get("delivery_mode") == 2
-        copy = _to_message(envelope, persistent, priority, extra)
+        copy = to_message(envelope, is_persistent(message), priority_of(message), extra)
         self._send([(copy, exchange, queue, True)], f"{what} a message of {queue!r}")
         self._settle(consumer, [tag])
 
@@ -809,7 +732,7 @@ class AMQPBroker(Broker):
             "x-celeriac-id": uuid.uuid4().hex,
             "x-celeriac-persistent": persistent,
         }
-        letter = _to_message(envelope, True, 0, headers)
+        letter = to_message(envelope, True, 0, headers)
         self._send([(letter, DEAD_EXCHANGE, queue, True)], f"dead-lettering a message of {queue!r}")
         if consumer is not None and tag is not None:
             self._settle(consumer, [tag])
@@ -839,11 +762,16 @@ class AMQPBroker(Broker):
         dropped (RabbitMQ already put those messages back)."""
         groups: dict[_Consumer, list[int]] = {}
         for delivery in batch:
-            gen, _, tag = delivery.tag.partition(".")
-            consumer = self._by_gen.get(int(gen)) if gen.isdigit() else None
-            if consumer is not None and tag.isdigit():
-                groups.setdefault(consumer, []).append(int(tag))
+            held = self._holder(delivery.tag)
+            if held is not None:
+                groups.setdefault(held[0], []).append(held[1])
         return groups
+
+    def _holder(self, tag: str) -> tuple[_Consumer, int] | None:
+        """The live consumer and AMQP delivery tag behind a delivery's tag (``gen.tag``)."""
+        gen, _, raw = tag.partition(".")
+        consumer = self._by_gen.get(int(gen)) if gen.isdigit() else None
+        return (consumer, int(raw)) if consumer is not None and raw.isdigit() else None
 
     def _on_consumer(self, consumer: _Consumer, what: str, fn: Any) -> None:
         try:
@@ -903,9 +831,8 @@ class AMQPBroker(Broker):
 
     def _hand_back(self, consumer: _Consumer, tag: int, queue: str, message: Any) -> None:
         """Put an unstarted message back on its queue (at the back) with its count unchanged."""
-        envelope, wire = _envelope(message)
-        counted = wire.get(COUNT_HEADER)
-        extra = {COUNT_HEADER: counted} if isinstance(counted, int) and counted > 0 else None
+        envelope, wire = from_message(message)
+        extra = {COUNT_HEADER: counted(wire)} if counted(wire) else None
         self._move(consumer, tag, message, envelope, extra, "", queue, "handing back")
 
     def extend_leases(self, consumers: Sequence[str]) -> int:
@@ -923,15 +850,14 @@ class AMQPBroker(Broker):
         dead: list[str] = []
         try:
             for delivery_tag in running:
-                gen, _, raw = delivery_tag.partition(".")
-                tag = int(raw) if raw.isdigit() and gen == str(state.gen) else None
+                held = self._holder(delivery_tag)
+                tag = held[1] if held is not None and held[0] is state else None
                 if tag is None or tag not in state.unacked or tag not in state.by_tag:
                     continue
                 queue, message = state.by_tag[tag]
-                envelope, wire = _envelope(message)
-                counted = wire.get(COUNT_HEADER)
-                deliveries = (counted if isinstance(counted, int) else 0) + 1
-                persistent = message.properties.get("delivery_mode") == 2
+                envelope, wire = from_message(message)
+                deliveries = counted(wire) + 1
+                persistent = is_persistent(message)
                 if running_to == "ack":
                     self._settle(state, [tag])
                 elif running_to == "dead" or deliveries >= self.options.delivery_limit:
@@ -974,175 +900,11 @@ class AMQPBroker(Broker):
             reserved += sum(1 for q, _ in consumer.buffer if q == queue)
         return QueueLength(queue, ready, 0, reserved, running)
 
-    def _read_all(self, queue: str, keep: Any) -> list[Any]:
-        """basic.get every message of ``queue`` on a throwaway channel; ``keep(messages)``
-        returns the delivery tags to ack, the rest go back when the channel closes."""
-        connection = self.connector.connect(f"reading {queue!r}")
-        try:
-            channel = self.connector.channel(connection)
-
-            def read() -> list[Any]:
-                try:
-                    channel.queue_declare(queue, passive=True)
-                except Exception as exc:
-                    if amqp_errors is not None and isinstance(exc, amqp_errors.NotFound):
-                        return []
-                    raise
-                got = []
-                while True:
-                    message = channel.basic_get(queue, no_ack=False)
-                    if message is None:
-                        break
-                    got.append(message)
-                for tag in keep(got):
-                    channel.basic_ack(tag)
-                return got
-
-            return call(f"reading {queue!r}", self.location, read)
-        finally:
-            drop(connection)
-
-    def queue_names(self) -> list[str]:
-        registered: set[str] = set()
-
-        def keep(messages: list[Any]) -> list[int]:
-            duplicates = []
-            for message in messages:
-                name = bytes(message.body).decode(errors="replace")
-                if name in registered:
-                    duplicates.append(message.delivery_tag)
-                registered.add(name)
-            return duplicates  # compact the registry as we read it
-
-        self._read_all(REGISTRY_QUEUE, keep)
-        return sorted(registered | set(self._declared))
-
     def purge(self, queue: str) -> int:
         def purge(channel: Any) -> int:
             return int(channel.queue_purge(queue) or 0)
 
         return self._admin_call(f"purging {queue!r}", purge, 0)
-
-    # -- dead letters -------------------------------------------------------------------------
-
-    @staticmethod
-    def _letter(message: Any) -> DeadLetter:
-        envelope, wire = _envelope(message)
-        headers = dict(envelope.headers)
-        meta = {k: headers.pop(k) for k in list(headers) if k.startswith("x-celeriac-")}
-        envelope = Envelope(
-            envelope.body, envelope.content_type, envelope.content_encoding, headers, envelope.properties
-        )
-        return DeadLetter(
-            id=str(meta.get("x-celeriac-id", "")),
-            queue=str(meta.get("x-celeriac-queue", "")),
-            reason=str(meta.get("x-celeriac-reason", "")),
-            envelope=envelope,
-            failed_at=float(meta.get("x-celeriac-failed-at", 0.0)),
-            deliveries=int(wire.get(COUNT_HEADER, 0)),
-            persistent=bool(meta.get("x-celeriac-persistent", True)),
-        )
-
-    def _letters(self, keep: Any = None) -> list[tuple[Any, DeadLetter]]:
-        found: list[tuple[Any, DeadLetter]] = []
-
-        def collect(messages: list[Any]) -> list[int]:
-            found.extend((m, self._letter(m)) for m in messages)
-            return keep(found) if keep is not None else []
-
-        self._read_all(DEAD_QUEUE, collect)
-        return found
-
-    def dead_letters(self, limit: int = 100, queue: str | None = None) -> list[DeadLetter]:
-        letters = [letter for _, letter in self._letters() if queue is None or letter.queue == queue]
-        return letters[:limit]
-
-    def dead_letter_count(self, queue: str | None = None) -> int:
-        if queue is None:
-            return self._ready(DEAD_QUEUE)
-        return len(self.dead_letters(limit=2**31, queue=queue))
-
-    def requeue_dead_letters(self, ids: Sequence[str] | None = None) -> int:
-        wanted = None if ids is None else set(ids)
-
-        def keep(found: list[tuple[Any, DeadLetter]]) -> list[int]:
-            chosen = [(m, d) for m, d in found if wanted is None or d.id in wanted]
-            plan = []
-            for _, letter in chosen:
-                self._ensure(letter.queue)
-                exchange, routing_key = self._route(letter.queue)
-                priority = int(letter.envelope.properties.get("priority") or 0)
-                plan.append(
-                    (_to_message(letter.envelope, letter.persistent, priority), exchange, routing_key, True)
-                )
-            if plan:
-                self._send(plan, f"requeueing {len(plan)} dead letter(s)")
-            return [m.delivery_tag for m, _ in chosen]
-
-        found = self._letters(keep)
-        return sum(1 for _, d in found if wanted is None or d.id in wanted)
-
-    def purge_dead_letters(self, ids: Sequence[str] | None = None) -> int:
-        if ids is None:
-            self._ensure_dead()
-            return self.purge(DEAD_QUEUE)
-        wanted = set(ids)
-        found = self._letters(lambda f: [m.delivery_tag for m, d in f if d.id in wanted])
-        return sum(1 for _, d in found if d.id in wanted)
-
-    # -- worker heartbeats --------------------------------------------------------------------
-
-    def put_node_stats(self, node: str, payload: bytes, ttl: float) -> None:
-        now = self.now()
-
-        def put(channel: Any) -> None:
-            if NODES_QUEUE not in self._infra:
-                channel.queue_declare(NODES_QUEUE, durable=True, auto_delete=False)
-                self._infra.add(NODES_QUEUE)
-            message = amqp.Message(
-                payload,
-                delivery_mode=1,
-                expiration=str(int(max(ttl, 1.0) * 1000)),
-                application_headers={"node": node, "updated_at": now, "expires_at": now + ttl},
-            )
-            channel.basic_publish(message, "", NODES_QUEUE)
-
-        self._admin_call("publishing a heartbeat", put)
-
-    def node_stats(self) -> list[NodeStats]:
-        latest: dict[str, NodeStats] = {}
-
-        def keep(messages: list[Any]) -> list[int]:
-            now = self.now()
-            stale = []
-            for message in messages:
-                h = message.headers or {}
-                stats = NodeStats(
-                    str(h.get("node", "")),
-                    bytes(message.body),
-                    float(h.get("updated_at", 0.0)),
-                    float(h.get("expires_at", 0.0)),
-                )
-                previous = latest.get(stats.node)
-                if previous is None or stats.updated_at >= previous.updated_at:
-                    latest[stats.node] = stats
-                if stats.expires_at <= now:
-                    stale.append(message.delivery_tag)
-            return stale
-
-        self._read_all(NODES_QUEUE, keep)
-        now = self.now()
-        return sorted((s for s in latest.values() if s.expires_at > now), key=lambda s: s.node)
-
-    def housekeeping(self) -> None:
-        """Every REGISTRY_COMPACT_S, drop repeated names from ``celeriac.queues`` (each
-        process that declares a queue adds its name once) and expired heartbeats."""
-        now = time.monotonic()
-        if now - self._compacted < REGISTRY_COMPACT_S:
-            return
-        self._compacted = now
-        self.queue_names()
-        self.node_stats()
 
     # -- lifecycle ----------------------------------------------------------------------------
 
