@@ -68,6 +68,7 @@ BROKER_DRIVERS: dict[str, frozenset[str]] = {
     "celeriac.brokers.amqpconn": frozenset({"amqp"}),
     "celeriac.brokers.amqpwire": frozenset({"amqp"}),
     "celeriac.brokers.amqpside": frozenset({"amqp"}),
+    "celeriac.brokers.amqpdeclare": frozenset({"amqp"}),
 }
 ALL_DRIVERS = frozenset().union(*BROKER_DRIVERS.values())
 

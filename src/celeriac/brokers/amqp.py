@@ -49,6 +49,14 @@ What RabbitMQ does natively, and what celeriac adds
   report unacked ones to clients, so ``reserved`` counts only this process's
   consumers (the monitor sums what workers report).
 
+Modules
+-------
+This module delivers and settles (publish, fetch, ack, reject, consumers);
+:mod:`~celeriac.brokers.amqpwire` has the message format and celeriac's headers,
+:mod:`~celeriac.brokers.amqpdeclare` the declarations and their conflicts,
+:mod:`~celeriac.brokers.amqpside` the dead letters, heartbeats and queue registry,
+:mod:`~celeriac.brokers.amqpconn` the connections and the producer channel pool.
+
 Client library, by measurement
 ------------------------------
 py-amqp (Celery's own client) over pika: ``benchmarks/amqp_clients.py`` on the
@@ -79,26 +87,22 @@ from typing import Any
 from celeriac.brokers.amqpconn import (
     ChannelPool,
     Connector,
-    amqp,
     amqp_errors,
     call,
     drop,
     explain,
-    inequivalent,
     is_connection_error,
     on_fork,
 )
+from celeriac.brokers.amqpdeclare import Declarations
 from celeriac.brokers.amqpside import SideQueues
 from celeriac.brokers.amqpwire import (
     COUNT_HEADER,
     DEAD_EXCHANGE,
-    DEAD_QUEUE,
     DELAY_EXCHANGE,
     ETA_EARLY_S,
     ETA_HEADER,
     LEVEL_HEADER,
-    MIN_DELAY_LEVEL,
-    REGISTRY_QUEUE,
     counted,
     delay_level,
     from_message,
@@ -167,7 +171,7 @@ class _Consumer:
     by_tag: dict[int, tuple[str, Any]] = field(default_factory=dict)  # handed out by fetch
 
 
-class AMQPBroker(SideQueues, Broker):
+class AMQPBroker(Declarations, SideQueues, Broker):
     """Queues in RabbitMQ, laid out as Celery lays them out."""
 
     scheme = "amqp"
@@ -257,165 +261,6 @@ class AMQPBroker(SideQueues, Broker):
                     return missing
                 raise
 
-    # -- declarations -------------------------------------------------------------------------
-
-    def declare_queue(self, queue: Queue) -> None:
-        durable = queue.durable
-        if not durable and not queue.exclusive and self.transient_fallback:
-            durable = True
-        try:
-            self._declare(queue, durable)
-        except _TransientRefused:
-            self._warn_fallback(queue)
-            self._declare(queue, True)
-            durable = True
-        self._declared[queue.name] = queue
-        if queue.durable:
-            self._transient.discard(queue.name)
-        else:
-            self._transient.add(queue.name)
-
-    def _warn_fallback(self, queue: Queue) -> None:
-        self.transient_fallback = True
-        if not self._warned_fallback:
-            self._warned_fallback = True
-            ttl = f" with a message TTL of {self.transient_ttl:g} s" if self.transient_ttl else ""
-            logger.warning(
-                "RabbitMQ refuses non-durable shared queues (transient_nonexcl_queues, denied by "
-                "default since 4.3): transient queue %r and others are declared durable%s; their "
-                "messages stay transient (delivery_mode=1, not written to disk, lost on a restart). "
-                "Set broker_transport_options={'transient_queues': 'durable'} to skip the attempt.",
-                queue.name,
-                ttl,
-            )
-
-    def _queue_arguments(self, queue: Queue, durable: bool) -> dict[str, Any]:
-        arguments = dict(queue.queue_arguments)
-        if queue.max_priority is not None:
-            arguments.setdefault("x-max-priority", int(queue.max_priority))
-        if durable and not queue.durable and self.transient_ttl:
-            arguments.setdefault("x-message-ttl", int(self.transient_ttl * 1000))
-        return arguments
-
-    def _declare(self, queue: Queue, durable: bool) -> None:
-        arguments = self._queue_arguments(queue, durable)
-        exchange = queue.exchange
-
-        def declare(channel: Any) -> None:
-            if exchange.name:
-                channel.exchange_declare(
-                    exchange.name,
-                    exchange.type,
-                    durable=exchange.durable,
-                    auto_delete=exchange.auto_delete,
-                    arguments=dict(exchange.arguments) or None,
-                )
-            channel.queue_declare(
-                queue.name,
-                durable=durable,
-                exclusive=queue.exclusive,
-                auto_delete=queue.auto_delete,
-                arguments=arguments or None,
-            )
-            if exchange.name:
-                channel.queue_bind(queue.name, exchange.name, routing_key=queue.routing_key)
-
-        try:
-            self._admin_call(f"declaring queue {queue.name!r}", declare)
-        except BrokerError as exc:
-            cause = exc.__cause__
-            if cause is not None and "transient_nonexcl_queues" in str(cause) and not durable:
-                raise _TransientRefused() from cause
-            if amqp_errors is not None and isinstance(cause, amqp_errors.PreconditionFailed):
-                raise ConfigurationError(self._conflict(queue, durable, arguments, cause)) from None
-            raise
-        if queue.name not in self._infra:
-            self._infra.add(queue.name)
-            self._register(queue.name)
-
-    def _conflict(self, queue: Queue, durable: bool, arguments: dict[str, Any], cause: BaseException) -> str:
-        if "for exchange" in str(cause):
-            exchange = queue.exchange
-            return (
-                f"exchange {exchange.name!r} already exists on RabbitMQ at {self.location} with another "
-                f"definition (PRECONDITION_FAILED): {cause}. celeriac declares it type={exchange.type!r}, "
-                f"durable={exchange.durable}, auto_delete={exchange.auto_delete}. Fix: declare it as it "
-                f"exists (Exchange({exchange.name!r}, type=...)), or delete it (rabbitmqctl "
-                f"delete_exchange {exchange.name}) so it is made anew"
-            )
-        ours = (
-            f"durable={durable}, exclusive={queue.exclusive}, auto_delete={queue.auto_delete}, "
-            f"arguments={arguments or {}}"
-        )
-        detail = inequivalent(cause)
-        theirs = (
-            f"the existing queue has {detail[0]}={detail[2]!r} where celeriac declares {detail[1]!r}"
-            if detail
-            else str(cause)
-        )
-        return (
-            f"queue {queue.name!r} already exists on RabbitMQ at {self.location} with another definition "
-            f"(PRECONDITION_FAILED): {theirs}. celeriac declares it with {ours}. Fix: declare the queue "
-            f"as it exists (task_queues = [Queue({queue.name!r}, ...)] with the same durable and "
-            f"queue_arguments), or delete it so it is made anew (rabbitmqctl delete_queue {queue.name}; "
-            "its messages are lost)"
-        )
-
-    def _ensure(self, queue: str) -> None:
-        """Make sure a queue named only by name exists: use it as it is if it does (whoever
-        declared it, however), else declare it durable, as Celery does."""
-        if queue in self._declared:
-            return
-        if self._exists(queue):
-            self._declared[queue] = Queue(queue, exchange="")
-        else:
-            self.declare_queue(Queue(queue))
-
-    def _exists(self, queue: str) -> bool:
-        return self._admin_call(
-            f"looking up queue {queue!r}", lambda c: c.queue_declare(queue, passive=True) and True, False
-        )
-
-    def _declare_infra(self, name: str, fn: Any) -> None:
-        if name not in self._infra:
-            self._admin_call(f"declaring {name!r}", fn)
-            self._infra.add(name)
-
-    def _ensure_dead(self) -> None:
-        def declare(channel: Any) -> None:
-            channel.exchange_declare(DEAD_EXCHANGE, "fanout", durable=True, auto_delete=False)
-            channel.queue_declare(DEAD_QUEUE, durable=True, auto_delete=False)
-            channel.queue_bind(DEAD_QUEUE, DEAD_EXCHANGE, routing_key="")
-
-        self._declare_infra(DEAD_QUEUE, declare)
-
-    def _ensure_delay(self, level: int) -> str:
-        name = f"{DELAY_EXCHANGE}.{level:02d}"
-
-        def declare(channel: Any) -> None:
-            channel.exchange_declare(DELAY_EXCHANGE, "headers", durable=True, auto_delete=False)
-            channel.queue_declare(
-                name,
-                durable=True,
-                auto_delete=False,
-                arguments={"x-message-ttl": 2**level, "x-dead-letter-exchange": ""},
-            )
-            channel.queue_bind(name, DELAY_EXCHANGE, arguments={"x-match": "all", LEVEL_HEADER: level})
-
-        self._declare_infra(name, declare)
-        return name
-
-    def _register(self, queue: str) -> None:
-        """Note the queue in ``celeriac.queues`` (AMQP cannot list queues)."""
-
-        def register(channel: Any) -> None:
-            if REGISTRY_QUEUE not in self._infra:
-                channel.queue_declare(REGISTRY_QUEUE, durable=True, auto_delete=False)
-                self._infra.add(REGISTRY_QUEUE)
-            channel.basic_publish(amqp.Message(queue.encode(), delivery_mode=2), "", REGISTRY_QUEUE)
-
-        self._admin_call("registering a queue name", register)
-
     # -- producer side ------------------------------------------------------------------------
 
     def _route(self, queue: str) -> tuple[str, str]:
@@ -472,54 +317,6 @@ class AMQPBroker(SideQueues, Broker):
         publish_with_retry(self.options, what, attempt, is_connection_error)
         if returned:
             self._unroutable(returned, what, again)
-
-    def _unroutable(self, returned: list[tuple[str, str, Any]], what: str, again: bool) -> None:
-        queues = sorted({self._queue_of(exchange, key, message) for exchange, key, message in returned})
-        if not again:
-            raise BrokerError(
-                f"RabbitMQ at {self.location} routed {len(returned)} message(s) to no queue ({what}; "
-                f"for {', '.join(map(repr, queues))}), even after declaring again: check the "
-                "exchange's bindings"
-            )
-        logger.warning(
-            "%d message(s) for %s came back unrouted (the queue was deleted?): declaring again and "
-            "sending them again",
-            len(returned),
-            ", ".join(map(repr, queues)),
-        )
-        for exchange, key, message in returned:
-            self._redeclare(exchange, key, message)
-        plan = [(message, exchange, key, is_persistent(message)) for exchange, key, message in returned]
-        self._send(plan, what, again=False)
-
-    def _queue_of(self, exchange: str, key: str, message: Any) -> str:
-        if exchange in ("", DELAY_EXCHANGE):
-            return key
-        if exchange == DEAD_EXCHANGE:
-            return DEAD_QUEUE
-        for queue in self._declared.values():
-            if queue.exchange.name == exchange and queue.routing_key == key:
-                return queue.name
-        return key
-
-    def _redeclare(self, exchange: str, key: str, message: Any) -> None:
-        """Forget that this process declared what a returned message needed; declare it again."""
-        if exchange == DELAY_EXCHANGE:
-            level = int((message.headers or {}).get(LEVEL_HEADER, MIN_DELAY_LEVEL))
-            self._infra.discard(f"{DELAY_EXCHANGE}.{level:02d}")
-            self._ensure_delay(level)
-            return
-        if exchange == DEAD_EXCHANGE:
-            self._infra.discard(DEAD_QUEUE)
-            self._ensure_dead()
-            return
-        name = self._queue_of(exchange, key, message)
-        declared = self._declared.pop(name, None)
-        self._infra.discard(name)
-        if declared is not None:
-            self.declare_queue(declared)
-        else:
-            self._ensure(name)
 
     # -- consumer side ------------------------------------------------------------------------
 
@@ -915,7 +712,3 @@ class AMQPBroker(SideQueues, Broker):
         if admin is not None:
             drop(admin[0])
         self.pool.close()
-
-
-class _TransientRefused(Exception):
-    """RabbitMQ refused a non-durable, non-exclusive queue (4.3+ default)."""
