@@ -578,7 +578,7 @@ class AMQPBroker(Declarations, SideQueues, Broker):
             raise
 
     def still_held(self, batch: Sequence[Delivery]) -> list[Delivery]:
-        return [d for d in batch if self._split([d])]
+        return [d for d in batch if self._holder(d.tag) is not None]
 
     def _mark_started(self, batch: Sequence[Delivery]) -> None:
         groups = self._split(batch)
