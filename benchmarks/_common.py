@@ -35,6 +35,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
@@ -376,6 +377,10 @@ class Run:
         return env
 
 
+#: worker processes of every system
+WORKERS = 2
+
+
 class System:
     """What a measurement needs from a system: send tasks, start its workers."""
 
@@ -414,6 +419,61 @@ class System:
 
     def worker_env(self) -> dict[str, str]:
         return {}
+
+
+class CeleriacSystem(System):
+    """celeriac's producer and workers, the same on every broker (the app module of the
+    benchmark's apps directory builds the app from the environment)."""
+
+    batch_note = "apply_many([()] * 1000)"
+
+    def __init__(
+        self,
+        key: str,
+        label: str,
+        queue: str = "celery",
+        acks_late: bool = False,
+        prefetch: str | None = None,
+    ) -> None:
+        super().__init__(key, label)
+        self.queue, self.acks_late, self.prefetch = queue, acks_late, prefetch
+        self.app: Any = None
+        self.noop: Any = None
+        self.latency: Any = None
+
+    def open(self, url: str) -> None:
+        from celeriac_app import make_app
+
+        self.app, self.noop, self.latency = make_app(url, self.queue, self.acks_late)
+        # connection opened and the queue declared outside the timed part
+        self.app.broker.declare_queue(self.app.router.queue(self.queue))
+        self.app.broker.queue_length(self.queue)
+
+    def close(self) -> None:
+        if self.app is not None:
+            self.app.close()
+        self.app = None
+
+    def send_one(self) -> None:
+        self.noop.delay()
+
+    def send_latency(self, sent: float) -> None:
+        self.latency.delay(sent)
+
+    def send_many(self, total: int, batch: int) -> None:
+        calls = [()] * batch
+        for _ in range(total // batch):
+            self.noop.apply_many(calls)
+
+    def worker_cmds(self, url: str) -> list[list[str]]:
+        cmd = [sys.executable, "-m", "celeriac", "worker", "-A", "celeriac_app:app", "-c", str(WORKERS)]
+        cmd += ["-Q", self.queue, "-l", "warning"]
+        if self.prefetch is not None:
+            cmd += ["--prefetch-multiplier", self.prefetch]
+        return [cmd]
+
+    def worker_env(self) -> dict[str, str]:
+        return {"BENCH_QUEUE": self.queue, "BENCH_ACKS_LATE": "1" if self.acks_late else "0"}
 
 
 @contextlib.contextmanager

@@ -79,6 +79,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 from _common import (
     BENCH_DIR,
+    WORKERS,
     Figures,
     Job,
     Run,
@@ -103,10 +104,12 @@ from _common import (
     section,
     venv_bin,
 )
+from _common import (
+    CeleriacSystem as CeleriacSide,
+)
 
 APPS = BENCH_DIR / "rabbitmq_apps"
 
-WORKERS = 2
 #: Celery's tuned row: messages reserved per child process (Celery's default is 4).
 CELERY_TUNED_PREFETCH = 64
 #: The reference every ratio is taken against: celeriac's defaults (durable queue, early ack).
@@ -246,8 +249,8 @@ class RabbitSystem(System):
 
     queue = "celery"
 
-    def __init__(self, key: str, label: str) -> None:
-        super().__init__(key, label)
+    def __init__(self, key: str, label: str, **options: Any) -> None:
+        super().__init__(key, label, **options)
         self.probe: Probe | None = None
 
     def open(self, url: str) -> None:
@@ -274,54 +277,14 @@ class RabbitSystem(System):
         self.probe.wait_for(self.queue, total)
 
 
-class CeleriacSystem(RabbitSystem):
-    batch_note = "apply_many([()] * 1000)"
-
-    def __init__(
-        self,
-        key: str,
-        label: str,
-        queue: str = "celery",
-        acks_late: bool = False,
-        prefetch: str | None = None,
-    ) -> None:
-        super().__init__(key, label)
-        self.queue, self.acks_late, self.prefetch = queue, acks_late, prefetch
-        self.app: Any = None
-        self.noop: Any = None
-        self.latency: Any = None
+class CeleriacSystem(RabbitSystem, CeleriacSide):
+    """celeriac's producer and workers (the Redis benchmark's), behind the queue probe."""
 
     def connect(self, url: str) -> None:
-        from celeriac_app import make_app
-
-        self.app, self.noop, self.latency = make_app(url, self.queue, self.acks_late)
-        # connection opened and the queue declared outside the timed part
-        self.app.broker.declare_queue(self.app.router.queue(self.queue))
-        self.app.broker.queue_length(self.queue)
+        CeleriacSide.open(self, url)
 
     def disconnect(self) -> None:
-        if self.app is not None:
-            self.app.close()
-        self.app = None
-
-    def send_one(self) -> None:
-        self.noop.delay()
-
-    def send_latency(self, sent: float) -> None:
-        self.latency.delay(sent)
-
-    def send_many(self, total: int, batch: int) -> None:
-        calls = [()] * batch
-        for _ in range(total // batch):
-            self.noop.apply_many(calls)
-
-    def worker_cmds(self, url: str) -> list[list[str]]:
-        cmd = [sys.executable, "-m", "celeriac", "worker", "-A", "celeriac_app:app", "-c", str(WORKERS)]
-        extra = ["--prefetch-multiplier", self.prefetch] if self.prefetch else []
-        return [[*cmd, "-Q", self.queue, "-l", "warning", *extra]]
-
-    def worker_env(self) -> dict[str, str]:
-        return {"BENCH_QUEUE": self.queue, "BENCH_ACKS_LATE": "1" if self.acks_late else "0"}
+        CeleriacSide.close(self)
 
 
 class CelerySystem(RabbitSystem):

@@ -72,6 +72,8 @@ from typing import Any
 
 from _common import (
     BENCH_DIR,
+    WORKERS,
+    CeleriacSystem,
     Figures,
     Job,
     Run,
@@ -100,7 +102,6 @@ from _common import (
 
 APPS = BENCH_DIR / "redis_apps"
 
-WORKERS = 2
 #: Celery's tuned row: messages reserved per child process (Celery's default is 4).
 CELERY_TUNED_PREFETCH = 64
 REDIS_START_TIMEOUT_S = 10.0
@@ -193,58 +194,6 @@ class RedisServer:
 
 
 # -- the systems behind one interface --------------------------------------------------------------
-
-
-class CeleriacSystem(System):
-    batch_note = "apply_many([()] * 1000)"
-
-    def __init__(
-        self,
-        key: str,
-        label: str,
-        queue: str = "celery",
-        acks_late: bool = False,
-        prefetch: str | None = None,
-    ) -> None:
-        super().__init__(key, label)
-        self.queue, self.acks_late, self.prefetch = queue, acks_late, prefetch
-        self.app: Any = None
-        self.noop: Any = None
-        self.latency: Any = None
-
-    def open(self, url: str) -> None:
-        from celeriac_app import make_app
-
-        self.app, self.noop, self.latency = make_app(url, self.queue, self.acks_late)
-        # connection opened and the queue declared outside the timed part
-        self.app.broker.declare_queue(self.app.router.queue(self.queue))
-        self.app.broker.queue_length(self.queue)
-
-    def close(self) -> None:
-        if self.app is not None:
-            self.app.close()
-        self.app = None
-
-    def send_one(self) -> None:
-        self.noop.delay()
-
-    def send_latency(self, sent: float) -> None:
-        self.latency.delay(sent)
-
-    def send_many(self, total: int, batch: int) -> None:
-        calls = [()] * batch
-        for _ in range(total // batch):
-            self.noop.apply_many(calls)
-
-    def worker_cmds(self, url: str) -> list[list[str]]:
-        cmd = [sys.executable, "-m", "celeriac", "worker", "-A", "celeriac_app:app", "-c", str(WORKERS)]
-        cmd += ["-Q", self.queue, "-l", "warning"]
-        if self.prefetch is not None:
-            cmd += ["--prefetch-multiplier", self.prefetch]
-        return [cmd]
-
-    def worker_env(self) -> dict[str, str]:
-        return {"BENCH_QUEUE": self.queue, "BENCH_ACKS_LATE": "1" if self.acks_late else "0"}
 
 
 class CelerySystem(System):
