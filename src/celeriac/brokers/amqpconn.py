@@ -133,9 +133,8 @@ def is_connection_error(exc: BaseException) -> bool:
         return True
     if amqp_errors is None or cause is None:
         return False
-    if isinstance(cause, amqp_errors.RecoverableConnectionError | OSError):
-        return True
-    return isinstance(cause, amqp_errors.ConnectionForced)
+    # ConnectionForced (a connection closed by the broker) is one of the recoverable ones
+    return isinstance(cause, amqp_errors.RecoverableConnectionError | OSError)
 
 
 _INEQUIVALENT = re.compile(
@@ -333,7 +332,6 @@ class ChannelPool:
     def _reset(self) -> None:
         self._cond = threading.Condition()
         self._idle: list[ConfirmChannel] = []
-        self._count = 0
         self._in_use = 0
         self.created = self.acquired = self.waits = self.timeouts = 0
         self.wait_total = self.wait_max = 0.0
@@ -343,7 +341,7 @@ class ChannelPool:
         """Borrow a channel; a channel that failed is closed instead of returned."""
         started = time.perf_counter()
         with self._cond:
-            while not self._idle and self.limit and self._count >= self.limit:
+            while not self._idle and self.limit and self._in_use >= self.limit:
                 left = self.timeout - (time.perf_counter() - started)
                 if left <= 0:
                     self.timeouts += 1
@@ -359,17 +357,10 @@ class ChannelPool:
             self.wait_total += waited
             self.wait_max = max(self.wait_max, waited)
             pooled = self._idle.pop() if self._idle else None
-            if pooled is None:
-                self._count += 1
             self._in_use += 1
         try:
             if pooled is None:
-                try:
-                    pooled = ConfirmChannel(self.connector)
-                except BaseException:
-                    with self._cond:
-                        self._count -= 1
-                    raise
+                pooled = ConfirmChannel(self.connector)
                 self.created += 1
             yield pooled
         except BaseException:
@@ -382,7 +373,6 @@ class ChannelPool:
                 if pooled is not None and not pooled.broken:
                     self._idle.append(pooled)
                 elif pooled is not None:
-                    self._count -= 1
                     pooled.close()
                 self._cond.notify()
 
@@ -402,7 +392,6 @@ class ChannelPool:
     def close(self) -> None:
         with self._cond:
             idle, self._idle = self._idle, []
-            self._count -= len(idle)
         for pooled in idle:
             pooled.close()
 
@@ -413,7 +402,7 @@ def call(what: str, where: str, fn: Callable[[], T]) -> T:
         return fn()
     except BrokerError:
         raise
-    except (TimeoutError, OSError) as exc:
+    except OSError as exc:  # TimeoutError included
         raise explain(exc, what, where) from exc
     except Exception as exc:
         if amqp_errors is not None and isinstance(exc, amqp_errors.AMQPError):
