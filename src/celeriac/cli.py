@@ -19,7 +19,9 @@ from typing import Any
 import orjson
 
 from celeriac.app import Celeriac
+from celeriac.brokers.base import Broker
 from celeriac.errors import CeleriacError, ConfigurationError
+from celeriac.observe.memview import memory_lines
 from celeriac.observe.records import WorkerStats
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -142,6 +144,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         prefetch_multiplier=args.prefetch_multiplier,
         max_tasks_per_child=args.max_tasks_per_child,
         max_memory_per_child=args.max_memory_per_child,
+        max_memory_per_child_hard=args.max_memory_per_child_hard,
         nodename=args.hostname,
     )
     return Master(app, options).run()
@@ -201,6 +204,8 @@ def _node_lines(stats: WorkerStats) -> list[str]:
 def cmd_inspect(args: argparse.Namespace) -> int:
     app = load_app(args.app)
     broker = app.broker
+    if args.what == "memory":
+        return _inspect_memory(broker, args.json)
     names = sorted(set(broker.queue_names()) | {q.name for q in app.queues_for(None)})
     lengths = [broker.queue_length(name) for name in names]
     nodes = [WorkerStats.from_json(n.payload) for n in broker.node_stats()]
@@ -230,6 +235,35 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     print(f"workers: {len(nodes)}")
     for node in nodes:
         print("\n".join(_node_lines(node)))
+    return EXIT_OK
+
+
+def _inspect_memory(broker: Broker, as_json: bool) -> int:
+    nodes = sorted(
+        (WorkerStats.from_json(n.payload) for n in broker.node_stats()), key=lambda node: node.node
+    )
+    live = [node for node in nodes if node.state == "running"]
+    if as_json:
+        payload = [
+            {
+                "node": node.node,
+                "pid": node.pid,
+                "at": node.at,
+                "master_rss_kib": node.master_rss_kib,
+                "children": [orjson.loads(orjson.dumps(child)) for child in node.children],
+                "exits": node.exits,
+                "recent_exits": [orjson.loads(orjson.dumps(e)) for e in node.recent_exits],
+                "memory": orjson.loads(orjson.dumps(node.memory)),
+            }
+            for node in live
+        ]
+        sys.stdout.write(orjson.dumps(payload, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return EXIT_OK
+    if not live:
+        print("no live worker node (start one with `celeriac worker`)")
+        return EXIT_FAILED
+    for node in live:
+        print("\n".join(memory_lines(node)))
     return EXIT_OK
 
 
@@ -330,6 +364,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="replace a child after a task when its own memory (USS) exceeds KIB",
     )
     worker.add_argument(
+        "--max-memory-per-child-hard",
+        type=_positive_int,
+        metavar="KIB",
+        help="kill a child at once, even mid-task, when its own memory (USS) exceeds KIB",
+    )
+    worker.add_argument(
         "-n",
         "--hostname",
         help="node name (default celeriac@%%h; %%h host, %%n short host, %%d domain, %%i pid)",
@@ -353,7 +393,14 @@ def build_parser() -> argparse.ArgumentParser:
     purge.set_defaults(func=cmd_purge)
 
     for name in ("inspect", "status"):
-        p = command(name, "Show queue lengths, dead letters and live worker nodes.")
+        p = command(
+            name,
+            "Show queue lengths, dead letters and live worker nodes; `inspect memory` shows the "
+            "workers' memory: per process, per task name, recycles and child start times.",
+        )
+        p.add_argument(
+            "what", nargs="?", choices=("memory",), help="memory: the memory report of each live worker node"
+        )
         p.add_argument("--json", action="store_true", help="print JSON")
         p.set_defaults(func=cmd_inspect)
 

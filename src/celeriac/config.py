@@ -297,6 +297,8 @@ SETTINGS: tuple[Setting, ...] = (
     _S("worker_prefetch_multiplier", 4, "int or 'auto'", "messages per child", "How many messages each child fetches at a time: 1 = fair dispatch for long tasks, 0 = as many as are ready (up to 1000), 'auto' = sized from measured task time.", _prefetch),
     _S("worker_max_tasks_per_child", None, "int", "tasks", "Replace a child after it ran this many tasks.", _int_at_least(1, "tasks", optional=True)),
     _S("worker_max_memory_per_child", None, "int", "KiB", "Replace a child after a task if its own memory (USS: pages not shared with the master) is above this.", _int_at_least(1, "KiB", optional=True), "same name and unit; celeriac compares USS, Celery peak RSS"),
+    _S("worker_max_memory_per_child_hard", None, "int", "KiB", "Kill a child at once, even in the middle of a task, if its own memory (USS) is above this; the task fails, or runs again with `task_acks_late`. Set it above `worker_max_memory_per_child`.", _int_at_least(1, "KiB", optional=True), "celeriac"),
+    _S("worker_memory_interval", 1.0, "float", "seconds", "How often the master samples the memory (RSS, USS) of itself and of every child.", _seconds(), "celeriac"),
     _S("worker_proc_alive_timeout", 10.0, "float", "seconds", "How long a new child may take to start before it is killed and replaced.", _seconds(), "default differs: Celery uses 4.0"),
     _S("worker_stats_interval", 2.0, "float", "seconds", "How often the master publishes its heartbeat with per-child statistics.", _seconds(), "celeriac"),
     _S("worker_log_format", "[%(asctime)s: %(levelname)s/%(processName)s] %(message)s", "str", "", "Log line format of the worker.", _str),
@@ -436,6 +438,8 @@ class Settings:
     worker_prefetch_multiplier: int | str
     worker_max_tasks_per_child: int | None
     worker_max_memory_per_child: int | None
+    worker_max_memory_per_child_hard: int | None
+    worker_memory_interval: float
     worker_proc_alive_timeout: float
     worker_stats_interval: float
     worker_log_format: str

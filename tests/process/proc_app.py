@@ -13,6 +13,7 @@ import signal
 import time
 
 from celeriac import Celeriac, Queue, SoftTimeLimitExceeded
+from celeriac.hooks import Hooks
 
 app = Celeriac("proc_app")
 app.conf.update(
@@ -21,6 +22,7 @@ app.conf.update(
 )
 
 _HELD: list[bytearray] = []
+_LEAKED: list[bytearray] = []
 
 
 def record(label: str) -> None:
@@ -79,3 +81,44 @@ def crash(label: str) -> None:
 def started_at(label: str) -> float:
     record(label)
     return time.time()
+
+
+@app.task(name="leak")
+def leak(label: str, kib: int = 1024) -> int:
+    """Keep ``kib`` KiB more on every run: a module-level list that only grows (a leak)."""
+    _LEAKED.append(bytearray(b"\x01") * (kib * 1024))
+    record(label)
+    return os.getpid()
+
+
+@app.task(name="spike")
+def spike(label: str, mib: int = 64) -> int:
+    """Use ``mib`` MiB for the length of the run and free it (a high-water mark, not a leak)."""
+    temporary = bytearray(b"\x01") * (mib * 1024 * 1024)
+    record(label)
+    return len(temporary) // (1024 * 1024)
+
+
+@app.task(name="balloon")
+def balloon(label: str, mib: int, seconds: float) -> int:
+    """Hold ``mib`` MiB, then keep running for ``seconds``."""
+    record(label)
+    held = bytearray(b"\x01") * (mib * 1024 * 1024)
+    time.sleep(seconds)
+    return len(held)
+
+
+@app.task(name="noop", ignore_result=True)
+def noop() -> None:
+    """Nothing at all."""
+
+
+class SlowStart(Hooks):
+    """With ``PROC_SLOW_IMPORT_S`` set, each new child imports a module that takes that long."""
+
+    def after_child_start(self, index: int) -> None:
+        if os.environ.get("PROC_SLOW_IMPORT_S"):
+            import slow_import  # noqa: F401
+
+
+app.add_hooks(SlowStart())

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import importlib
 import io
+import re
 import sys
 import textwrap
+import time
 import uuid
 
 import orjson
@@ -105,6 +107,7 @@ def test_no_command_is_a_usage_error(capsys):
         (["worker", "-A", "x", "--prefetch-multiplier", "-1"], ["--prefetch-multiplier", "-1", ">= 0"]),
         (["worker", "-A", "x", "--prefetch-multiplier", "lots"], ["--prefetch-multiplier", "'auto'"]),
         (["worker", "-A", "x", "--max-memory-per-child", "0"], ["--max-memory-per-child", "1 or more"]),
+        (["worker", "-A", "x", "--max-memory-per-child-hard", "x"], ["--max-memory-per-child-hard", "whole"]),
         (["worker", "-A", "x", "-l", "loud"], ["-l/--loglevel", "loud"]),
         (["worker", "-A", "x", "-Q", ","], ["-Q/--queues", "at least one queue"]),
         (["call", "t", "-A", "x", "--args", '{"a": 1}'], ["--args", "must be a JSON list"]),
@@ -318,3 +321,91 @@ def test_build_parser_parses_worker_options():
         "info",
     )
     assert args.func is cli.cmd_worker
+
+
+# -- inspect memory ---------------------------------------------------------------------------
+
+
+def memory_heartbeat(node: str = "celeriac@a", state: str = "running") -> bytes:
+    from celeriac.observe.records import ChildStats, MemoryReport, TaskMemory, Verdict, WorkerStats
+
+    leak = TaskMemory(
+        "cliapp.leak",
+        40,
+        0.01,
+        0.02,
+        1024.0,
+        1100,
+        40960,
+        0,
+        36,
+        36864,
+        36,
+        2,
+        0,
+        Verdict.LEAK,
+        "kept 36 MiB",
+    )
+    quiet = TaskMemory("cliapp.add", 900, 0.001, 0.002, 0.0, 4, 0, 0, 890, 0, 0, 0, 0, Verdict.FLAT, "0 KiB")
+    stats = WorkerStats(
+        node=node,
+        pid=4242,
+        started_at=time.time() - 60,
+        at=time.time(),
+        queues=["celery"],
+        concurrency=1,
+        prefetch="4",
+        master_rss_kib=30_000,
+        children=[
+            ChildStats(
+                0, 5000, time.time() - 30, tasks=940, rss_kib=80_000, uss_kib=45_000, peak_rss_kib=90_000
+            )
+        ],
+        exits={"max-memory": 2},
+        state=state,
+        memory=MemoryReport(
+            9000, 15000, 3.0, False, 600.0, 3, 0.05, 0.07, 0.002, None, 40_000, None, [leak, quiet], []
+        ),
+    )
+    return stats.to_json()
+
+
+def test_inspect_memory_prints_processes_tasks_and_verdicts(capsys, app_module):
+    name, module = app_module()
+    module.app.broker.put_node_stats("celeriac@a", memory_heartbeat(), 60)
+    module.app.broker.put_node_stats("celeriac@b", memory_heartbeat("celeriac@b", "stopped"), 60)
+    code, out, _ = run(["inspect", "memory", "-A", name], capsys)
+    assert code == 0
+    assert "celeriac@a (pid 4242" in out
+    assert "celeriac@b" not in out, "stopped nodes are not shown"
+    assert re.search(r"child 0\s+5000\s+78.1 MiB\s+43.9 MiB\s+87.9 MiB\s+940", out), out
+    assert re.search(r"cliapp.leak\s+40\s+10.0\s+20.0\s+\+1.0 MiB\s+\+1.1 MiB\s+0 KiB\s+2  LEAK", out), out
+    assert "kept 36 MiB" in out
+    assert "0 KiB" in out and "cliapp.add" in out
+    assert "worker_max_memory_per_child=40000 KiB (own memory, USS, after a task)" in out
+    assert "child exits: max-memory 2" in out
+    assert "fork to ready 0.050 s median" in out
+
+
+def test_inspect_memory_json(capsys, app_module):
+    name, module = app_module()
+    module.app.broker.put_node_stats("celeriac@a", memory_heartbeat(), 60)
+    code, out, _ = run(["inspect", "memory", "-A", name, "--json"], capsys)
+    assert code == 0
+    (node,) = orjson.loads(out)
+    assert node["memory"]["tasks"][0]["verdict"] == "leak"
+    assert node["children"][0]["uss_kib"] == 45_000
+
+
+def test_inspect_memory_without_a_live_worker_exits_1_saying_so(capsys, app_module):
+    name, _ = app_module()
+    code, out, _ = run(["inspect", "memory", "-A", name], capsys)
+    assert code == 1
+    assert "no live worker node" in out
+
+
+def test_inspect_refuses_an_unknown_report(capsys, app_module):
+    name, _ = app_module()
+    code, _, err = run(["inspect", "threads", "-A", name], capsys)
+    assert code == 2
+    assert "'threads'" in err and "memory" in err

@@ -19,6 +19,7 @@ class ExitReason(enum.StrEnum):
 
     MAX_TASKS = "max-tasks"
     MAX_MEMORY = "max-memory"
+    MAX_MEMORY_HARD = "max-memory-hard"
     SHUTDOWN = "shutdown"
     HARD_TIME_LIMIT = "hard-time-limit"
     START_TIMEOUT = "start-timeout"
@@ -41,6 +42,8 @@ class ChildStats:
     running_for_s: float | None = None
     rss_kib: int | None = None
     uss_kib: int | None = None
+    #: the highest RSS the master sampled for this child
+    peak_rss_kib: int | None = None
 
 
 @dataclass(slots=True)
@@ -54,6 +57,71 @@ class ChildExit:
     tasks: int
     lifetime_s: float
     at: float
+
+
+class Verdict(enum.StrEnum):
+    """What a task's runs do to the memory of the child running them."""
+
+    LEAK = "leak"
+    HIGH_WATER = "high-water"
+    FLAT = "flat"
+    TOO_FEW_RUNS = "too-few-runs"
+
+
+@dataclass(slots=True)
+class TaskMemory:
+    """Per task name: run time and what its runs did to the child's resident memory (KiB)."""
+
+    name: str
+    runs: int
+    runtime_mean_s: float
+    runtime_max_s: float
+    #: RSS after the run minus RSS before it: memory the run kept
+    growth_mean_kib: float
+    growth_max_kib: int
+    growth_total_kib: int
+    #: how far the run pushed the child's peak RSS (its high-water mark)
+    peak_raise_max_kib: int
+    #: runs after each child's first runs of this task (warm-up), and what they kept
+    late_runs: int
+    late_growth_kib: int
+    late_steps: int
+    #: times this task was the one after which a child went over worker_max_memory_per_child
+    recycles: int
+    #: times a child was killed over worker_max_memory_per_child_hard while running it
+    hard_kills: int
+    verdict: Verdict
+    why: str
+
+
+@dataclass(slots=True)
+class MemoryReport:
+    """A worker node's memory: master trend, child starts, recycling cost, per-task growth."""
+
+    master_uss_kib: int | None
+    #: the master's anonymous resident memory (heap; RSS without mapped files)
+    master_anon_kib: int | None
+    #: robust (Theil-Sen) trend of the master's anonymous memory; None until warmed up
+    master_trend_kib_per_hour: float | None
+    master_growing: bool
+    master_window_s: float
+    #: child starts: fork to ready
+    starts: int
+    start_median_s: float | None
+    start_max_s: float | None
+    #: share of child time spent starting replacements, over recent recycles
+    recycle_cost: float | None
+    max_tasks_per_child: int | None
+    max_memory_per_child_kib: int | None
+    max_memory_per_child_hard_kib: int | None
+    tasks: list[TaskMemory] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MemoryReport:
+        """Decode the ``memory`` part of a heartbeat."""
+        tasks = [TaskMemory(**{**t, "verdict": Verdict(t["verdict"])}) for t in data.get("tasks", [])]
+        return cls(**{**data, "tasks": tasks})
 
 
 @dataclass(slots=True)
@@ -76,6 +144,7 @@ class WorkerStats:
     state: str = "running"
     #: the master's broker connection pool (networked brokers): in use, waits, timeouts
     broker_pool: dict[str, Any] | None = None
+    memory: MemoryReport | None = None
 
     def to_json(self) -> bytes:
         """Encode for the broker's node table."""
@@ -89,4 +158,6 @@ class WorkerStats:
         data["recent_exits"] = [
             ChildExit(**{**e, "reason": ExitReason(e["reason"])}) for e in data.get("recent_exits", [])
         ]
+        if data.get("memory") is not None:
+            data["memory"] = MemoryReport.from_dict(data["memory"])
         return cls(**data)

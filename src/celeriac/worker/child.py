@@ -37,7 +37,7 @@ from celeriac.brokers.base import Delivery
 from celeriac.errors import BrokerError, SoftTimeLimitExceeded
 from celeriac.observe.records import ExitReason
 from celeriac.worker.execute import ACK, REQUEUE, Executor, NotStarted
-from celeriac.worker.memory import MemoryProbe
+from celeriac.worker.memory import MemoryProbe, TaskTally
 from celeriac.worker.prefetch import PrefetchWindow
 
 if TYPE_CHECKING:
@@ -51,6 +51,8 @@ logger = logging.getLogger("celeriac.worker")
 FETCH_TIMEOUT_S = 0.25
 SETTLE_AFTER_S = 0.005
 SLOW_TASK_S = 0.001
+#: How often a child sends its per-task memory tally to the master (and when it exits).
+MEMORY_REPORT_S = 1.0
 
 
 def consumer_id(nodename: str, pid: int) -> str:
@@ -83,6 +85,8 @@ class Child:
         self.executor = Executor(app, self.broker, self.hooks, options.nodename, slot)
         self.window = PrefetchWindow(options.prefetch_multiplier)
         self.memory = MemoryProbe()
+        self.tally = TaskTally()
+        self._next_report = time.monotonic() + MEMORY_REPORT_S
         self.stopping = False
         self._signal_mask = signal_mask
         self._held: deque[Delivery] = deque()
@@ -159,14 +163,20 @@ class Child:
             if uss is not None:
                 return ExitReason.MAX_MEMORY, (
                     f"own memory (USS) {uss} KiB > worker_max_memory_per_child={memory_limit} KiB "
-                    f"after {self.slot.done} tasks"
+                    f"after {self.slot.done} tasks, the last one {self.executor.last_name}"
                 )
         return None
 
     def _run_one(self, delivery: Delivery) -> float:
+        memory = self.memory
+        rss_before = memory.rss_kib()
+        peak_before = memory.peak_kib()
         started = time.perf_counter()
         settlement = self.executor.execute(delivery)
         runtime = time.perf_counter() - started
+        name = self.executor.last_name
+        if name is not None:
+            self.tally.add(name, runtime, rss_before, memory.rss_kib(), memory.peak_kib() - peak_before)
         if settlement.action == ACK:
             self._acks.append(delivery)
         elif settlement.action == REQUEUE:
@@ -188,6 +198,8 @@ class Child:
         while not self.stopping:
             if os.getppid() != self.master_pid:
                 return ExitReason.ORPHANED, "the master process died; stopping so no task runs unsupervised"
+            if time.monotonic() >= self._next_report:
+                self._report_memory()
             if not self._held:
                 self._batch_done()
                 self._fetch()
@@ -206,6 +218,12 @@ class Child:
             if reason is not None:
                 return reason
         return ExitReason.SHUTDOWN, "warm shutdown"
+
+    def _report_memory(self) -> None:
+        self._next_report = time.monotonic() + MEMORY_REPORT_S
+        rows = self.tally.flush()
+        if rows:
+            self._event(event="memory", tasks=rows)
 
     def _hand_back(self) -> None:
         held, self._held = list(self._held), deque()
@@ -249,7 +267,14 @@ class Child:
                     "child %d could not hand back messages: %s (their leases will expire)", self.index, exc
                 )
         self.hooks.before_child_exit(self.index)
-        self._event(event="exit", reason=reason.value, detail=detail)
+        self._event(
+            event="exit",
+            reason=reason.value,
+            detail=detail,
+            task=self.executor.last_name,
+            busy_s=self.tally.busy_s,
+            tasks=self.tally.flush(),
+        )
         return 0
 
 

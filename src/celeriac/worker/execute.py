@@ -141,6 +141,8 @@ class Executor:
         self._policies: dict[str, TaskPolicy] = {}
         #: True only while task code runs (the soft time limit fires only then).
         self.in_body = False
+        #: name of the task the last delivery asked for (None if it named no known task)
+        self.last_name: str | None = None
 
     # -- steps ------------------------------------------------------------------------------
 
@@ -312,10 +314,12 @@ class Executor:
 
     def execute(self, delivery: Delivery) -> Settlement:
         """Handle one delivery; the returned settlement says what is left to do."""
+        self.last_name = None
         resolved = self._resolve(delivery)
         if isinstance(resolved, InvalidMessage):
             return self.dead_letter(delivery, resolved.reason, resolved.task_id, resolved.task_name)
         message, task = resolved
+        self.last_name = message.task
         if message.task not in self._canvas_warned and any(message.embed.get(k) for k in _CANVAS):
             self._canvas_warned.add(message.task)
             logger.warning(

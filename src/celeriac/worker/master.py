@@ -11,6 +11,9 @@ each), and on a short tick:
   SIGKILL at the hard limit;
 * renews the leases of its children's messages every third of the lease, so a
   task longer than the lease never runs twice;
+* samples the memory of itself and of every child (:mod:`celeriac.worker.memwatch`),
+  adds up the per-task memory tallies children send, kills a child over
+  ``worker_max_memory_per_child_hard`` and warns when recycling costs too much;
 * publishes the node's heartbeat with per-child statistics.
 
 What happens to the task of a child that dies while running it:
@@ -53,7 +56,7 @@ from celeriac.worker.child import consumer_id, run_child
 from celeriac.worker.control import Action, Control
 from celeriac.worker.execute import task_policy
 from celeriac.worker.link import BrokerLink
-from celeriac.worker.memory import MemoryProbe
+from celeriac.worker.memwatch import Life, MemoryWatch
 from celeriac.worker.prefetch import PrefetchWindow
 from celeriac.worker.slots import SlotTable, SlotView
 
@@ -126,7 +129,12 @@ class Master:
         self.recent_exits: list[ChildExit] = []
         self.tasks_done = 0
         self.tasks_failed = 0
-        self.memory = MemoryProbe()
+        self.memory = MemoryWatch(
+            options.memory_interval,
+            options.max_tasks_per_child,
+            options.max_memory_per_child,
+            options.max_memory_per_child_hard,
+        )
         self._next_lease = 0.0
         self._next_broker_housekeeping = 0.0
         self._next_stats = 0.0
@@ -248,6 +256,8 @@ class Master:
             now = time.monotonic()
             self._respawn_due(now)
             self._check_children(now)
+            if self.memory.due(now):
+                self._sample_memory(now)
             self._housekeeping(now)
             self._wait(now)
 
@@ -310,8 +320,12 @@ class Master:
             except orjson.JSONDecodeError:
                 logger.warning("child %d sent an unreadable event: %r", child.index, line[:200])
                 continue
-            if event.get("event") == "ready":
+            kind = event.get("event")
+            if kind == "memory":
+                self.memory.book.merge(event.get("tasks") or {})
+            elif kind == "ready":
                 child.ready_at = time.monotonic()
+                self.memory.starts.started(child.ready_at - child.spawned_at)
                 self.quick_deaths = 0
                 logger.info(
                     "child %d (pid %d) ready %.3f s after fork",
@@ -319,8 +333,9 @@ class Master:
                     child.pid,
                     child.ready_at - child.spawned_at,
                 )
-            elif event.get("event") == "exit":
+            elif kind == "exit":
                 child.exit_event = event
+                self.memory.book.merge(event.pop("tasks", None) or {})
 
     # -- exits ------------------------------------------------------------------------------
 
@@ -357,6 +372,7 @@ class Master:
         self.tasks_failed += view.failed
         lost = self._settle_lost(child, view, reason, detail)
         lifetime = time.monotonic() - child.spawned_at
+        self._count_recycle(child, reason, view)
         record = ChildExit(child.index, child.pid, reason, detail + lost, view.done, lifetime, time.time())
         self.exits[reason.value] = self.exits.get(reason.value, 0) + 1
         self.recent_exits = [*self.recent_exits[-(RECENT_EXITS - 1) :], record]
@@ -377,6 +393,27 @@ class Master:
         )
         if not self.stopping:
             self._schedule_respawn(child, reason, view, lifetime)
+
+    def _count_recycle(self, child: ChildProcess, reason: ExitReason, view: SlotView) -> None:
+        """Charge a memory exit to its task, and weigh what replacing the child costs."""
+        event = child.exit_event or {}
+        task = event.get("task")
+        if reason is ExitReason.MAX_MEMORY and isinstance(task, str):
+            self.memory.book.recycled_after(task)
+        elif reason is ExitReason.MAX_MEMORY_HARD and view.running:
+            self.memory.book.killed_during(view.name)
+        if reason not in (ExitReason.MAX_TASKS, ExitReason.MAX_MEMORY) or child.ready_at is None:
+            return
+        busy = event.get("busy_s")
+        life = Life(
+            child.ready_at - child.spawned_at,
+            float(busy) if isinstance(busy, (int, float)) else 0.0,
+            view.done,
+            reason,
+        )
+        warning = self.memory.recycled(life)
+        if warning is not None:
+            logger.warning("%s", warning)
 
     def _settle_lost(self, child: ChildProcess, view: SlotView, reason: ExitReason, detail: str) -> str:
         """Release the dead child's messages and settle the task it was running."""
@@ -460,6 +497,16 @@ class Master:
                 continue
             slot = self.slots[child.index]
             view = slot.read()
+            uss = self.memory.over_hard_limit(child.process)
+            if uss is not None:
+                doing = f" while running {view.name}[{view.task_id}]" if view.running else " while idle"
+                self._kill(
+                    child,
+                    ExitReason.MAX_MEMORY_HARD,
+                    f"own memory (USS) {uss} KiB > worker_max_memory_per_child_hard="
+                    f"{self.memory.hard_kib} KiB{doing}",
+                )
+                continue
             if not view.running:
                 continue
             if view.hard_deadline and now >= view.hard_deadline:
@@ -525,15 +572,10 @@ class Master:
 
     # -- statistics -------------------------------------------------------------------------
 
-    @staticmethod
-    def _memory(child: ChildProcess) -> tuple[int | None, int | None]:
-        if child.process is None:
-            return None, None
-        try:
-            info = child.process.memory_full_info()
-        except (psutil.Error, OSError):
-            return None, None
-        return info.rss // 1024, getattr(info, "uss", 0) // 1024 or None
+    def _sample_memory(self, now: float) -> None:
+        warning = self.memory.sample(now, [(pid, child.process) for pid, child in self.children.items()])
+        if warning is not None:
+            logger.warning("%s", warning)
 
     def stats(self, state: str = "running") -> WorkerStats:
         """The node's current statistics."""
@@ -544,7 +586,7 @@ class Master:
         for index in sorted(self.by_index):
             child = self.by_index[index]
             view = self.slots[index].read()
-            rss, uss = self._memory(child)
+            sample = self.memory.children.get(child.pid)
             done += view.done
             failed += view.failed
             children.append(
@@ -557,8 +599,9 @@ class Master:
                     failed=view.failed,
                     running=f"{view.name}[{view.task_id}]" if view.running else None,
                     running_for_s=now - view.started if view.running else None,
-                    rss_kib=rss,
-                    uss_kib=uss,
+                    rss_kib=None if sample is None else sample.rss_kib,
+                    uss_kib=None if sample is None else sample.uss_kib,
+                    peak_rss_kib=None if sample is None else sample.peak_rss_kib,
                 )
             )
         return WorkerStats(
@@ -569,7 +612,7 @@ class Master:
             queues=self.options.queue_names,
             concurrency=self.options.concurrency,
             prefetch=PrefetchWindow(self.options.prefetch_multiplier).describe(),
-            master_rss_kib=self.memory.rss_kib(),
+            master_rss_kib=self.memory.probe.rss_kib(),
             tasks=done,
             failed=failed,
             children=children,
@@ -577,6 +620,7 @@ class Master:
             recent_exits=list(self.recent_exits),
             state=state,
             broker_pool=self._pool_stats(),
+            memory=self.memory.report(),
         )
 
     def _pool_stats(self) -> dict[str, Any] | None:

@@ -1,19 +1,32 @@
-"""Reading a process's own memory cheaply enough to do it after every task.
+"""Memory figures a child takes around every task, cheaply enough for the hot path.
 
 ``rss_kib`` reads ``/proc/self/statm`` through a file descriptor kept open
-(one ``pread``, about a microsecond). ``uss_kib`` (pages not shared with any
-other process, i.e. not with the master) needs ``/proc/self/smaps_rollup``,
-which costs ~0.1 ms, so it is read only when RSS is already over the limit:
-USS can never exceed RSS. Elsewhere psutil answers both.
+(one ``pread``, about two microseconds). ``peak_kib`` is the process's lifetime
+high-water mark (``getrusage``'s ``ru_maxrss``, about one microsecond).
+``uss_kib`` (pages not shared with any other process, i.e. not with the master)
+needs ``/proc/self/smaps_rollup``, which costs ~0.1 ms, so it is read only when
+RSS is already over a limit: USS can never exceed RSS. Elsewhere psutil answers.
+
+:class:`TaskTally` keeps, per task name, what the child's runs did to its RSS;
+the child sends the tally to the master about once a second
+(:meth:`TaskTally.flush`) and the master adds it up (:mod:`celeriac.worker.memwatch`).
 """
 
 from __future__ import annotations
 
 import os
+import resource
+import sys
+from typing import Any
 
 import psutil
 
 _PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024 if hasattr(os, "sysconf") else 4
+#: ru_maxrss is in KiB on Linux, in bytes on macOS
+_MAXRSS_DIVISOR = 1024 if sys.platform == "darwin" else 1
+#: The first runs of a task in a child fill caches, import lazily and grow the heap once:
+#: growth in them is not held against the task.
+WARMUP_RUNS = 2
 
 
 class MemoryProbe:
@@ -39,7 +52,29 @@ class MemoryProbe:
             return psutil.Process().memory_info().rss // 1024
         return int(os.pread(fd, 128, 0).split()[1]) * _PAGE_KIB
 
-    def uss_kib(self) -> int:
+    @staticmethod
+    def anon_kib() -> int:
+        """Anonymous resident memory (heap and stacks, not mapped files): what a leak grows.
+
+        RSS also counts pages of mapped files, such as SQLite's memory map of the broker file,
+        which come and go with the OS page cache.
+        """
+        try:
+            with open("/proc/self/status", "rb") as fh:
+                for line in fh:
+                    if line.startswith(b"RssAnon:"):
+                        return int(line.split()[1])
+        except OSError:
+            pass
+        return psutil.Process().memory_info().rss // 1024
+
+    @staticmethod
+    def peak_kib() -> int:
+        """The highest RSS this process has had (its high-water mark)."""
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // _MAXRSS_DIVISOR
+
+    @staticmethod
+    def uss_kib() -> int:
         """Unique set size: memory this process alone holds."""
         try:
             with open("/proc/self/smaps_rollup", "rb") as fh:
@@ -57,3 +92,60 @@ class MemoryProbe:
             return None
         uss = self.uss_kib()
         return uss if uss > limit_kib else None
+
+
+# Positions in a tally row (a list, so one run updates it in place without allocating).
+RUNS, RUNTIME, RUNTIME_MAX, GROWTH, GROWTH_MAX, PEAK_RAISE_MAX, LATE_RUNS, LATE_GROWTH, LATE_STEPS = range(9)
+LATE_GROWTH_MAX = 9
+ROW_SIZE = 10
+#: Row fields that add up when tallies are merged; the rest take the maximum.
+SUMMED = frozenset({RUNS, RUNTIME, GROWTH, LATE_RUNS, LATE_GROWTH, LATE_STEPS})
+
+
+def empty_row() -> list[Any]:
+    """A tally row with nothing counted."""
+    return [0, 0.0, 0.0, 0, 0, 0, 0, 0, 0, 0]
+
+
+def merge_row(into: list[Any], row: list[Any]) -> None:
+    """Add ``row`` (one child's tally since its last report) to ``into``."""
+    for i in range(ROW_SIZE):
+        into[i] = into[i] + row[i] if i in SUMMED else max(into[i], row[i])
+
+
+class TaskTally:
+    """Child side: per task name, what this child's runs did to its RSS since the last flush."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, list[Any]] = {}
+        #: runs per task name over the child's whole life (for the warm-up)
+        self.seen: dict[str, int] = {}
+        #: seconds spent running tasks over the child's whole life
+        self.busy_s = 0.0
+
+    def add(self, name: str, runtime: float, rss_before: int, rss_after: int, peak_raise: int) -> None:
+        """Count one finished run of ``name``."""
+        row = self.rows.get(name)
+        if row is None:
+            row = self.rows[name] = empty_row()
+        growth = rss_after - rss_before
+        row[RUNS] += 1
+        row[RUNTIME] += runtime
+        row[RUNTIME_MAX] = max(row[RUNTIME_MAX], runtime)
+        row[GROWTH] += growth
+        row[GROWTH_MAX] = max(row[GROWTH_MAX], growth)
+        row[PEAK_RAISE_MAX] = max(row[PEAK_RAISE_MAX], peak_raise)
+        seen = self.seen.get(name, 0) + 1
+        self.seen[name] = seen
+        if seen > WARMUP_RUNS:
+            row[LATE_RUNS] += 1
+            row[LATE_GROWTH] += growth
+            if growth > 0:
+                row[LATE_STEPS] += 1
+                row[LATE_GROWTH_MAX] = max(row[LATE_GROWTH_MAX], growth)
+        self.busy_s += runtime
+
+    def flush(self) -> dict[str, list[Any]]:
+        """The rows counted since the last flush, forgetting them."""
+        rows, self.rows = self.rows, {}
+        return rows

@@ -31,6 +31,8 @@ class WorkerOptions:
     prefetch_multiplier: int | str
     max_tasks_per_child: int | None
     max_memory_per_child: int | None
+    max_memory_per_child_hard: int | None
+    memory_interval: float
     nodename: str
     proc_alive_timeout: float
     stats_interval: float
@@ -50,6 +52,7 @@ class WorkerOptions:
         prefetch_multiplier: int | str | None = None,
         max_tasks_per_child: int | None = None,
         max_memory_per_child: int | None = None,
+        max_memory_per_child_hard: int | None = None,
         nodename: str | None = None,
     ) -> WorkerOptions:
         """Settings of ``app``, with the given overrides validated like settings."""
@@ -59,10 +62,18 @@ class WorkerOptions:
             "worker_prefetch_multiplier": prefetch_multiplier,
             "worker_max_tasks_per_child": max_tasks_per_child,
             "worker_max_memory_per_child": max_memory_per_child,
+            "worker_max_memory_per_child_hard": max_memory_per_child_hard,
         }
         for name, value in overrides.items():
             if value is not None:
                 conf[name] = value
+        soft, hard = conf.worker_max_memory_per_child, conf.worker_max_memory_per_child_hard
+        if soft is not None and hard is not None and hard <= soft:
+            raise ConfigurationError(
+                f"worker_max_memory_per_child_hard={hard} KiB must be above worker_max_memory_per_child="
+                f"{soft} KiB: the hard ceiling kills a child mid-task, the other replaces it after its "
+                "task; raise the hard one or unset it"
+            )
         chosen = app.queues_for(list(queues) if queues else None)
         if not chosen:
             raise ConfigurationError("the worker has no queue to consume: pass -Q or set task_queues")
@@ -72,6 +83,8 @@ class WorkerOptions:
             prefetch_multiplier=conf.worker_prefetch_multiplier,
             max_tasks_per_child=conf.worker_max_tasks_per_child,
             max_memory_per_child=conf.worker_max_memory_per_child,
+            max_memory_per_child_hard=conf.worker_max_memory_per_child_hard,
+            memory_interval=conf.worker_memory_interval,
             nodename=expand_nodename(nodename or "celeriac@%h"),
             proc_alive_timeout=conf.worker_proc_alive_timeout,
             stats_interval=conf.worker_stats_interval,

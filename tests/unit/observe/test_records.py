@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import orjson
 
-from celeriac.observe.records import ChildExit, ChildStats, ExitReason, WorkerStats
+from celeriac.observe.records import (
+    ChildExit,
+    ChildStats,
+    ExitReason,
+    MemoryReport,
+    TaskMemory,
+    Verdict,
+    WorkerStats,
+)
 
 
 def stats() -> WorkerStats:
@@ -51,3 +59,31 @@ def test_exit_reasons_are_distinct_strings():
     values = [reason.value for reason in ExitReason]
     assert len(values) == len(set(values))
     assert ExitReason("crashed") is ExitReason.CRASHED
+
+
+def test_memory_report_round_trips_with_its_verdicts():
+    original = stats()
+    original.memory = MemoryReport(
+        master_uss_kib=9000,
+        master_anon_kib=15000,
+        master_trend_kib_per_hour=12.5,
+        master_growing=False,
+        master_window_s=600.0,
+        starts=4,
+        start_median_s=0.05,
+        start_max_s=0.07,
+        recycle_cost=0.01,
+        max_tasks_per_child=100,
+        max_memory_per_child_kib=200_000,
+        max_memory_per_child_hard_kib=None,
+        tasks=[
+            TaskMemory(
+                "proj.leak", 40, 0.01, 0.02, 1024.0, 1100, 40960, 0, 36, 36864, 36, 2, 0, Verdict.LEAK, "kept"
+            )
+        ],
+        warnings=["recycling costs 12%"],
+    )
+    revived = WorkerStats.from_json(original.to_json())
+    assert revived == original
+    assert revived.memory is not None and revived.memory.tasks[0].verdict is Verdict.LEAK
+    assert orjson.loads(original.to_json())["memory"]["tasks"][0]["verdict"] == "leak"

@@ -3,8 +3,25 @@
 from __future__ import annotations
 
 import psutil
+import pytest
 
-from celeriac.worker.memory import MemoryProbe
+from celeriac.worker.memory import (
+    GROWTH,
+    GROWTH_MAX,
+    LATE_GROWTH,
+    LATE_GROWTH_MAX,
+    LATE_RUNS,
+    LATE_STEPS,
+    PEAK_RAISE_MAX,
+    RUNS,
+    RUNTIME,
+    RUNTIME_MAX,
+    WARMUP_RUNS,
+    MemoryProbe,
+    TaskTally,
+    empty_row,
+    merge_row,
+)
 
 
 def test_rss_is_close_to_what_psutil_reports():
@@ -35,3 +52,55 @@ def test_rss_grows_with_allocated_memory():
     after = probe.rss_kib()
     assert after - before >= 24 * 1024
     del block
+
+
+def test_peak_is_a_high_water_mark_that_stays_up_after_memory_is_freed():
+    probe = MemoryProbe()
+    before = probe.peak_kib()
+    headroom = before - probe.rss_kib()  # how far this process has been above where it is now
+    block = bytearray(b"\x01") * ((headroom + 48 * 1024) * 1024)
+    raised = probe.peak_kib()
+    del block
+    assert raised - before >= 40 * 1024
+    assert probe.peak_kib() >= raised > probe.rss_kib()
+
+
+# -- the child's tally ----------------------------------------------------------------------
+
+
+def test_tally_counts_runs_time_and_growth_per_task_name():
+    tally = TaskTally()
+    tally.add("a", 0.010, 1000, 1100, 0)
+    tally.add("a", 0.030, 1100, 1050, 500)
+    tally.add("b", 0.001, 1050, 1050, 0)
+    rows = tally.flush()
+    a = rows["a"]
+    assert a[RUNS] == 2
+    assert a[RUNTIME] == pytest.approx(0.040)
+    assert a[RUNTIME_MAX] == pytest.approx(0.030)
+    assert (a[GROWTH], a[GROWTH_MAX], a[PEAK_RAISE_MAX]) == (50, 100, 500)
+    assert rows["b"][RUNS] == 1
+    assert tally.busy_s == pytest.approx(0.041)
+    assert tally.flush() == {}, "a flush forgets what it returned"
+
+
+def test_tally_leaves_each_tasks_first_runs_out_of_the_late_growth():
+    tally = TaskTally()
+    for i in range(WARMUP_RUNS + 3):
+        tally.add("a", 0.0, 1000 * i, 1000 * i + 700, 0)
+    first = tally.flush()["a"]
+    assert (first[LATE_RUNS], first[LATE_GROWTH], first[LATE_STEPS], first[LATE_GROWTH_MAX]) == (
+        3,
+        2100,
+        3,
+        700,
+    )
+    tally.add("a", 0.0, 0, 0, 0)  # the warm-up is per child life, not per report
+    assert tally.flush()["a"][LATE_RUNS] == 1
+
+
+def test_merged_rows_add_counts_and_keep_maxima():
+    into = empty_row()
+    merge_row(into, [2, 0.5, 0.4, 100, 80, 10, 1, 20, 1, 20])
+    merge_row(into, [3, 0.25, 0.2, -50, 30, 90, 2, 40, 2, 30])
+    assert into == [5, 0.75, 0.4, 50, 80, 90, 3, 60, 3, 30]

@@ -73,3 +73,16 @@ def test_node_name_variables_are_expanded():
     assert expand_nodename("%n-%i") == f"{short}-{os.getpid()}"
     assert expand_nodename("x.%d") == f"x.{domain}"
     assert expand_nodename("plain") == "plain"
+
+
+def test_hard_memory_ceiling_must_be_above_the_recycling_limit(make_app):
+    with pytest.raises(ConfigurationError) as info:
+        WorkerOptions.from_app(make_app(), max_memory_per_child=200_000, max_memory_per_child_hard=150_000)
+    message = str(info.value)
+    assert "worker_max_memory_per_child_hard=150000 KiB must be above worker_max_memory_per_child" in message
+    assert "raise the hard one or unset it" in message
+    options = WorkerOptions.from_app(
+        make_app(), max_memory_per_child=200_000, max_memory_per_child_hard=400_000
+    )
+    assert options.max_memory_per_child_hard == 400_000
+    assert options.memory_interval == 1.0
