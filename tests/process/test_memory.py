@@ -165,7 +165,7 @@ def anon_kib(pid: int) -> int:
 #: Growth of the master's heap allowed between 5,000 and 50,000 tasks. The master does no
 #: per-task work (children send their memory tallies once a second; task counts live in shared
 #: memory) and its per-task-name and per-child state is bounded, so what is left is allocator
-#: noise: two of pymalloc's 256 KiB arenas. Its total RSS also counts the pages of the broker
+#: noise, less than one pymalloc arena (1 MiB on 64-bit CPython). Its RSS also counts pages of the broker
 #: file that SQLite maps into memory, which grow with the file and are page cache, not heap.
 MASTER_HEAP_GROWTH_BOUND_KIB = 512
 
