@@ -57,9 +57,14 @@ def resize_image(image_id: int) -> str:
     return digest.hexdigest()[:12]
 
 
+#: Rendered reports kept "for reuse" and never evicted: the leak `celeriac inspect memory` names.
+_RENDERED: dict[int, bytes] = {}
+
+
 @app.task(acks_late=True, name="demo.build_report")
 def build_report(report_id: int) -> dict[str, int]:
     time.sleep(0.2 + (report_id % 4) * 0.1)
+    _RENDERED[report_id] = b"row," * (256 * 1024)  # 1 MiB a report
     return {"report": report_id, "rows": report_id * 1000}
 
 

@@ -86,6 +86,10 @@ class Child:
         self.window = PrefetchWindow(options.prefetch_multiplier)
         self.memory = MemoryProbe()
         self.tally = TaskTally()
+        #: RSS and peak RSS after the last task, which serve as the next task's "before" unless
+        #: the child fetched or settled in between (None: read them afresh)
+        self._rss: int | None = None
+        self._peak = 0
         self._next_report = time.monotonic() + MEMORY_REPORT_S
         self.stopping = False
         self._signal_mask = signal_mask
@@ -126,6 +130,7 @@ class Child:
         acks, self._acks = self._acks, []
         if not self._unsettled:
             return acks
+        self._rss = None  # what settling allocates or frees is no task's doing either
         self.hooks.before_settle()
         self._unsettled = 0
         if ack and acks:
@@ -149,6 +154,7 @@ class Child:
             self._acks = acks + self._acks  # not acked: keep them for the next round trip
             raise
         if got:
+            self._rss = None  # what fetching allocated is not the next task's doing
             self._held.extend(got)
             self._fetch_s = time.perf_counter() - started
             self._batch = (len(got), time.perf_counter())
@@ -169,14 +175,19 @@ class Child:
 
     def _run_one(self, delivery: Delivery) -> float:
         memory = self.memory
-        rss_before = memory.rss_kib()
-        peak_before = memory.peak_kib()
+        rss_before = self._rss
+        if rss_before is None:
+            rss_before, self._peak = memory.rss_kib(), memory.peak_kib()
+        peak_before = self._peak
         started = time.perf_counter()
         settlement = self.executor.execute(delivery)
         runtime = time.perf_counter() - started
+        # one reading is this task's "after" and, unless the child settles or fetches first,
+        # the next task's "before"
+        self._rss, self._peak = memory.rss_kib(), memory.peak_kib()
         name = self.executor.last_name
         if name is not None:
-            self.tally.add(name, runtime, rss_before, memory.rss_kib(), memory.peak_kib() - peak_before)
+            self.tally.add(name, runtime, rss_before, self._rss, self._peak - peak_before)
         if settlement.action == ACK:
             self._acks.append(delivery)
         elif settlement.action == REQUEUE:

@@ -50,7 +50,7 @@ class MemoryProbe:
         fd = self._fd()
         if fd is None:
             return psutil.Process().memory_info().rss // 1024
-        return int(os.pread(fd, 128, 0).split()[1]) * _PAGE_KIB
+        return int(os.pread(fd, 64, 0).split(b" ", 2)[1]) * _PAGE_KIB
 
     @staticmethod
     def anon_kib() -> int:

@@ -53,8 +53,9 @@ LEAK_MIN_KIB = 4096
 LEAK_MIN_STEPS = 3
 #: Runs after warm-up (per child, added up) needed before a task is judged at all.
 MIN_LATE_RUNS = 3
-#: A run that raised the child's peak or kept at least this much is a high-water mark.
-HIGH_WATER_MIN_KIB = 1024
+#: A run that raised the child's peak or kept at least this much is a high-water mark (smaller
+#: steps are the allocator's own: CPython takes memory in arenas of 1 MiB).
+HIGH_WATER_MIN_KIB = 4096
 #: Recycling that takes more than this share of a child's time gets a warning.
 RECYCLE_COST_WARN = 0.10
 #: Recycles looked at for the cost (the most recent ones).
@@ -96,11 +97,14 @@ def verdict(row: Sequence[Any]) -> tuple[Verdict, str]:
             )
         return Verdict.FLAT, "no growth seen"
     if raised >= HIGH_WATER_MIN_KIB:
-        kept = row[GROWTH_MAX]
+        later = (
+            f"kept {_mib(late_growth)} over {late_runs} later runs"
+            if late_growth > 0
+            else f"kept nothing over {late_runs} later runs"
+        )
         return Verdict.HIGH_WATER, (
             f"raised the child's peak by up to {_mib(row[PEAK_RAISE_MAX])} and kept at most "
-            f"{_mib(kept)} in one run, then stayed flat ({_mib(late_growth)} over {late_runs} later "
-            "runs): a high-water mark, not a leak"
+            f"{_mib(row[GROWTH_MAX])} in one run, then {later}: a high-water mark, not a leak"
         )
     return Verdict.FLAT, f"{_mib(late_growth)} over {late_runs} runs after warm-up"
 

@@ -64,7 +64,7 @@ def test_one_jump_after_warm_up_is_not_a_leak():
 
 
 def test_growth_that_is_given_back_is_not_a_leak():
-    runs = [(2048, 2048), (-2048, 0)] * 20
+    runs = [(8192, 8192), (-8192, 0)] * 20
     assert judged(runs) is Verdict.HIGH_WATER
 
 
