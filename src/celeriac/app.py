@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 from celeriac import _state, config
 from celeriac.brokers import Broker, BrokerOptions, Outgoing, from_url
+from celeriac.chunks import BUILTIN_TASKS, register_builtins
 from celeriac.errors import ConfigurationError, MessageTooLargeError, NotRegisteredError
 from celeriac.hooks import HookChain, Hooks
 from celeriac.protocol import serializers
@@ -169,6 +170,7 @@ class Celeriac:
             self.conf.update(explicit)
             self.conf.apply_environment()
         self.tasks: dict[str, Task] = {}
+        register_builtins(self)
         self._extra_hooks: list[Hooks] = []
         self.origin = f"gen{os.getpid()}@{socket.gethostname()}"
         if set_as_current:
@@ -322,12 +324,16 @@ class Celeriac:
         self.tasks[task.name] = task
         return task
 
+    def task_names(self, builtins: bool = False) -> list[str]:
+        """Names of the registered tasks, sorted; the builtin ``celery.*`` ones only if asked."""
+        return sorted(name for name in self.tasks if builtins or name not in BUILTIN_TASKS)
+
     def get_task(self, name: str) -> Task:
         """The registered task ``name``; NotRegisteredError names the known ones."""
         try:
             return self.tasks[name]
         except KeyError:
-            known = ", ".join(sorted(self.tasks)[:20]) or "none"
+            known = ", ".join(self.task_names()[:20]) or "none"
             raise NotRegisteredError(f"task {name!r} is not registered (known: {known})") from None
 
     # -- sending ----------------------------------------------------------------------------
@@ -372,13 +378,21 @@ class Celeriac:
         return eta, expires
 
     def _route(
-        self, name: str, args: Any, kwargs: Any, options: Mapping[str, Any], task: Task | None
+        self,
+        name: str,
+        args: Any,
+        kwargs: Any,
+        options: Mapping[str, Any],
+        task: Task | None,
+        route_name: str | None = None,
     ) -> Route:
         merged = dict(options)
         if task is not None:
             for key in ("queue", "priority", "delivery_mode"):
                 if merged.get(key) is None and getattr(task, key) is not None:
                     merged[key] = getattr(task, key)
+        if route_name is not None and route_name != name:
+            return self.router.route(route_name, merged, args, kwargs, task, fallback_name=name)
         return self.router.route(name, merged, args, kwargs, task)
 
     def build_message(
@@ -388,9 +402,14 @@ class Celeriac:
         kwargs: Mapping[str, Any] | None = None,
         task_id: str | None = None,
         task: Task | None = None,
+        route_name: str | None = None,
         **options: Any,
     ) -> tuple[TaskMessage, Route]:
-        """The message and route ``send_task`` would publish (validated)."""
+        """The message and route ``send_task`` would publish (validated).
+
+        ``route_name``: route the message as if it were this task (Celery's
+        ``route_name``); a route for ``name`` applies only if none matches it.
+        """
         self._check_options(options)
         if not isinstance(args, list | tuple):
             raise TypeError(f"{name}: task args must be a list or tuple, got {type(args).__name__}")
@@ -402,7 +421,7 @@ class Celeriac:
             options.get("serializer") or (task.serializer if task else None) or self.conf.task_serializer
         )
         _optional_int("priority", options.get("priority"), 0, 255)
-        route = self._route(name, args, kwargs, options, task)
+        route = self._route(name, args, kwargs, options, task, route_name)
         _optional_int("priority", route.priority, 0, 255)
         task_id = task_id or str(uuid.uuid4())
         ignore = options.get("ignore_result")
@@ -458,22 +477,33 @@ class Celeriac:
         kwargs: Mapping[str, Any] | None = None,
         task_id: str | None = None,
         task: Task | None = None,
+        route_name: str | None = None,
         **options: Any,
     ) -> AsyncResult:
         """Send a task by name (it need not be registered here) and return its result handle."""
-        message, route = self.build_message(name, args or (), kwargs, task_id, task, **options)
+        message, route = self.build_message(name, args or (), kwargs, task_id, task, route_name, **options)
         self.broker.publish([self._outgoing(message, route)])
         return AsyncResult(message.id, self.backend, name)
 
     def send_many(
-        self, name: str, calls: Iterable[Sequence[Any]], task: Task | None = None, **options: Any
+        self,
+        name: str,
+        calls: Iterable[Sequence[Any]],
+        task: Task | None = None,
+        route_name: str | None = None,
+        **options: Any,
     ) -> list[AsyncResult]:
         """Send one task per argument tuple, in one broker round trip."""
         batch = [
-            self._outgoing(*self.build_message(name, args, None, None, task, **options)) for args in calls
+            self._outgoing(*self.build_message(name, args, None, None, task, route_name, **options))
+            for args in calls
         ]
         self.broker.publish(batch)
         return [AsyncResult(item.envelope.headers["id"], self.backend, name) for item in batch]
+
+    def publish_batch(self, batch: Iterable[tuple[TaskMessage, Route]]) -> None:
+        """Publish messages made by :meth:`build_message`, in one broker round trip."""
+        self.broker.publish([self._outgoing(message, route) for message, route in batch])
 
     def send_retry(
         self,

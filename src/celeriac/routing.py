@@ -4,7 +4,10 @@ Precedence, as in Celery:
 
 1. options given to ``apply_async`` / ``send_task`` (and the task's own
    ``queue=``, ``priority=`` options);
-2. the first router in ``task_routes`` that returns a route;
+2. the first router in ``task_routes`` that returns a route for the task's
+   name; a message sent with a ``route_name`` (the ``celery.starmap`` message
+   of ``Task.chunks``) is routed as that name, and as its own name only when no
+   router answers for ``route_name``;
 3. ``task_default_queue``.
 
 The delivery mode is the first of: the call's ``delivery_mode``, the route's,
@@ -97,7 +100,7 @@ class Router:
         self.routers = tuple(_as_router(entry) for entry in routes or ())
         # dict and (pattern, route) routers give the same answer for the same name
         self._static = all(isinstance(entry, Mapping | tuple) for entry in routes or ())
-        self._cache: dict[str, Route] = {}
+        self._cache: dict[tuple[str, str | None], Route] = {}
 
     def queue(self, name: str) -> Queue:
         """The declared queue ``name``, created durable if missing queues are allowed."""
@@ -167,13 +170,27 @@ class Router:
         return {}
 
     def route(
-        self, name: str, options: Mapping[str, Any], args: Any = (), kwargs: Any = None, task: Any = None
+        self,
+        name: str,
+        options: Mapping[str, Any],
+        args: Any = (),
+        kwargs: Any = None,
+        task: Any = None,
+        fallback_name: str | None = None,
     ) -> Route:
-        """Resolve the route of one message (cached when only static routes apply)."""
+        """Resolve the route of one message (cached when only static routes apply).
+
+        ``fallback_name``: the name to look up in ``task_routes`` when no router
+        answers for ``name``.
+        """
         explicit = {k: v for k, v in options.items() if k in _ROUTE_KEYS and v is not None}
-        if not explicit and self._static and name in self._cache:
-            return self._cache[name]
-        merged = {**self._from_routers(name, args, kwargs or {}, options, task), **explicit}
+        key = (name, fallback_name)
+        if not explicit and self._static and key in self._cache:
+            return self._cache[key]
+        found = self._from_routers(name, args, kwargs or {}, options, task)
+        if not found and fallback_name is not None:
+            found = self._from_routers(fallback_name, args, kwargs or {}, options, task)
+        merged = {**found, **explicit}
         queue_opt = merged.get("queue")
         if isinstance(queue_opt, Queue):
             self.queues.setdefault(queue_opt.name, queue_opt)
@@ -192,5 +209,5 @@ class Router:
         priority = merged.get("priority", self.default_priority)
         route = Route(queue, mode, priority)
         if not explicit and self._static:
-            self._cache[name] = route
+            self._cache[key] = route
         return route

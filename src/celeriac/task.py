@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from celeriac.chunks import Chunks
 from celeriac.errors import Ignore, MaxRetriesExceededError, Reject, Retry
 from celeriac.hooks import FAILURE, SUCCESS
 from celeriac.protocol.message import TaskMessage
@@ -214,6 +215,15 @@ class Task:
         for args in batch:
             self._check_arguments(args, {})
         return self.app.send_many(self.name, batch, task=self, **options)
+
+    def chunks(self, it: Iterable[Sequence[Any]], n: int) -> Chunks:
+        """Split the calls in ``it`` (one argument tuple per call) into tasks of at most ``n`` calls.
+
+        Nothing is sent until ``apply_async()`` / ``delay()`` on the result; each
+        chunk runs as one ``celery.starmap`` task (Celery's layout), and
+        ``.get()`` on what that returns gives one list of return values per chunk.
+        """
+        return Chunks(self, it, n)
 
     def AsyncResult(self, task_id: str) -> AsyncResult:
         """A handle on the result of ``task_id``."""

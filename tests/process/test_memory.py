@@ -193,3 +193,10 @@ def test_master_memory_stays_flat_over_50000_tasks(app, workers):
     assert end - warm <= MASTER_HEAP_GROWTH_BOUND_KIB
     assert stats.memory is not None and stats.memory.master_anon_kib is not None
     assert tasks_of(stats)["noop"].verdict is not Verdict.LEAK
+
+
+def test_chunks_are_reported_under_their_inner_task(app, workers):
+    workers("-c", "1").wait_ready(1)
+    app.tasks["run"].chunks([(f"c{i}",) for i in range(30)], 10).apply_async().get(timeout=30)
+    stats = heartbeat(app, runs_of("run (chunks)", 3))
+    assert "celery.starmap" not in tasks_of(stats)

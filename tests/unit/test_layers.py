@@ -4,7 +4,7 @@ Every module under ``src/celeriac`` is parsed with :mod:`ast`. Layers, bottom up
 
 1. ``protocol`` and ``errors``
 2. ``brokers``
-3. the producer side: ``app``, ``task``, ``routing``, ``results``, ``config``,
+3. the producer side: ``app``, ``chunks``, ``task``, ``routing``, ``results``, ``config``,
    ``hooks``, ``_state`` and the public package ``celeriac/__init__.py``
 4. ``worker``
 5. ``observe``
@@ -45,6 +45,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "celeriac._state",
             "celeriac.context",
             "celeriac.app",
+            "celeriac.chunks",
             "celeriac.task",
             "celeriac.routing",
             "celeriac.results",

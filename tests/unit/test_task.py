@@ -97,7 +97,7 @@ def test_unknown_task_option_is_not_registered(app):
 
     with pytest.raises(ConfigurationError):
         app.task(acks_lat=True)(job)
-    assert app.tasks == {}
+    assert app.task_names() == []
 
 
 def test_task_options_become_attributes(app):

@@ -1,7 +1,10 @@
-"""``AsyncResult``: the handle ``delay`` and ``apply_async`` return."""
+"""``AsyncResult``: the handle ``delay`` and ``apply_async`` return; ``GroupResult``:
+the handles of several tasks sent together (``Task.chunks``)."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -167,3 +170,67 @@ class EagerResult(AsyncResult):
 
     def forget(self) -> None:
         """Nothing is stored for an eager result."""
+
+
+class GroupResult(list[AsyncResult]):
+    """The results of tasks sent together (one per chunk of ``Task.chunks``), in sending order.
+
+    A list of :class:`AsyncResult`; ``id`` is the group id every message of the
+    group carries in its ``group`` header.
+    """
+
+    def __init__(self, id: str, results: Iterable[AsyncResult] = ()) -> None:
+        super().__init__(results)
+        self.id = id
+
+    def __repr__(self) -> str:
+        return f"<GroupResult: {self.id} [{len(self)} results]>"
+
+    @property
+    def results(self) -> list[AsyncResult]:
+        """The result handles, as a plain list (Celery's attribute)."""
+        return list(self)
+
+    def ready(self) -> bool:
+        """True once every task has finished."""
+        return all(result.ready() for result in self)
+
+    def successful(self) -> bool:
+        """True if every task returned a value."""
+        return all(result.successful() for result in self)
+
+    def failed(self) -> bool:
+        """True if any task raised."""
+        return any(result.failed() for result in self)
+
+    def completed_count(self) -> int:
+        """How many of the tasks returned a value."""
+        return sum(1 for result in self if result.successful())
+
+    def get(
+        self,
+        timeout: float | None = None,
+        propagate: bool = True,
+        interval: float | None = None,
+        disable_sync_subtasks: bool = True,
+    ) -> list[Any]:
+        """Wait for every task and return their return values, in order.
+
+        ``timeout`` bounds the whole wait (:class:`~celeriac.errors.TimeoutError`
+        after that many seconds). With ``propagate`` the first failed task's
+        exception is raised; without, the exception takes that task's place in
+        the list.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        values = []
+        for result in self:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            values.append(result.get(remaining, propagate, interval, disable_sync_subtasks))
+        return values
+
+    join = get
+
+    def forget(self) -> None:
+        """Delete the stored result of every task."""
+        for result in self:
+            result.forget()

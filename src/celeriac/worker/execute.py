@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from celeriac.brokers.base import Broker, Delivery, Outgoing
+from celeriac.chunks import STARMAP, inner_task_name
 from celeriac.context import in_worker_task
 from celeriac.errors import BrokerError, Ignore, Reject, Retry, TaskRevokedError
 from celeriac.hooks import (
@@ -51,6 +52,14 @@ if TYPE_CHECKING:
 
 #: Parts of a protocol 2 body celeriac does not run.
 _CANVAS = ("callbacks", "errbacks", "chain", "chord")
+
+
+def _chunks_name(message: TaskMessage) -> str:
+    """A chunk of ``Task.chunks`` is reported under its inner task's name."""
+    try:
+        return f"{inner_task_name(message.kwargs.get('task'))} (chunks)"
+    except TypeError:
+        return message.task
 
 
 class NotStarted(BrokerError):
@@ -141,7 +150,8 @@ class Executor:
         self._policies: dict[str, TaskPolicy] = {}
         #: True only while task code runs (the soft time limit fires only then).
         self.in_body = False
-        #: name of the task the last delivery asked for (None if it named no known task)
+        #: name of the task the last delivery asked for (None if it named no known task; for a
+        #: chunk of ``Task.chunks``, its inner task's name and " (chunks)")
         self.last_name: str | None = None
 
     # -- steps ------------------------------------------------------------------------------
@@ -170,7 +180,7 @@ class Executor:
             return message
         task = self.app.tasks.get(message.task)
         if task is None:
-            known = ", ".join(sorted(self.app.tasks)[:10]) or "none"
+            known = ", ".join(self.app.task_names()[:10]) or "none"
             reason = f"unknown task {message.task!r}: not registered in this worker (it knows: {known})"
             return InvalidMessage(reason, message.id, message.task)
         return message, task
@@ -319,7 +329,7 @@ class Executor:
         if isinstance(resolved, InvalidMessage):
             return self.dead_letter(delivery, resolved.reason, resolved.task_id, resolved.task_name)
         message, task = resolved
-        self.last_name = message.task
+        self.last_name = message.task if message.task != STARMAP else _chunks_name(message)
         if message.task not in self._canvas_warned and any(message.embed.get(k) for k in _CANVAS):
             self._canvas_warned.add(message.task)
             logger.warning(

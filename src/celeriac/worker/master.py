@@ -215,7 +215,7 @@ class Master:
             ", ".join(f"{q.name}{'' if q.durable else ' (transient)'}" for q in options.queues),
             window,
             self.app.broker.location,
-            ", ".join(sorted(self.app.tasks)) or "none",
+            ", ".join(self.app.task_names()) or "none",
         )
 
     def _spawn(self, index: int) -> None:
