@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from celeriac.errors import Retry
     from celeriac.task import Request
 
 logger = logging.getLogger("celeriac.hooks")
@@ -81,6 +82,9 @@ class Hooks:
     def after_task(self, request: Request, outcome: Outcome) -> None:
         """A task ended (any outcome)."""
 
+    def before_retry(self, request: Request, retry: Retry) -> None:
+        """A running task is about to send itself again (``Task.retry``); the retry is not sent yet."""
+
     def before_settle(self) -> None:
         """The child is about to ack finished tasks: make buffered writes durable first."""
 
@@ -129,6 +133,9 @@ class HookChain(Hooks):
 
     def after_task(self, request: Request, outcome: Outcome) -> None:
         self._emit("after_task", request, outcome)
+
+    def before_retry(self, request: Request, retry: Retry) -> None:
+        self._emit("before_retry", request, retry)
 
     def before_settle(self) -> None:
         self._emit("before_settle")

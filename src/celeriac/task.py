@@ -332,9 +332,11 @@ class Task:
             delay = self.default_retry_delay
             countdown = self.app.conf.task_default_retry_delay if delay is None else delay
         when = eta if eta is not None else countdown
-        if not request.is_eager:
-            self.app.send_retry(request, args=args, kwargs=kwargs, eta=eta, countdown=countdown, **options)
         retry = Retry(exc=exc, when=when)
+        if not request.is_eager:
+            # RETRY is stored before the retry is sent: the next attempt may finish first
+            self.app.hooks.before_retry(request, retry)
+            self.app.send_retry(request, args=args, kwargs=kwargs, eta=eta, countdown=countdown, **options)
         if throw:
             raise retry
         return retry

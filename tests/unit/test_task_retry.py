@@ -11,6 +11,7 @@ from celeriac.hooks import FAILURE, RETRY, SUCCESS
 from celeriac.protocol import TaskMessage, decode
 from celeriac.protocol.serializers import JSON
 from celeriac.task import backoff_countdown
+from celeriac.worker.execute import ACK, Settlement
 
 
 @pytest.fixture
@@ -347,3 +348,32 @@ def test_autoretry_past_max_retries_stores_the_original_exception(app, inline_wo
     assert len(published) == 1
     with pytest.raises(ConnectionError):
         result.get(timeout=1)
+
+
+def test_retry_state_is_stored_before_the_retry_is_sent(app, inline_worker, monkeypatch):
+    # a retry without countdown can run in another child and succeed within a millisecond:
+    # a RETRY written after the send (at the first attempt's settle) would overwrite SUCCESS
+    @app.task(bind=True)
+    def flaky(self):
+        if self.request.retries == 0:
+            raise self.retry(exc=ConnectionError("busy"), countdown=0)
+        return "done"
+
+    result = flaky.delay()
+    states_when_sent: list[str] = []
+    publish = app.broker.publish
+
+    def spy(batch):
+        states_when_sent.append(result.state)
+        publish(batch)
+
+    monkeypatch.setattr(app.broker, "publish", spy)
+    worker = inline_worker(app)
+    first = worker.fetch_one()
+    worker.executor.execute(first)  # the first attempt, not settled yet
+    assert states_when_sent == [RETRY]
+    assert isinstance(result.result, ConnectionError)
+    assert worker.run_next() is not None  # the retry runs and settles first
+    worker.settle(first, Settlement(ACK))  # then the first attempt settles
+    assert result.state == SUCCESS
+    assert result.get(timeout=1) == "done"

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 import time
+import traceback
 from typing import TYPE_CHECKING
 
-from celeriac.errors import DeadLetteredError, NotRegisteredError, TaskRevokedError
+from celeriac.errors import DeadLetteredError, NotRegisteredError, Retry, TaskRevokedError
 from celeriac.hooks import FAILURE, RETRY, REVOKED, STARTED, SUCCESS, DeadLettered, Hooks, LostTask, Outcome
 from celeriac.results.base import PendingResult, ResultBackend
 
@@ -20,12 +21,19 @@ CLEANUP_INTERVAL = 300.0
 
 
 class ResultHooks(Hooks):
-    """Stores task states. Finished states are buffered and written before the ack."""
+    """Stores task states. Finished states are buffered and written before the ack.
+
+    RETRY is the exception: it is written at once, before the retry is sent. Buffered, it
+    could land after the next attempt's SUCCESS (a retry without countdown runs in another
+    child within a millisecond) and leave a finished task in RETRY for good.
+    """
 
     def __init__(self, app: Celeriac) -> None:
         self.app = app
         self._buffer: list[PendingResult] = []
         self._next_cleanup = 0.0
+        #: id of the request whose RETRY state before_retry already stored
+        self._retry_stored: str | None = None
 
     @property
     def _backend(self) -> ResultBackend:
@@ -51,8 +59,28 @@ class ResultHooks(Hooks):
                 )
             )
 
+    def before_retry(self, request: Request, retry: Retry) -> None:
+        if request.ignore_result:
+            return
+        value: BaseException = retry.exc or retry
+        self._backend.store(
+            PendingResult(
+                request.id or "",
+                RETRY,
+                value,
+                "".join(traceback.format_exception(value)),
+                request.task,
+                request.retries,
+                self._worker(request),
+            )
+        )
+        self._retry_stored = request.id
+
     def after_task(self, request: Request, outcome: Outcome) -> None:
+        stored, self._retry_stored = self._retry_stored, None
         if outcome.state not in _STORED or request.ignore_result:
+            return
+        if outcome.state == RETRY and stored == request.id:
             return
         value = outcome.exc if outcome.state in (FAILURE, RETRY) else outcome.result
         if outcome.state == REVOKED:
