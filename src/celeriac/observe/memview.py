@@ -97,6 +97,8 @@ def memory_lines(node: WorkerStats) -> list[str]:
             )
             if task.verdict is not Verdict.FLAT:
                 lines.append(f"      {task.why}")
+        if memory.tasks_omitted:
+            lines.append(f"  ({memory.tasks_omitted} more task names, all flat, not shown)")
     for warning in memory.warnings:
         lines.append(f"  warning: {warning}")
     return lines

@@ -116,6 +116,8 @@ class MemoryReport:
     max_memory_per_child_hard_kib: int | None
     tasks: list[TaskMemory] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    #: task names left out of ``tasks`` to keep the heartbeat small (the least remarkable ones)
+    tasks_omitted: int = 0
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> MemoryReport:

@@ -68,6 +68,8 @@ TREND_WINDOW_S = 900.0
 TREND_POINTS = 90
 #: Growth over the whole window, at least, before the master is called growing.
 TREND_MIN_KIB = 1024
+#: Task names in a heartbeat's memory report, at most (leaks and high-water marks first).
+REPORTED_TASKS = 50
 
 
 def _mib(kib: float) -> str:
@@ -405,6 +407,7 @@ class MemoryWatch:
     def report(self) -> MemoryReport:
         """The memory part of the node's heartbeat."""
         per_hour = self.trend.per_hour()
+        tasks = self.book.report()
         return MemoryReport(
             master_uss_kib=self.master_uss_kib,
             master_anon_kib=self.master_anon_kib,
@@ -418,6 +421,7 @@ class MemoryWatch:
             max_tasks_per_child=self.max_tasks,
             max_memory_per_child_kib=self.max_memory_kib,
             max_memory_per_child_hard_kib=self.hard_kib,
-            tasks=self.book.report(),
+            tasks=tasks[:REPORTED_TASKS],
             warnings=list(self.warnings),
+            tasks_omitted=max(0, len(tasks) - REPORTED_TASKS),
         )

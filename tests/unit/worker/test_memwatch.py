@@ -13,6 +13,7 @@ from celeriac.worker.memory import WARMUP_RUNS, TaskTally
 from celeriac.worker.memwatch import (
     HIGH_WATER_MIN_KIB,
     LEAK_MIN_KIB,
+    REPORTED_TASKS,
     Life,
     MemoryWatch,
     StartCost,
@@ -234,3 +235,14 @@ def test_report_carries_limits_starts_and_tasks():
     assert report.start_median_s == pytest.approx(0.3)
     assert [t.name for t in report.tasks] == ["t"]
     assert report.master_trend_kib_per_hour is None
+
+
+def test_report_keeps_the_heartbeat_small_with_many_task_names():
+    watch = MemoryWatch(1.0, None, None, None)
+    for i in range(REPORTED_TASKS + 30):
+        watch.book.merge(tally_rows([(0, 0)] * 3, f"quiet{i:03d}"))
+    watch.book.merge(tally_rows([(1024, 0)] * 12, "zz.leaky"))
+    report = watch.report()
+    assert len(report.tasks) == REPORTED_TASKS
+    assert report.tasks_omitted == 31
+    assert report.tasks[0].name == "zz.leaky", "what matters is kept"
