@@ -334,6 +334,7 @@ def memory_heartbeat(node: str = "celeriac@a", state: str = "running") -> bytes:
         40,
         0.01,
         0.02,
+        40,
         1024.0,
         1100,
         40960,
@@ -346,7 +347,9 @@ def memory_heartbeat(node: str = "celeriac@a", state: str = "running") -> bytes:
         Verdict.LEAK,
         "kept 36 MiB",
     )
-    quiet = TaskMemory("cliapp.add", 900, 0.001, 0.002, 0.0, 4, 0, 0, 890, 0, 0, 0, 0, Verdict.FLAT, "0 KiB")
+    quiet = TaskMemory(
+        "cliapp.add", 900, 0.001, 0.002, 120, 0.0, 4, 0, 0, 890, 0, 0, 0, 0, Verdict.FLAT, "0 KiB"
+    )
     stats = WorkerStats(
         node=node,
         pid=4242,

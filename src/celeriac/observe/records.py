@@ -76,7 +76,9 @@ class TaskMemory:
     runs: int
     runtime_mean_s: float
     runtime_max_s: float
-    #: RSS after the run minus RSS before it: memory the run kept
+    #: runs whose memory was read (every run of a slow task; a sample of a fast one's)
+    measured_runs: int
+    #: RSS after the run minus RSS before it: memory the run kept (totals scaled to all runs)
     growth_mean_kib: float
     growth_max_kib: int
     growth_total_kib: int

@@ -174,20 +174,29 @@ class Child:
         return None
 
     def _run_one(self, delivery: Delivery) -> float:
-        memory = self.memory
-        rss_before = self._rss
-        if rss_before is None:
-            rss_before, self._peak = memory.rss_kib(), memory.peak_kib()
-        peak_before = self._peak
+        memory, tally = self.memory, self.tally
+        headers = delivery.envelope.headers
+        header = headers.get("task") if isinstance(headers, dict) else None
+        measure = tally.measure(header)
+        rss_before = peak_before = 0
+        if measure:
+            if self._rss is None:
+                self._rss, self._peak = memory.rss_kib(), memory.peak_kib()
+            rss_before, peak_before = self._rss, self._peak
         started = time.perf_counter()
         settlement = self.executor.execute(delivery)
         runtime = time.perf_counter() - started
-        # one reading is this task's "after" and, unless the child settles or fetches first,
-        # the next task's "before"
-        self._rss, self._peak = memory.rss_kib(), memory.peak_kib()
         name = self.executor.last_name
-        if name is not None:
-            self.tally.add(name, runtime, rss_before, self._rss, self._peak - peak_before)
+        if measure:
+            # one reading is this task's "after" and, unless the child settles or fetches
+            # first, the next task's "before"
+            self._rss, self._peak = memory.rss_kib(), memory.peak_kib()
+            if name is not None:
+                tally.add(header, name, runtime, self._rss - rss_before, self._peak - peak_before)
+        else:
+            self._rss = None
+            if name is not None:
+                tally.add(header, name, runtime)
         if settlement.action == ACK:
             self._acks.append(delivery)
         elif settlement.action == REQUEUE:

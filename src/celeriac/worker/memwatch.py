@@ -34,8 +34,10 @@ from celeriac.worker.memory import (
     GROWTH_MAX,
     LATE_GROWTH,
     LATE_GROWTH_MAX,
+    LATE_MEASURED,
     LATE_RUNS,
     LATE_STEPS,
+    MEASURED,
     PEAK_RAISE_MAX,
     RUNS,
     RUNTIME,
@@ -76,21 +78,30 @@ def _mib(kib: float) -> str:
     return f"{kib / 1024:.1f} MiB" if abs(kib) >= 1024 else f"{kib:.0f} KiB"
 
 
+def late_growth(row: Sequence[Any]) -> float:
+    """Memory kept by the runs after warm-up, in KiB: measured, and scaled up for the runs of a
+    fast task that were not measured (see :meth:`TaskTally.measure`)."""
+    measured = row[LATE_MEASURED]
+    return row[LATE_GROWTH] * row[LATE_RUNS] / measured if measured else 0.0
+
+
 def verdict(row: Sequence[Any]) -> tuple[Verdict, str]:
     """Leak, high-water mark, flat, or too few runs to tell, with the figures behind it."""
-    late_runs, late_growth, steps = row[LATE_RUNS], row[LATE_GROWTH], row[LATE_STEPS]
+    measured, steps = row[LATE_MEASURED], row[LATE_STEPS]
+    kept, late_runs = late_growth(row), row[LATE_RUNS]
     if (
-        late_runs >= MIN_LATE_RUNS
-        and late_growth >= LEAK_MIN_KIB
+        measured >= MIN_LATE_RUNS
+        and kept >= LEAK_MIN_KIB
         and steps >= LEAK_MIN_STEPS
-        and row[LATE_GROWTH_MAX] * 2 <= late_growth
+        and row[LATE_GROWTH_MAX] * 2 <= row[LATE_GROWTH]
     ):
+        sampled = " measured" if measured < late_runs else ""
         return Verdict.LEAK, (
-            f"kept {_mib(late_growth)} after warm-up ({_mib(late_growth / late_runs)} per run, "
-            f"growing in {steps} of {late_runs} runs): memory it does not give back"
+            f"kept {_mib(kept)} after warm-up ({_mib(kept / late_runs)} per run, growing in "
+            f"{steps} of {measured}{sampled} runs): memory it does not give back"
         )
     raised = max(row[PEAK_RAISE_MAX], row[GROWTH_MAX])
-    if late_runs < MIN_LATE_RUNS:
+    if measured < MIN_LATE_RUNS:
         if raised >= HIGH_WATER_MIN_KIB:
             return Verdict.TOO_FEW_RUNS, (
                 f"raised a child's memory by up to {_mib(raised)} in one run; a leak cannot be told "
@@ -100,15 +111,15 @@ def verdict(row: Sequence[Any]) -> tuple[Verdict, str]:
         return Verdict.FLAT, "no growth seen"
     if raised >= HIGH_WATER_MIN_KIB:
         later = (
-            f"kept {_mib(late_growth)} over {late_runs} later runs"
-            if late_growth > 0
+            f"kept {_mib(kept)} over {late_runs} later runs"
+            if kept > 0
             else f"kept nothing over {late_runs} later runs"
         )
         return Verdict.HIGH_WATER, (
             f"raised the child's peak by up to {_mib(row[PEAK_RAISE_MAX])} and kept at most "
             f"{_mib(row[GROWTH_MAX])} in one run, then {later}: a high-water mark, not a leak"
         )
-    return Verdict.FLAT, f"{_mib(late_growth)} over {late_runs} runs after warm-up"
+    return Verdict.FLAT, f"{_mib(kept)} over {late_runs} runs after warm-up"
 
 
 class TaskBook:
@@ -139,7 +150,7 @@ class TaskBook:
         out = []
         for name in set(self.rows) | set(self.recycles) | set(self.hard_kills):
             row = self.rows.get(name) or empty_row()
-            runs = row[RUNS]
+            runs, measured = row[RUNS], row[MEASURED]
             judged, why = verdict(row)
             out.append(
                 TaskMemory(
@@ -147,12 +158,13 @@ class TaskBook:
                     runs=runs,
                     runtime_mean_s=row[RUNTIME] / runs if runs else 0.0,
                     runtime_max_s=row[RUNTIME_MAX],
-                    growth_mean_kib=row[GROWTH] / runs if runs else 0.0,
+                    measured_runs=measured,
+                    growth_mean_kib=row[GROWTH] / measured if measured else 0.0,
                     growth_max_kib=row[GROWTH_MAX],
-                    growth_total_kib=row[GROWTH],
+                    growth_total_kib=round(row[GROWTH] * runs / measured) if measured else 0,
                     peak_raise_max_kib=row[PEAK_RAISE_MAX],
                     late_runs=row[LATE_RUNS],
-                    late_growth_kib=row[LATE_GROWTH],
+                    late_growth_kib=round(late_growth(row)),
                     late_steps=row[LATE_STEPS],
                     recycles=self.recycles.get(name, 0),
                     hard_kills=self.hard_kills.get(name, 0),

@@ -78,7 +78,22 @@ def test_memory_report_round_trips_with_its_verdicts():
         max_memory_per_child_hard_kib=None,
         tasks=[
             TaskMemory(
-                "proj.leak", 40, 0.01, 0.02, 1024.0, 1100, 40960, 0, 36, 36864, 36, 2, 0, Verdict.LEAK, "kept"
+                "proj.leak",
+                40,
+                0.01,
+                0.02,
+                40,
+                1024.0,
+                1100,
+                40960,
+                0,
+                36,
+                36864,
+                36,
+                2,
+                0,
+                Verdict.LEAK,
+                "kept",
             )
         ],
         warnings=["recycling costs 12%"],

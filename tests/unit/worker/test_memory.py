@@ -6,16 +6,21 @@ import psutil
 import pytest
 
 from celeriac.worker.memory import (
+    ALWAYS_MEASURED,
     GROWTH,
     GROWTH_MAX,
     LATE_GROWTH,
     LATE_GROWTH_MAX,
+    LATE_MEASURED,
     LATE_RUNS,
     LATE_STEPS,
+    MEASURED,
     PEAK_RAISE_MAX,
     RUNS,
     RUNTIME,
     RUNTIME_MAX,
+    SAMPLE_EVERY,
+    SLOW_S,
     WARMUP_RUNS,
     MemoryProbe,
     TaskTally,
@@ -70,12 +75,12 @@ def test_peak_is_a_high_water_mark_that_stays_up_after_memory_is_freed():
 
 def test_tally_counts_runs_time_and_growth_per_task_name():
     tally = TaskTally()
-    tally.add("a", 0.010, 1000, 1100, 0)
-    tally.add("a", 0.030, 1100, 1050, 500)
-    tally.add("b", 0.001, 1050, 1050, 0)
+    tally.add("a", "a", 0.010, 100, 0)
+    tally.add("a", "a", 0.030, -50, 500)
+    tally.add("b", "b", 0.001, 0, 0)
     rows = tally.flush()
     a = rows["a"]
-    assert a[RUNS] == 2
+    assert (a[RUNS], a[MEASURED]) == (2, 2)
     assert a[RUNTIME] == pytest.approx(0.040)
     assert a[RUNTIME_MAX] == pytest.approx(0.030)
     assert (a[GROWTH], a[GROWTH_MAX], a[PEAK_RAISE_MAX]) == (50, 100, 500)
@@ -86,8 +91,8 @@ def test_tally_counts_runs_time_and_growth_per_task_name():
 
 def test_tally_leaves_each_tasks_first_runs_out_of_the_late_growth():
     tally = TaskTally()
-    for i in range(WARMUP_RUNS + 3):
-        tally.add("a", 0.0, 1000 * i, 1000 * i + 700, 0)
+    for _ in range(WARMUP_RUNS + 3):
+        tally.add("a", "a", 0.0, 700)
     first = tally.flush()["a"]
     assert (first[LATE_RUNS], first[LATE_GROWTH], first[LATE_STEPS], first[LATE_GROWTH_MAX]) == (
         3,
@@ -95,12 +100,34 @@ def test_tally_leaves_each_tasks_first_runs_out_of_the_late_growth():
         3,
         700,
     )
-    tally.add("a", 0.0, 0, 0, 0)  # the warm-up is per child life, not per report
+    tally.add("a", "a", 0.0, 0)  # the warm-up is per child life, not per report
     assert tally.flush()["a"][LATE_RUNS] == 1
+
+
+def test_fast_tasks_are_measured_on_every_run_at_first_then_on_a_sample():
+    tally = TaskTally()
+    measured = []
+    for _ in range(ALWAYS_MEASURED + 10 * SAMPLE_EVERY):
+        measure = tally.measure("fast")
+        measured.append(measure)
+        tally.add("fast", "fast", 0.0001, 0 if measure else None)
+    assert all(measured[:ALWAYS_MEASURED])
+    assert sum(measured[ALWAYS_MEASURED:]) == 10
+    row = tally.flush()["fast"]
+    assert (row[RUNS], row[MEASURED]) == (ALWAYS_MEASURED + 10 * SAMPLE_EVERY, ALWAYS_MEASURED + 10)
+    assert row[LATE_RUNS] - row[LATE_MEASURED] == 10 * (SAMPLE_EVERY - 1)
+
+
+def test_slow_tasks_and_unknown_headers_are_always_measured():
+    tally = TaskTally()
+    for _ in range(ALWAYS_MEASURED + 3 * SAMPLE_EVERY):
+        assert tally.measure("slow")
+        tally.add("slow", "slow", SLOW_S * 2, 0)
+    assert tally.measure(None) and tally.measure(["not", "a", "name"])
 
 
 def test_merged_rows_add_counts_and_keep_maxima():
     into = empty_row()
-    merge_row(into, [2, 0.5, 0.4, 100, 80, 10, 1, 20, 1, 20])
-    merge_row(into, [3, 0.25, 0.2, -50, 30, 90, 2, 40, 2, 30])
-    assert into == [5, 0.75, 0.4, 50, 80, 90, 3, 60, 3, 30]
+    merge_row(into, [2, 0.5, 0.4, 100, 80, 10, 1, 20, 1, 20, 2, 1])
+    merge_row(into, [3, 0.25, 0.2, -50, 30, 90, 2, 40, 2, 30, 1, 1])
+    assert into == [5, 0.75, 0.4, 50, 80, 90, 3, 60, 3, 30, 3, 2]

@@ -29,7 +29,7 @@ def tally_rows(runs: list[tuple[int, int]], name: str = "t") -> dict:
     tally = TaskTally()
     rss = 100_000
     for kept, raised in runs:
-        tally.add(name, 0.001, rss, rss + kept, raised)
+        tally.add(name, name, 0.001, kept, raised)
         rss += kept
     return tally.flush()
 
@@ -246,3 +246,21 @@ def test_report_keeps_the_heartbeat_small_with_many_task_names():
     assert len(report.tasks) == REPORTED_TASKS
     assert report.tasks_omitted == 31
     assert report.tasks[0].name == "zz.leaky", "what matters is kept"
+
+
+def test_a_sampled_fast_leak_is_scaled_up_to_every_run():
+    tally = TaskTally()
+    for _ in range(400):  # a fast task that keeps 64 KiB a run
+        measure = tally.measure("fast")
+        tally.add("fast", "fast", 0.0001, 64 if measure else None)
+    (task,) = book_of(tally).report()
+    assert task.measured_runs < task.runs / 4
+    assert task.verdict is Verdict.LEAK
+    assert task.late_growth_kib == pytest.approx(64 * (400 - WARMUP_RUNS), rel=0.01)
+    assert "measured runs" in task.why
+
+
+def book_of(tally: TaskTally) -> TaskBook:
+    book = TaskBook()
+    book.merge(tally.flush())
+    return book
