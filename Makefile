@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: all demo test check lint docs bench bench-redis bench-rabbitmq clean
+.PHONY: all demo test check lint docs bench bench-redis bench-rabbitmq bench-memory clean
 
 all: test
 
@@ -53,6 +53,14 @@ bench-redis:
 bench-rabbitmq:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "the benchmark needs Python 3.11 or newer: run make bench-rabbitmq PYTHON=python3.11")'
 	$(PYTHON) benchmarks/bench_rabbitmq.py $(BENCH_ARGS)
+
+# Worker memory and the cost of recycling children: celeriac (SQLite and Redis) and Celery
+# (Redis), 2 children each; the master sampled with psutil while 50,000 tasks drain. Uses the
+# Redis on 127.0.0.1:6379, database 14 (must be empty; flushed around every job; BENCH_ARGS:
+# --redis-url). Same venv.
+bench-memory:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "the benchmark needs Python 3.11 or newer: run make bench-memory PYTHON=python3.11")'
+	$(PYTHON) benchmarks/bench_memory.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .coverage htmlcov demo-output test-artifacts

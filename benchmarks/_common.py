@@ -12,10 +12,12 @@ themselves inside ``benchmarks/.venv``.
 * :class:`Figures`, :func:`percentile`, :func:`fmt`, :func:`raw`: the figures of the runs
   and their formatting; :func:`cpu_model`, :func:`ram`, :func:`mount_of`,
   :func:`celeriac_source`: the machine header;
-* the harness of the networked-broker benchmarks (``bench_redis.py``, ``bench_rabbitmq.py``):
-  a :class:`System` behind one interface, :func:`measure_enqueue_single`,
-  :func:`measure_drain`, :func:`measure_latency`, the interleaved :func:`run_all` and the
-  tables (:func:`section`, :func:`latency_section`).
+* the harness of the networked-broker benchmarks (``bench_redis.py``, ``bench_rabbitmq.py``,
+  and ``bench_memory.py``, which also runs celeriac on SQLite through it):
+  a :class:`System` behind one interface, :func:`apps_on_path` to send through several apps
+  directories in one process, :func:`measure_enqueue_single`, :func:`measure_drain`,
+  :func:`measure_latency`, the interleaved :func:`run_all` and the tables (:func:`section`,
+  :func:`latency_section`).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -423,7 +426,9 @@ class System:
 
 class CeleriacSystem(System):
     """celeriac's producer and workers, the same on every broker (the app module of the
-    benchmark's apps directory builds the app from the environment)."""
+    benchmark's apps directory builds the app from the environment).
+
+    ``loglevel`` is the worker's ``-l``; ``worker_args`` go at the end of its command line."""
 
     batch_note = "apply_many([()] * 1000)"
 
@@ -434,9 +439,12 @@ class CeleriacSystem(System):
         queue: str = "celery",
         acks_late: bool = False,
         prefetch: str | None = None,
+        loglevel: str = "warning",
+        worker_args: Sequence[str] = (),
     ) -> None:
         super().__init__(key, label)
         self.queue, self.acks_late, self.prefetch = queue, acks_late, prefetch
+        self.loglevel, self.worker_args = loglevel, tuple(worker_args)
         self.app: Any = None
         self.noop: Any = None
         self.latency: Any = None
@@ -467,13 +475,40 @@ class CeleriacSystem(System):
 
     def worker_cmds(self, url: str) -> list[list[str]]:
         cmd = [sys.executable, "-m", "celeriac", "worker", "-A", "celeriac_app:app", "-c", str(WORKERS)]
-        cmd += ["-Q", self.queue, "-l", "warning"]
+        cmd += ["-Q", self.queue, "-l", self.loglevel]
         if self.prefetch is not None:
             cmd += ["--prefetch-multiplier", self.prefetch]
-        return [cmd]
+        return [[*cmd, *self.worker_args]]
 
     def worker_env(self) -> dict[str, str]:
         return {"BENCH_QUEUE": self.queue, "BENCH_ACKS_LATE": "1" if self.acks_late else "0"}
+
+
+@contextlib.contextmanager
+def apps_on_path(paths: Sequence[Path]) -> Iterator[None]:
+    """Import app modules from ``paths`` (a benchmark's apps directories) inside the block.
+
+    The apps directories use the same module names (``celeriac_app``, ``_marks``), so a script
+    that sends through more than one of them forgets every module loaded from an apps directory
+    on the way in and on the way out."""
+
+    def forget() -> None:
+        for name, module in list(sys.modules.items()):
+            origin = getattr(module, "__file__", None)
+            folder = Path(origin).resolve().parent if origin else None
+            if folder is not None and folder.parent == BENCH_DIR and folder.name.endswith("_apps"):
+                del sys.modules[name]
+
+    entries = [str(path) for path in paths]
+    forget()
+    sys.path[:0] = entries
+    try:
+        yield
+    finally:
+        for entry in entries:
+            with contextlib.suppress(ValueError):
+                sys.path.remove(entry)
+        forget()
 
 
 @contextlib.contextmanager
@@ -488,6 +523,21 @@ def producer(system: System, run: Run) -> Iterator[System]:
         yield system
     finally:
         system.close()
+
+
+def machine_lines(broker: str, peers: Sequence[str], peer_note: str = "") -> list[str]:
+    """The machine, Python, broker, celeriac and peer versions every benchmark prints first."""
+    versions = ", ".join(f"{name} {dist_version(name)}" for name in peers)
+    return [
+        f"date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"CPU: {cpu_model()}, {cores()}",
+        f"RAM: {ram()}",
+        f"OS: {platform.system()} {platform.release()}",
+        f"Python: {platform.python_version()} ({sys.executable})",
+        broker,
+        f"celeriac {dist_version('celeriac')} at {celeriac_source()}",
+        f"peers: {versions}{peer_note}",
+    ]
 
 
 def wait_started(

@@ -63,7 +63,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import platform
 import shlex
 import shutil
 import signal
@@ -72,7 +71,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
@@ -89,15 +87,12 @@ from _common import (
     bootstrap,
     celeriac_source,
     choose,
-    cores,
-    cpu_model,
-    dist_version,
     extra_runs_warning,
     latency_section,
+    machine_lines,
     measure,
     plan,
     print_failures,
-    ram,
     ratio,
     run_all,
     saturation_note,
@@ -579,20 +574,11 @@ def report(results: dict[str, Figures], failures: list[str], systems: list[str],
 
 
 def machine(server: RabbitMQ) -> list[str]:
-    peers = ", ".join(
-        f"{name} {dist_version(name)}" for name in ("celery", "kombu", "amqp", "dramatiq", "pika")
-    )
-    return [
-        f"date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
-        f"CPU: {cpu_model()}, {cores()}",
-        f"RAM: {ram()}",
-        f"OS: {platform.system()} {platform.release()}",
-        f"Python: {platform.python_version()} ({sys.executable})",
+    return machine_lines(
         f"broker: {server.server_version} at {server.url.split('@')[-1]} "
         f"(vhost {server.vhost!r}, deleted and made again before every job)",
-        f"celeriac {dist_version('celeriac')} at {celeriac_source()}",
-        f"peers: {peers}",
-    ]
+        ("celery", "kombu", "amqp", "dramatiq", "pika"),
+    )
 
 
 def header(argv: list[str], server: RabbitMQ, systems: list[str], sizes: Sizes, runs: int) -> None:

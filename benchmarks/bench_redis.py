@@ -57,7 +57,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import platform
 import shutil
 import signal
 import socket
@@ -65,8 +64,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
-from datetime import UTC, datetime
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -83,16 +81,13 @@ from _common import (
     bootstrap,
     celeriac_source,
     choose,
-    cores,
-    cpu_model,
-    dist_version,
     extra_runs_warning,
     family,
     latency_section,
+    machine_lines,
     measure,
     plan,
     print_failures,
-    ram,
     ratio,
     run_all,
     saturation_note,
@@ -199,9 +194,17 @@ class RedisServer:
 class CelerySystem(System):
     batch_note = "group(noop.s() x 1000).apply_async(): one LPUSH per task on one connection"
 
-    def __init__(self, key: str, label: str, prefetch: int | None = None) -> None:
+    def __init__(
+        self,
+        key: str,
+        label: str,
+        prefetch: int | None = None,
+        loglevel: str = "warning",
+        worker_args: Sequence[str] = (),
+    ) -> None:
         super().__init__(key, label)
         self.prefetch = prefetch
+        self.loglevel, self.worker_args = loglevel, tuple(worker_args)
         self.app: Any = None
         self.noop: Any = None
         self.latency: Any = None
@@ -233,10 +236,10 @@ class CelerySystem(System):
             group(noop.s() for _ in range(batch)).apply_async()
 
     def worker_cmds(self, url: str) -> list[list[str]]:
-        cmd = [venv_bin("celery"), "-A", "celery_app", "worker", "-c", str(WORKERS), "-l", "warning"]
+        cmd = [venv_bin("celery"), "-A", "celery_app", "worker", "-c", str(WORKERS), "-l", self.loglevel]
         if self.prefetch is not None:
             cmd += ["--prefetch-multiplier", str(self.prefetch)]
-        return [cmd]
+        return [[*cmd, *self.worker_args]]
 
 
 class DramatiqSystem(System):
@@ -545,20 +548,11 @@ def machine(server: RedisServer) -> list[str]:
         from redis.utils import HIREDIS_AVAILABLE
     except ImportError:
         HIREDIS_AVAILABLE = False
-    peers = ", ".join(
-        f"{name} {dist_version(name)}"
-        for name in ("celery", "kombu", "dramatiq", "rq", "huey", "redis", "hiredis")
-    )
-    return [
-        f"date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
-        f"CPU: {cpu_model()}, {cores()}",
-        f"RAM: {ram()}",
-        f"OS: {platform.system()} {platform.release()}",
-        f"Python: {platform.python_version()} ({sys.executable})",
+    return machine_lines(
         f"redis-server {server.version()} on 127.0.0.1:{server.port} (no persistence, FLUSHALL per job)",
-        f"celeriac {dist_version('celeriac')} at {celeriac_source()}",
-        f"peers: {peers} (redis-py parser: {'hiredis' if HIREDIS_AVAILABLE else 'pure Python'})",
-    ]
+        ("celery", "kombu", "dramatiq", "rq", "huey", "redis", "hiredis"),
+        f" (redis-py parser: {'hiredis' if HIREDIS_AVAILABLE else 'pure Python'})",
+    )
 
 
 def header(argv: list[str], server: RedisServer, systems: list[str], sizes: Sizes, runs: int) -> None:

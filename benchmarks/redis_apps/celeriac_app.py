@@ -1,4 +1,4 @@
-"""The celeriac side of ``bench_redis.py``: a Redis-broker app with a no-op task.
+"""The celeriac side of ``bench_redis.py`` and ``bench_memory.py``: a Redis-broker app, a no-op task.
 
 The worker imports this module (``celeriac worker -A celeriac_app:app``) and
 builds the app from environment variables; the benchmark calls :func:`make_app`

@@ -1,4 +1,4 @@
-"""The Celery side of ``bench_redis.py``: Celery's defaults on Redis, a no-op task.
+"""The Celery side of ``bench_redis.py`` and ``bench_memory.py``: Celery's defaults on Redis, a no-op task.
 
 The worker imports this module (``celery -A celery_app worker``); the benchmark
 calls :func:`make_app` to send. No result backend is configured and the tasks

@@ -1,4 +1,4 @@
-"""The celeriac side of ``bench_sqlite.py``: a SQLite-broker app with a no-op task.
+"""The celeriac side of ``bench_sqlite.py`` and ``bench_memory.py``: a SQLite-broker app, a no-op task.
 
 The worker imports this module (``celeriac worker -A celeriac_app``) and builds
 the app from environment variables; the benchmark calls :func:`make_app` with
@@ -25,7 +25,7 @@ QUEUES = (Queue("celery"), Queue("transient", durable=False))
 
 
 def make_app(
-    db: str, queue: str, acks_late: bool, store_results: bool, fsync_all: bool = False
+    db: str, queue: str, acks_late: bool, store_results: bool = False, fsync_all: bool = False
 ) -> tuple[Celeriac, Task, Task]:
     """The app, its no-op task and its time-stamp task."""
     app = Celeriac(
