@@ -192,11 +192,11 @@ class Child:
             # first, the next task's "before"
             self._rss, self._peak = memory.rss_kib(), memory.peak_kib()
             if name is not None:
-                tally.add(header, name, runtime, self._rss - rss_before, self._peak - peak_before)
+                tally.add(name, runtime, self._rss - rss_before, self._peak - peak_before)
         else:
             self._rss = None
             if name is not None:
-                tally.add(header, name, runtime)
+                tally.add(name, runtime)
         if settlement.action == ACK:
             self._acks.append(delivery)
         elif settlement.action == REQUEUE:

@@ -56,7 +56,7 @@ from celeriac.worker.child import consumer_id, run_child
 from celeriac.worker.control import Action, Control
 from celeriac.worker.execute import task_policy
 from celeriac.worker.link import BrokerLink
-from celeriac.worker.memwatch import Life, MemoryWatch
+from celeriac.worker.memwatch import Life, MemoryWatch, Sample
 from celeriac.worker.prefetch import PrefetchWindow
 from celeriac.worker.slots import SlotTable, SlotView
 
@@ -586,7 +586,7 @@ class Master:
         for index in sorted(self.by_index):
             child = self.by_index[index]
             view = self.slots[index].read()
-            sample = self.memory.children.get(child.pid)
+            sample = self.memory.children.get(child.pid) or Sample()
             done += view.done
             failed += view.failed
             children.append(
@@ -599,9 +599,9 @@ class Master:
                     failed=view.failed,
                     running=f"{view.name}[{view.task_id}]" if view.running else None,
                     running_for_s=now - view.started if view.running else None,
-                    rss_kib=None if sample is None else sample.rss_kib,
-                    uss_kib=None if sample is None else sample.uss_kib,
-                    peak_rss_kib=None if sample is None else sample.peak_rss_kib,
+                    rss_kib=sample.rss_kib,
+                    uss_kib=sample.uss_kib,
+                    peak_rss_kib=sample.peak_rss_kib,
                 )
             )
         return WorkerStats(

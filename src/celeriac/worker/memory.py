@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import resource
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import psutil
@@ -90,10 +91,16 @@ class MemoryProbe:
 
     def over(self, limit_kib: int) -> int | None:
         """The USS if it is above ``limit_kib``, else None (RSS checked first)."""
-        if self.rss_kib() <= limit_kib:
-            return None
-        uss = self.uss_kib()
-        return uss if uss > limit_kib else None
+        return uss_over(limit_kib, self.rss_kib(), self.uss_kib)
+
+
+def uss_over(limit_kib: int, rss_kib: int, read_uss: Callable[[], int]) -> int | None:
+    """The USS if it is above ``limit_kib``, else None. USS can never exceed RSS, so the costly
+    USS read (``/proc/<pid>/smaps_rollup``) happens only when RSS is above the limit."""
+    if rss_kib <= limit_kib:
+        return None
+    uss = read_uss()
+    return uss if uss > limit_kib else None
 
 
 # Positions in a tally row (a list, so one run updates it in place without allocating). Runs and
@@ -128,46 +135,42 @@ class TaskTally:
 
     def __init__(self) -> None:
         self.rows: dict[str, list[Any]] = {}
-        #: runs per task name over the child's whole life (for the warm-up)
-        self.seen: dict[str, int] = {}
-        #: per task header: [runs, seconds] over the child's whole life (for sampling)
-        self.pace: dict[str, list[Any]] = {}
-        #: seconds spent running tasks over the child's whole life
-        self.busy_s = 0.0
+        #: per task name: [runs, seconds] over the child's whole life (warm-up and sampling)
+        self.life: dict[str, list[Any]] = {}
+
+    @property
+    def busy_s(self) -> float:
+        """Seconds spent running tasks over the child's whole life."""
+        return sum(runtime for _, runtime in self.life.values())
 
     def measure(self, header: Any) -> bool:
-        """Whether to read memory around the next run of the task ``header`` names."""
-        if not isinstance(header, str):
-            return True
-        pace = self.pace.get(header)
-        if pace is None:
-            return True
-        runs = pace[0]
-        return runs < ALWAYS_MEASURED or runs % SAMPLE_EVERY == 0 or pace[1] >= SLOW_S * runs
+        """Whether to read memory around the next run of the task ``header`` names.
 
-    def add(
-        self, header: Any, name: str, runtime: float, growth: int | None = None, peak_raise: int = 0
-    ) -> None:
+        A message whose header is not the name it is reported under (a chunk of
+        ``Task.chunks``) is always measured.
+        """
+        life = self.life.get(header) if isinstance(header, str) else None
+        if life is None:
+            return True
+        runs = life[0]
+        return runs < ALWAYS_MEASURED or runs % SAMPLE_EVERY == 0 or life[1] >= SLOW_S * runs
+
+    def add(self, name: str, runtime: float, growth: int | None = None, peak_raise: int = 0) -> None:
         """Count one finished run of ``name``; ``growth`` (RSS after minus before) None if not measured."""
-        if isinstance(header, str):
-            pace = self.pace.get(header)
-            if pace is None:
-                self.pace[header] = [1, runtime]
-            else:
-                pace[0] += 1
-                pace[1] += runtime
+        life = self.life.get(name)
+        if life is None:
+            life = self.life[name] = [0, 0.0]
+        life[0] += 1
+        life[1] += runtime
         row = self.rows.get(name)
         if row is None:
             row = self.rows[name] = empty_row()
         row[RUNS] += 1
         row[RUNTIME] += runtime
         row[RUNTIME_MAX] = max(row[RUNTIME_MAX], runtime)
-        seen = self.seen.get(name, 0) + 1
-        self.seen[name] = seen
-        late = seen > WARMUP_RUNS
+        late = life[0] > WARMUP_RUNS
         if late:
             row[LATE_RUNS] += 1
-        self.busy_s += runtime
         if growth is None:
             return
         row[MEASURED] += 1

@@ -46,6 +46,7 @@ from celeriac.worker.memory import (
     MemoryProbe,
     empty_row,
     merge_row,
+    uss_over,
 )
 
 #: A task is called leaking once it kept at least this much after warm-up ...
@@ -409,12 +410,13 @@ class MemoryWatch:
         if self.hard_kib is None or process is None:
             return None
         try:
-            if process.memory_info().rss // 1024 <= self.hard_kib:
-                return None
-            uss = getattr(process.memory_full_info(), "uss", 0) // 1024
+            return uss_over(
+                self.hard_kib,
+                process.memory_info().rss // 1024,
+                lambda: getattr(process.memory_full_info(), "uss", 0) // 1024,
+            )
         except (psutil.Error, OSError):
             return None
-        return uss if uss > self.hard_kib else None
 
     def report(self) -> MemoryReport:
         """The memory part of the node's heartbeat."""

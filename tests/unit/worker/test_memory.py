@@ -75,9 +75,9 @@ def test_peak_is_a_high_water_mark_that_stays_up_after_memory_is_freed():
 
 def test_tally_counts_runs_time_and_growth_per_task_name():
     tally = TaskTally()
-    tally.add("a", "a", 0.010, 100, 0)
-    tally.add("a", "a", 0.030, -50, 500)
-    tally.add("b", "b", 0.001, 0, 0)
+    tally.add("a", 0.010, 100, 0)
+    tally.add("a", 0.030, -50, 500)
+    tally.add("b", 0.001, 0, 0)
     rows = tally.flush()
     a = rows["a"]
     assert (a[RUNS], a[MEASURED]) == (2, 2)
@@ -92,7 +92,7 @@ def test_tally_counts_runs_time_and_growth_per_task_name():
 def test_tally_leaves_each_tasks_first_runs_out_of_the_late_growth():
     tally = TaskTally()
     for _ in range(WARMUP_RUNS + 3):
-        tally.add("a", "a", 0.0, 700)
+        tally.add("a", 0.0, 700)
     first = tally.flush()["a"]
     assert (first[LATE_RUNS], first[LATE_GROWTH], first[LATE_STEPS], first[LATE_GROWTH_MAX]) == (
         3,
@@ -100,7 +100,7 @@ def test_tally_leaves_each_tasks_first_runs_out_of_the_late_growth():
         3,
         700,
     )
-    tally.add("a", "a", 0.0, 0)  # the warm-up is per child life, not per report
+    tally.add("a", 0.0, 0)  # the warm-up is per child life, not per report
     assert tally.flush()["a"][LATE_RUNS] == 1
 
 
@@ -110,7 +110,7 @@ def test_fast_tasks_are_measured_on_every_run_at_first_then_on_a_sample():
     for _ in range(ALWAYS_MEASURED + 10 * SAMPLE_EVERY):
         measure = tally.measure("fast")
         measured.append(measure)
-        tally.add("fast", "fast", 0.0001, 0 if measure else None)
+        tally.add("fast", 0.0001, 0 if measure else None)
     assert all(measured[:ALWAYS_MEASURED])
     assert sum(measured[ALWAYS_MEASURED:]) == 10
     row = tally.flush()["fast"]
@@ -122,7 +122,7 @@ def test_slow_tasks_and_unknown_headers_are_always_measured():
     tally = TaskTally()
     for _ in range(ALWAYS_MEASURED + 3 * SAMPLE_EVERY):
         assert tally.measure("slow")
-        tally.add("slow", "slow", SLOW_S * 2, 0)
+        tally.add("slow", SLOW_S * 2, 0)
     assert tally.measure(None) and tally.measure(["not", "a", "name"])
 
 

@@ -29,7 +29,7 @@ def tally_rows(runs: list[tuple[int, int]], name: str = "t") -> dict:
     tally = TaskTally()
     rss = 100_000
     for kept, raised in runs:
-        tally.add(name, name, 0.001, kept, raised)
+        tally.add(name, 0.001, kept, raised)
         rss += kept
     return tally.flush()
 
@@ -252,7 +252,7 @@ def test_a_sampled_fast_leak_is_scaled_up_to_every_run():
     tally = TaskTally()
     for _ in range(400):  # a fast task that keeps 64 KiB a run
         measure = tally.measure("fast")
-        tally.add("fast", "fast", 0.0001, 64 if measure else None)
+        tally.add("fast", 0.0001, 64 if measure else None)
     (task,) = book_of(tally).report()
     assert task.measured_runs < task.runs / 4
     assert task.verdict is Verdict.LEAK
