@@ -250,10 +250,10 @@ def _inspect_memory(broker: Broker, as_json: bool) -> int:
                 "pid": node.pid,
                 "at": node.at,
                 "master_rss_kib": node.master_rss_kib,
-                "children": [orjson.loads(orjson.dumps(child)) for child in node.children],
+                "children": node.children,
                 "exits": node.exits,
-                "recent_exits": [orjson.loads(orjson.dumps(e)) for e in node.recent_exits],
-                "memory": orjson.loads(orjson.dumps(node.memory)),
+                "recent_exits": node.recent_exits,
+                "memory": node.memory,
             }
             for node in live
         ]
