@@ -494,12 +494,9 @@ class Celeriac:
         **options: Any,
     ) -> list[AsyncResult]:
         """Send one task per argument tuple, in one broker round trip."""
-        batch = [
-            self._outgoing(*self.build_message(name, args, None, None, task, route_name, **options))
-            for args in calls
-        ]
-        self.broker.publish(batch)
-        return [AsyncResult(item.envelope.headers["id"], self.backend, name) for item in batch]
+        batch = [self.build_message(name, args, None, None, task, route_name, **options) for args in calls]
+        self.publish_batch(batch)
+        return [AsyncResult(message.id, self.backend, name) for message, _ in batch]
 
     def publish_batch(self, batch: Iterable[tuple[TaskMessage, Route]]) -> None:
         """Publish messages made by :meth:`build_message`, in one broker round trip."""
