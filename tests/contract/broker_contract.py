@@ -225,6 +225,23 @@ class BrokerContract:
             2 + scheduled,
         )
 
+    #: the broker reports how long the oldest ready message has waited
+    reports_oldest_age = False
+
+    def test_queue_lengths_measures_several_queues_in_the_order_asked(self, broker, q):
+        other, empty = q + "-other", q + "-empty"
+        broker.publish([out(q, "a"), out(q, "b"), out(other, "c")])
+        broker.fetch([other], 1, 0, "c")
+        lengths = broker.queue_lengths([other, empty, q])
+        assert [(n.queue, n.ready, n.reserved) for n in lengths] == [(other, 0, 1), (empty, 0, 0), (q, 2, 0)]
+        singles = [broker.queue_length(name) for name in (other, empty, q)]
+        assert [(n.ready, n.scheduled, n.reserved, n.running) for n in lengths] == [
+            (n.ready, n.scheduled, n.reserved, n.running) for n in singles
+        ]
+        if self.reports_oldest_age:
+            assert lengths[0].oldest_age is None and lengths[1].oldest_age is None
+            assert 0 <= lengths[2].oldest_age < 30
+
     def test_purge_drops_waiting_messages_not_leased_ones(self, broker, q):
         broker.publish([out(q, "a"), out(q, "b"), out(q, "c", eta=time.time() + 60)])
         broker.fetch([q], 1, 0, "c")

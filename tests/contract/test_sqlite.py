@@ -18,6 +18,8 @@ from tests.contract.broker_contract import BrokerContract, labels, out
 
 
 class TestSQLiteBroker(BrokerContract):
+    reports_oldest_age = True
+
     @pytest.fixture(autouse=True)
     def _dir(self, tmp_path):
         self.path = tmp_path / "broker.db"

@@ -144,6 +144,9 @@ class QueueLength:
     scheduled: int
     reserved: int
     running: int = 0
+    #: seconds the oldest ready message has waited (from its publish time or due ETA);
+    #: None where the broker cannot tell without taking the message
+    oldest_age: float | None = None
 
     @property
     def total(self) -> int:
@@ -338,6 +341,10 @@ class Broker(abc.ABC):
     @abc.abstractmethod
     def queue_length(self, queue: str) -> QueueLength:
         """Count the messages of ``queue`` (cheap: one round trip)."""
+
+    def queue_lengths(self, queues: Sequence[str]) -> list[QueueLength]:
+        """Count several queues, in the order given (one round trip where the broker allows)."""
+        return [self.queue_length(queue) for queue in queues]
 
     @abc.abstractmethod
     def queue_names(self) -> list[str]:

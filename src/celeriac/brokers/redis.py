@@ -547,6 +547,18 @@ class RedisBroker(Broker):
         )
         return QueueLength(queue, int(ready), int(scheduled), int(reserved), int(running))
 
+    def queue_lengths(self, queues: Sequence[str]) -> list[QueueLength]:
+        script = self._script("LENGTH")
+
+        def measure(client: Any) -> list[Any]:
+            pipe = client.pipeline(transaction=False)
+            for queue in queues:
+                script(args=[self.prefix, queue, *self._keys(queue)], client=pipe)
+            return pipe.execute()
+
+        rows = self.conn.call(f"measuring {len(queues)} queues", measure) if queues else []
+        return [QueueLength(q, *(int(n) for n in row)) for q, row in zip(queues, rows, strict=True)]
+
     def queue_names(self) -> list[str]:
         names = self.conn.call("listing queues", lambda c: c.hkeys(self._k("celeriac.queues")))
         return sorted({n.decode() if isinstance(n, bytes) else n for n in names} | set(self._declared))

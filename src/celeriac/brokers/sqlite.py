@@ -564,22 +564,32 @@ class SQLiteBroker(Broker):
     # -- inspection -------------------------------------------------------------------------
 
     def queue_length(self, queue: str) -> QueueLength:
+        return self.queue_lengths([queue])[0]
+
+    def queue_lengths(self, queues: Sequence[str]) -> list[QueueLength]:
         now = self.now()
-        ready = scheduled = reserved = running = 0
+        # per queue: ready, scheduled, reserved, running, and since when the oldest ready
+        # message waits (publish time, or its ETA once due)
+        counts = {queue: [0, 0, 0, 0, None] for queue in queues}
         for store in self._stores.values():
-            row = store.db.read(
-                "SELECT (SELECT COUNT(*) FROM messages WHERE state=0 AND queue=?), "
-                "(SELECT COUNT(*) FROM messages WHERE state=1 AND queue=? AND eta<=?), "
-                "(SELECT COUNT(*) FROM messages WHERE state=1 AND queue=? AND eta>?), "
-                "(SELECT COUNT(*) FROM messages WHERE state=2 AND queue=?), "
-                "(SELECT COUNT(*) FROM messages WHERE state=3 AND queue=?)",
-                (queue, queue, now, queue, now, queue, queue),
-            )[0]
-            ready += row[0] + row[1]
-            scheduled += row[2]
-            reserved += row[3]
-            running += row[4]
-        return QueueLength(queue, ready, scheduled, reserved, running)
+            for i in range(0, len(queues), 500):
+                chunk = queues[i : i + 500]
+                rows = store.db.read(
+                    "SELECT queue, CASE WHEN state=0 OR (state=1 AND eta<=?) THEN 0 "
+                    "WHEN state=1 THEN 1 ELSE state END AS kind, COUNT(*), "
+                    "MIN(CASE WHEN state=1 THEN eta ELSE published_at END) "
+                    f"FROM messages WHERE queue IN ({placeholders(len(chunk))}) GROUP BY queue, kind",
+                    (now, *chunk),
+                )
+                for queue, kind, count, since in rows:
+                    row = counts[queue]
+                    row[kind] += count
+                    if kind == 0 and (row[4] is None or since < row[4]):
+                        row[4] = since
+        return [
+            QueueLength(queue, r[0], r[1], r[2], r[3], None if r[4] is None else max(0.0, now - r[4]))
+            for queue, r in ((q, counts[q]) for q in queues)
+        ]
 
     def queue_names(self) -> list[str]:
         names = {row[0] for row in self._durable.db.read("SELECT name FROM queues")}

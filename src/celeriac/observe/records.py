@@ -13,6 +13,26 @@ from typing import Any
 
 import orjson
 
+#: Upper bounds (seconds) of the run-time histogram buckets; one more bucket counts the rest.
+RUNTIME_BUCKETS: tuple[float, ...] = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    300.0,
+)
+
 
 class ExitReason(enum.StrEnum):
     """Why a child process ended."""
@@ -44,6 +64,8 @@ class ChildStats:
     uss_kib: int | None = None
     #: the highest RSS the master sampled for this child
     peak_rss_kib: int | None = None
+    #: the child's prefetch window as last reported (messages it may hold)
+    prefetch: int | None = None
 
 
 @dataclass(slots=True)
@@ -94,6 +116,27 @@ class TaskMemory:
     hard_kills: int
     verdict: Verdict
     why: str
+
+
+@dataclass(slots=True)
+class TaskRuns:
+    """Runs of one task name from one queue over a node's life: outcomes and run times."""
+
+    queue: str
+    task: str
+    succeeded: int
+    failed: int
+    retried: int
+    #: rejected, revoked, expired or ignored
+    other: int
+    runtime_sum_s: float
+    #: runs per run-time bucket (:data:`RUNTIME_BUCKETS`, then the rest); not cumulative
+    buckets: list[int]
+
+    @property
+    def finished(self) -> int:
+        """Runs that left the queue, whatever their outcome."""
+        return self.succeeded + self.failed + self.retried + self.other
 
 
 @dataclass(slots=True)
@@ -149,6 +192,8 @@ class WorkerStats:
     #: the master's broker connection pool (networked brokers): in use, waits, timeouts
     broker_pool: dict[str, Any] | None = None
     memory: MemoryReport | None = None
+    #: per queue and task name, over the node's life
+    runs: list[TaskRuns] = field(default_factory=list)
 
     def to_json(self) -> bytes:
         """Encode for the broker's node table."""
@@ -162,6 +207,7 @@ class WorkerStats:
         data["recent_exits"] = [
             ChildExit(**{**e, "reason": ExitReason(e["reason"])}) for e in data.get("recent_exits", [])
         ]
+        data["runs"] = [TaskRuns(**r) for r in data.get("runs", [])]
         if data.get("memory") is not None:
             data["memory"] = MemoryReport.from_dict(data["memory"])
         return cls(**data)

@@ -39,6 +39,7 @@ from celeriac.observe.records import ExitReason
 from celeriac.worker.execute import ACK, REQUEUE, Executor, NotStarted
 from celeriac.worker.memory import MemoryProbe, TaskTally
 from celeriac.worker.prefetch import PrefetchWindow
+from celeriac.worker.runstats import RunCounts
 
 if TYPE_CHECKING:
     from celeriac.app import Celeriac
@@ -51,8 +52,8 @@ logger = logging.getLogger("celeriac.worker")
 FETCH_TIMEOUT_S = 0.25
 SETTLE_AFTER_S = 0.005
 SLOW_TASK_S = 0.001
-#: How often a child sends its per-task memory tally to the master (and when it exits).
-MEMORY_REPORT_S = 1.0
+#: How often a child sends its run counts and memory tally to the master (and when it exits).
+REPORT_S = 1.0
 
 
 def consumer_id(nodename: str, pid: int) -> str:
@@ -86,11 +87,12 @@ class Child:
         self.window = PrefetchWindow(options.prefetch_multiplier)
         self.memory = MemoryProbe()
         self.tally = TaskTally()
+        self.runs = RunCounts()
         #: RSS and peak RSS after the last task, which serve as the next task's "before" unless
         #: the child fetched or settled in between (None: read them afresh)
         self._rss: int | None = None
         self._peak = 0
-        self._next_report = time.monotonic() + MEMORY_REPORT_S
+        self._next_report = time.monotonic() + REPORT_S
         self.stopping = False
         self._signal_mask = signal_mask
         self._held: deque[Delivery] = deque()
@@ -187,6 +189,8 @@ class Child:
         settlement = self.executor.execute(delivery)
         runtime = time.perf_counter() - started
         name = self.executor.last_name
+        if name is not None:
+            self.runs.add(delivery.queue, name, self.executor.last_state, runtime)
         if measure:
             # one reading is this task's "after" and, unless the child settles or fetches
             # first, the next task's "before"
@@ -219,7 +223,7 @@ class Child:
             if os.getppid() != self.master_pid:
                 return ExitReason.ORPHANED, "the master process died; stopping so no task runs unsupervised"
             if time.monotonic() >= self._next_report:
-                self._report_memory()
+                self._report()
             if not self._held:
                 self._batch_done()
                 self._fetch()
@@ -239,11 +243,11 @@ class Child:
                 return reason
         return ExitReason.SHUTDOWN, "warm shutdown"
 
-    def _report_memory(self) -> None:
-        self._next_report = time.monotonic() + MEMORY_REPORT_S
-        rows = self.tally.flush()
-        if rows:
-            self._event(event="memory", tasks=rows)
+    def _report(self) -> None:
+        self._next_report = time.monotonic() + REPORT_S
+        rows, runs = self.tally.flush(), self.runs.flush()
+        if rows or runs:
+            self._event(event="report", tasks=rows, runs=runs, window=self.window.size)
 
     def _hand_back(self) -> None:
         held, self._held = list(self._held), deque()
@@ -294,6 +298,7 @@ class Child:
             task=self.executor.last_name,
             busy_s=self.tally.busy_s,
             tasks=self.tally.flush(),
+            runs=self.runs.flush(),
         )
         return 0
 

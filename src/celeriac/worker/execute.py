@@ -153,6 +153,8 @@ class Executor:
         #: name of the task the last delivery asked for (None if it named no known task; for a
         #: chunk of ``Task.chunks``, its inner task's name and " (chunks)")
         self.last_name: str | None = None
+        #: the result state of the last run (None: the delivery was not run)
+        self.last_state: str | None = None
 
     # -- steps ------------------------------------------------------------------------------
 
@@ -324,7 +326,7 @@ class Executor:
 
     def execute(self, delivery: Delivery) -> Settlement:
         """Handle one delivery; the returned settlement says what is left to do."""
-        self.last_name = None
+        self.last_name = self.last_state = None
         resolved = self._resolve(delivery)
         if isinstance(resolved, InvalidMessage):
             return self.dead_letter(delivery, resolved.reason, resolved.task_id, resolved.task_name)
@@ -347,6 +349,7 @@ class Executor:
                 "Task %s[%s] expired at %s: not run", message.task, message.id, message.expires.isoformat()
             )
             outcome = Outcome(REVOKED, exc=TaskRevokedError(f"expired at {message.expires.isoformat()}"))
+            self.last_state = REVOKED
             self.hooks.after_task(request, outcome)
             return _ACK
         slot = self.slot
@@ -371,6 +374,7 @@ class Executor:
                     slot.abandon()
                 raise NotStarted(str(exc)) from exc
         outcome = self._call(task, request)
+        self.last_state = outcome.state
         if slot is not None:
             slot.finish(outcome.state == FAILURE)
         self._log(request, outcome)

@@ -58,6 +58,7 @@ from celeriac.worker.execute import task_policy
 from celeriac.worker.link import BrokerLink
 from celeriac.worker.memwatch import Life, MemoryWatch, Sample
 from celeriac.worker.prefetch import PrefetchWindow
+from celeriac.worker.runstats import RunTable
 from celeriac.worker.slots import SlotTable, SlotView
 
 if TYPE_CHECKING:
@@ -103,6 +104,8 @@ class ChildProcess:
     killing: tuple[ExitReason, str] | None = None
     process: psutil.Process | None = None
     stats: dict[str, int] = field(default_factory=dict)
+    #: the prefetch window the child last reported
+    prefetch: int | None = None
 
 
 class Master:
@@ -129,6 +132,7 @@ class Master:
         self.recent_exits: list[ChildExit] = []
         self.tasks_done = 0
         self.tasks_failed = 0
+        self.runs = RunTable()
         self.memory = MemoryWatch(
             options.memory_interval,
             options.max_tasks_per_child,
@@ -321,8 +325,11 @@ class Master:
                 logger.warning("child %d sent an unreadable event: %r", child.index, line[:200])
                 continue
             kind = event.get("event")
-            if kind == "memory":
+            if kind == "report":
                 self.memory.book.merge(event.get("tasks") or {})
+                self.runs.merge(event.get("runs") or [])
+                window = event.get("window")
+                child.prefetch = window if isinstance(window, int) else None
             elif kind == "ready":
                 child.ready_at = time.monotonic()
                 self.memory.starts.started(child.ready_at - child.spawned_at)
@@ -336,6 +343,7 @@ class Master:
             elif kind == "exit":
                 child.exit_event = event
                 self.memory.book.merge(event.pop("tasks", None) or {})
+                self.runs.merge(event.pop("runs", None) or [])
 
     # -- exits ------------------------------------------------------------------------------
 
@@ -602,6 +610,7 @@ class Master:
                     rss_kib=sample.rss_kib,
                     uss_kib=sample.uss_kib,
                     peak_rss_kib=sample.peak_rss_kib,
+                    prefetch=child.prefetch,
                 )
             )
         return WorkerStats(
@@ -621,6 +630,7 @@ class Master:
             state=state,
             broker_pool=self._pool_stats(),
             memory=self.memory.report(),
+            runs=self.runs.records(),
         )
 
     def _pool_stats(self) -> dict[str, Any] | None:
