@@ -128,6 +128,55 @@ def _mapping(name: str, value: Any) -> dict[str, Any]:
     raise _fail(name, value, "a dict")
 
 
+#: What ``monitor_thresholds`` may watch per queue, and the unit of each.
+THRESHOLD_KINDS = {"length": "messages", "oldest_age": "seconds", "wait": "seconds"}
+
+
+def _thresholds(name: str, value: Any) -> dict[str, dict[str, tuple[float, float | None]]]:
+    """``{queue or "*": {kind: warning or [warning, critical]}}`` to ``{queue: {kind: (w, c)}}``."""
+    example = "{'*': {'length': [1000, 10000], 'oldest_age': 300}, 'emails': {'wait': [60, 600]}}"
+    if not isinstance(value, Mapping):
+        raise _fail(name, value, f"a dict of queue name (or '*') to limits, such as {example}")
+    out: dict[str, dict[str, tuple[float, float | None]]] = {}
+    for queue, limits in value.items():
+        if not isinstance(queue, str) or not isinstance(limits, Mapping):
+            raise _fail(name, value, f"queue names (or '*') mapping to dicts of limits, such as {example}")
+        out[queue] = {}
+        for kind, limit in limits.items():
+            if kind not in THRESHOLD_KINDS:
+                raise ConfigurationError(
+                    f"setting {name}[{queue!r}] has unknown limit {kind!r}{did_you_mean(kind, THRESHOLD_KINDS)}: "
+                    f"use {', '.join(THRESHOLD_KINDS)}"
+                )
+            pair = list(limit) if isinstance(limit, list | tuple) else [limit, None]
+            numbers = [v for v in pair if v is not None]
+            if (
+                len(pair) != 2
+                or pair[0] is None
+                or any(isinstance(v, bool) or not isinstance(v, int | float) or v < 0 for v in numbers)
+                or (pair[1] is not None and pair[1] < pair[0])
+            ):
+                raise _fail(
+                    f"{name}[{queue!r}][{kind!r}]",
+                    limit,
+                    f"a warning level or [warning, critical] in {THRESHOLD_KINDS[kind]}, numbers >= 0, "
+                    "critical not below warning",
+                )
+            out[queue][kind] = (float(pair[0]), None if pair[1] is None else float(pair[1]))
+    return out
+
+
+def _bind(name: str, value: Any) -> str:
+    host, _, port = value.rpartition(":") if isinstance(value, str) else ("", "", "")
+    if not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise _fail(name, value, "HOST:PORT, such as '127.0.0.1:5555' (port 0: any free port)")
+    return value
+
+
+def _optional_str(name: str, value: Any) -> str | None:
+    return None if value is None else _str(name, value)
+
+
 _POLICY_KEYS = ("max_retries", "interval_start", "interval_step", "interval_max")
 
 
@@ -302,6 +351,17 @@ SETTINGS: tuple[Setting, ...] = (
     _S("worker_proc_alive_timeout", 10.0, "float", "seconds", "How long a new child may take to start before it is killed and replaced.", _seconds(), "default differs: Celery uses 4.0"),
     _S("worker_stats_interval", 2.0, "float", "seconds", "How often the master publishes its heartbeat with per-child statistics.", _seconds(), "celeriac"),
     _S("worker_log_format", "[%(asctime)s: %(levelname)s/%(processName)s] %(message)s", "str", "", "Log line format of the worker.", _str),
+    _S("monitor_interval", 5.0, "float", "seconds", "How often `celeriac monitor` samples every queue and reads the workers' heartbeats.", _seconds(), "celeriac"),
+    _S("monitor_queues", (), "list of str", "", "Queues to watch besides those the broker lists and `task_queues`: the queues of a plain Celery deployment, for example.", _str_list, "celeriac"),
+    _S("monitor_history_path", "celeriac-monitor.db", "str", "path", "The monitor's history (SQLite): every sample for 6 hours, one per minute for 7 days, one per hour for `monitor_history_days`.", _str, "celeriac"),
+    _S("monitor_history_days", 30, "int", "days", "How long the monitor keeps its hourly history.", _int_at_least(1, "days"), "celeriac"),
+    _S("monitor_thresholds", {}, "dict", "per queue", "Alert levels per queue (`'*'`: every queue): `length` (messages), `oldest_age` and `wait` (seconds), each a warning level or `[warning, critical]`. Munin's warning/critical come from here too.", _thresholds, "celeriac"),
+    _S("monitor_overload_after", 60.0, "float", "seconds", "How long a queue must keep growing, with arrivals above service, before the overload alert fires; also the window rates are measured over.", _seconds(), "celeriac"),
+    _S("monitor_alert_repeat", 900.0, "float", "seconds", "An alert still active is sent again at most this often.", _seconds(), "celeriac"),
+    _S("monitor_webhook_url", None, "str", "URL", "Alerts are POSTed here as JSON (fired, repeated, cleared).", _optional_url, "celeriac"),
+    _S("monitor_alert_command", None, "str", "command", "Alerts are piped as JSON to this command's stdin (run without a shell; CELERIAC_ALERT_* variables set).", _optional_str, "celeriac"),
+    _S("monitor_web_bind", "127.0.0.1:5555", "str", "HOST:PORT", "Where `celeriac monitor --web` serves the dashboard and /metrics. Any address but loopback needs `monitor_web_token`.", _bind, "celeriac"),
+    _S("monitor_web_token", None, "str", "", "Token the dashboard and /metrics require (`Authorization: Bearer <token>` or `?token=`); required to bind beyond loopback.", _optional_str, "celeriac"),
     _S("include", (), "list of str", "", "Modules the worker imports at start (where tasks are defined).", _str_list),
     _S("imports", (), "list of str", "", "Same as `include`.", _str_list),
 )
@@ -443,6 +503,17 @@ class Settings:
     worker_proc_alive_timeout: float
     worker_stats_interval: float
     worker_log_format: str
+    monitor_interval: float
+    monitor_queues: tuple[str, ...]
+    monitor_history_path: str
+    monitor_history_days: int
+    monitor_thresholds: dict[str, dict[str, tuple[float, float | None]]]
+    monitor_overload_after: float
+    monitor_alert_repeat: float
+    monitor_webhook_url: str | None
+    monitor_alert_command: str | None
+    monitor_web_bind: str
+    monitor_web_token: str | None
     include: tuple[str, ...]
     imports: tuple[str, ...]
 

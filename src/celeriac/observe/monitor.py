@@ -1,0 +1,544 @@
+"""The monitor: samples every queue and every worker's heartbeat, keeps history, raises alerts.
+
+Per queue it measures, over the last ``monitor_overload_after`` seconds:
+
+* **service rate** μ: runs from the queue that finished, per second, from the run
+  counts workers publish in their heartbeats;
+* **arrival rate** λ = μ + the queue's growth per second (what arrived either
+  left or is still there);
+* mean run time *S*, **utilisation** λ·S / processes consuming the queue, the
+  **time to drain** the backlog L / (μ - λ), and the expected **wait** of a
+  message arriving now;
+* **overload**: the queue grew through the whole window, in each half of it,
+  with λ > μ. The alert says by how much, how many more worker processes would
+  hold the queue — ⌈(λ - μ)·S⌉ — and how long the backlog takes to drain with
+  them. It clears once the queue shrinks again.
+
+Queues whose workers publish no run counts (a plain Celery deployment) get
+lengths, growth and the overload alert from growth alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from celeriac.brokers.base import QueueLength
+from celeriac.errors import BrokerError
+from celeriac.observe.alerts import AlertBook, Condition, Outbox, Sink, command_sink, webhook_sink
+from celeriac.observe.history import History, NodePoint, QueuePoint
+from celeriac.observe.records import RUNTIME_BUCKETS, WorkerStats
+
+if TYPE_CHECKING:
+    from celeriac.app import Celeriac
+
+logger = logging.getLogger("celeriac.monitor")
+
+#: how often the list of queues is read again from the broker
+DISCOVER_EVERY_S = 30.0
+#: how much recent history the monitor keeps in memory (rates, age estimates)
+TRACK_S = 3600.0
+#: overload needs the backlog to grow by at least this many messages over the window
+MIN_GROWTH = 5
+_THRESHOLD_LABEL = {"length": "messages waiting", "oldest_age": "oldest message age", "wait": "expected wait"}
+
+
+def quantile(buckets: Sequence[int], q: float) -> float | None:
+    """The ``q`` quantile of a run-time histogram (linear within a bucket, like Prometheus)."""
+    total = sum(buckets)
+    if total <= 0:
+        return None
+    target = q * total
+    seen = 0
+    lower = 0.0
+    for count, upper in zip(buckets, (*RUNTIME_BUCKETS, math.inf), strict=True):
+        if count and seen + count >= target:
+            if upper == math.inf:
+                return lower
+            return lower + (upper - lower) * (target - seen) / count
+        seen += count
+        lower = upper
+    return lower
+
+
+@dataclass(slots=True)
+class Tick:
+    """One sample of a queue, kept in memory for rates and age estimates."""
+
+    t: float
+    length: QueueLength
+    finished: int | None
+    failed: int | None
+    busy_s: float | None
+    buckets: list[int] | None
+
+    @property
+    def total(self) -> int:
+        return self.length.total
+
+    @property
+    def arrived(self) -> int | None:
+        return None if self.finished is None else self.finished + self.length.total
+
+
+@dataclass(slots=True)
+class QueueView:
+    """What the monitor knows about one queue now."""
+
+    name: str
+    ready: int
+    scheduled: int
+    reserved: int
+    running: int
+    length: int
+    oldest_age: float | None = None
+    #: True when the age comes from the monitor's history rather than from the broker
+    oldest_age_estimated: bool = False
+    window_s: float = 0.0
+    arrival_rate: float | None = None
+    service_rate: float | None = None
+    growth_rate: float | None = None
+    mean_runtime_s: float | None = None
+    utilisation: float | None = None
+    drain_s: float | None = None
+    wait_s: float | None = None
+    overloaded: bool = False
+    extra_processes: int | None = None
+    drain_with_extra_s: float | None = None
+    processes: int = 0
+    consumers: list[str] = field(default_factory=list)
+    finished: int | None = None
+    failed: int | None = None
+    p50: float | None = None
+    p95: float | None = None
+    p99: float | None = None
+
+
+@dataclass(slots=True)
+class MonitorState:
+    """Everything the dashboard, /metrics and ``celeriac top`` show, from one sample."""
+
+    at: float
+    broker: str
+    interval: float
+    queues: list[QueueView]
+    nodes: list[WorkerStats]
+    alerts: list[dict[str, Any]]
+    #: per (queue, task): [succeeded, failed, retried, other, seconds, *buckets], cumulative
+    tasks: dict[tuple[str, str], list[Any]]
+    sample_s: float = 0.0
+    error: str | None = None
+
+
+class Totals:
+    """Counters that only go up, added from the differences between heartbeats.
+
+    A worker seen at the monitor's first sample is a baseline: what it ran
+    before is not counted again. A worker that starts later counts from zero.
+    A node that restarts is a new worker (its pid and start time change).
+    """
+
+    def __init__(self) -> None:
+        self.tasks: dict[tuple[str, str], list[Any]] = {}
+        self._last: dict[tuple[str, int, float], dict[tuple[str, str], list[Any]]] = {}
+        self._samples = 0
+
+    def add(self, nodes: Iterable[WorkerStats]) -> None:
+        for node in nodes:
+            ident = (node.node, node.pid, node.started_at)
+            current = {
+                (r.queue, r.task): [r.succeeded, r.failed, r.retried, r.other, r.runtime_sum_s, *r.buckets]
+                for r in node.runs
+            }
+            previous = self._last.get(ident)
+            if previous is None and self._samples == 0:
+                previous = current  # a baseline: counted before the monitor started
+            self._last[ident] = current
+            for key, row in current.items():
+                before = (previous or {}).get(key)
+                total = self.tasks.setdefault(key, [0] * len(row))
+                for i, value in enumerate(row):
+                    total[i] += value - before[i] if before is not None else value
+        self._samples += 1
+
+    def per_queue(self) -> dict[str, tuple[int, int, float, list[int]]]:
+        """Per queue: finished, failed, seconds, buckets."""
+        out: dict[str, tuple[int, int, float, list[int]]] = {}
+        for (queue, _task), row in self.tasks.items():
+            finished, failed, busy, buckets = out.get(queue, (0, 0, 0.0, [0] * (len(row) - 5)))
+            out[queue] = (
+                finished + row[0] + row[1] + row[2] + row[3],
+                failed + row[1],
+                busy + row[4],
+                [a + b for a, b in zip(buckets, row[5:], strict=True)],
+            )
+        return out
+
+
+class Monitor:
+    """Samples a broker's queues and heartbeats; one :meth:`sample` per ``interval``."""
+
+    def __init__(
+        self,
+        app: Celeriac,
+        history: History,
+        queues: Sequence[str] = (),
+        interval: float | None = None,
+        sinks: dict[str, Sink] | None = None,
+    ) -> None:
+        conf = app.conf
+        self.app = app
+        self.broker = app.broker
+        self.history = history
+        self.interval = interval if interval is not None else conf.monitor_interval
+        self.window_s = conf.monitor_overload_after
+        self.thresholds = conf.monitor_thresholds
+        if sinks is None:
+            sinks = {}
+            if conf.monitor_webhook_url:
+                sinks["webhook"] = webhook_sink(conf.monitor_webhook_url)
+            if conf.monitor_alert_command:
+                sinks["command"] = command_sink(conf.monitor_alert_command)
+        self.outbox = Outbox(sinks)
+        self.alerts = AlertBook(
+            conf.monitor_alert_repeat,
+            self.outbox,
+            on_fire=lambda a: history.alert_fired(
+                a.condition.key,
+                a.condition.queue,
+                a.condition.kind,
+                a.condition.level,
+                a.since,
+                a.condition.message,
+            ),
+            on_clear=lambda a, at: history.alert_cleared(a.condition.key, at),
+        )
+        self.extra_queues = list(dict.fromkeys([*queues, *conf.monitor_queues, *self._configured_queues()]))
+        self.totals = Totals()
+        self.tracks: dict[str, deque[Tick]] = {}
+        self.overloaded: set[str] = set()
+        self._offsets = {
+            q: (p.finished or 0, p.failed or 0, p.busy_s or 0.0) for q, p in history.latest().items()
+        }
+        self._queues: list[str] = []
+        self._discovered_at = -math.inf
+        self.state = MonitorState(time.time(), self.broker.location, self.interval, [], [], [], {})
+        self.samples = 0
+        self.cpu_s = 0.0
+        self._lock = threading.Lock()
+
+    def _configured_queues(self) -> list[str]:
+        configured = self.app.conf.task_queues or ()
+        return [self.app.conf.task_default_queue, *(q.name for q in configured)]
+
+    def queue_names(self, now: float) -> list[str]:
+        """Queues to sample: the broker's, the app's and those named on the command line."""
+        if now - self._discovered_at >= DISCOVER_EVERY_S:
+            self._discovered_at = now
+            listed = [q for q in self.broker.queue_names() if not q.startswith("celeriac.")]
+            self._queues = sorted(set(listed) | set(self.extra_queues))
+        return self._queues
+
+    # -- sampling ---------------------------------------------------------------------------
+
+    def sample(self) -> MonitorState:
+        """Read the broker once, store the sample, update rates and alerts."""
+        started, cpu = time.perf_counter(), time.process_time()
+        now = time.time()
+        try:
+            lengths = self.broker.queue_lengths(self.queue_names(now))
+            nodes = self._nodes()
+        except BrokerError as exc:
+            logger.error("cannot sample the broker %s: %s", self.broker.location, exc)
+            with self._lock:
+                self.state.error = str(exc)
+            return self.state
+        self.totals.add(nodes)
+        live = [n for n in nodes if n.state == "running"]
+        per_queue = self.totals.per_queue()
+        views, points = [], []
+        for length in lengths:
+            tick = self._tick(now, length, per_queue.get(length.queue))
+            view = self._view(length.queue, tick, live)
+            views.append(view)
+            points.append(self._point(tick, view))
+        node_points = [
+            NodePoint(
+                now,
+                n.node,
+                len(n.children),
+                n.master_rss_kib,
+                sum(c.rss_kib or 0 for c in n.children) if n.children else None,
+            )
+            for n in live
+        ]
+        self.history.add(points, node_points)
+        conditions = [c for view in views for c in self._conditions(view)]
+        self.alerts.update(conditions, now)
+        self.samples += 1
+        self.cpu_s += time.process_time() - cpu
+        state = MonitorState(
+            at=now,
+            broker=self.broker.location,
+            interval=self.interval,
+            queues=views,
+            nodes=nodes,
+            alerts=[a.as_dict() for a in self.alerts.active.values()],
+            tasks={k: list(v) for k, v in self.totals.tasks.items()},
+            sample_s=time.perf_counter() - started,
+        )
+        with self._lock:
+            self.state = state
+        return state
+
+    def current(self) -> MonitorState:
+        """The last sample's state (safe from any thread)."""
+        with self._lock:
+            return self.state
+
+    def _nodes(self) -> list[WorkerStats]:
+        nodes = []
+        for entry in self.broker.node_stats():
+            try:
+                nodes.append(WorkerStats.from_json(entry.payload))
+            except (ValueError, TypeError, KeyError) as exc:
+                logger.warning("skipping the unreadable heartbeat of %s: %s", entry.node, exc)
+        return nodes
+
+    def _tick(
+        self, now: float, length: QueueLength, counts: tuple[int, int, float, list[int]] | None
+    ) -> Tick:
+        track = self.tracks.setdefault(length.queue, deque())
+        offset = self._offsets.get(length.queue)
+        if counts is None and offset is None:
+            tick = Tick(now, length, None, None, None, None)
+        else:
+            finished, failed, busy, buckets = counts or (0, 0, 0.0, [0] * (len(RUNTIME_BUCKETS) + 1))
+            base = offset or (0, 0, 0.0)
+            tick = Tick(now, length, finished + base[0], failed + base[1], busy + base[2], buckets)
+        track.append(tick)
+        while track and track[0].t < now - TRACK_S:
+            track.popleft()
+        return tick
+
+    @staticmethod
+    def _point(tick: Tick, view: QueueView) -> QueuePoint:
+        length = tick.length
+        return QueuePoint(
+            tick.t,
+            length.queue,
+            length.ready,
+            length.scheduled,
+            length.reserved,
+            length.running,
+            view.oldest_age,
+            tick.finished,
+            tick.failed,
+            tick.busy_s,
+            tick.arrived,
+            view.p50,
+            view.p95,
+            view.p99,
+        )
+
+    # -- analysis ---------------------------------------------------------------------------
+
+    def _window_start(self, track: deque[Tick], now: float) -> Tick:
+        for tick in track:
+            if tick.t >= now - self.window_s - self.interval / 2:
+                return tick
+        return track[-1]
+
+    def _view(self, name: str, tick: Tick, live: list[WorkerStats]) -> QueueView:
+        length = tick.length
+        consumers = [n for n in live if name in n.queues]
+        view = QueueView(
+            name,
+            length.ready,
+            length.scheduled,
+            length.reserved,
+            length.running,
+            length.total,
+            oldest_age=length.oldest_age,
+            processes=sum(n.concurrency for n in consumers),
+            consumers=[n.node for n in consumers],
+            finished=tick.finished,
+            failed=tick.failed,
+        )
+        track = self.tracks[name]
+        start = self._window_start(track, tick.t)
+        span = tick.t - start.t
+        if view.oldest_age is None and length.ready:
+            view.oldest_age = self._estimate_age(track, tick)
+            view.oldest_age_estimated = view.oldest_age is not None
+        if span <= 0:
+            return view
+        view.window_s = span
+        view.growth_rate = (tick.total - start.total) / span
+        if tick.finished is not None and start.finished is not None and tick.busy_s is not None:
+            done = tick.finished - start.finished
+            view.service_rate = done / span
+            view.arrival_rate = max(0.0, view.service_rate + view.growth_rate)
+            if done > 0:
+                view.mean_runtime_s = (tick.busy_s - (start.busy_s or 0.0)) / done
+            if tick.buckets is not None and start.buckets is not None:
+                window = [a - b for a, b in zip(tick.buckets, start.buckets, strict=True)]
+                view.p50, view.p95, view.p99 = (quantile(window, q) for q in (0.5, 0.95, 0.99))
+        self._rates(view, track, start, tick)
+        return view
+
+    def _rates(self, view: QueueView, track: deque[Tick], start: Tick, tick: Tick) -> None:
+        mu, lam, runtime = view.service_rate, view.arrival_rate, view.mean_runtime_s
+        if runtime and view.processes and lam is not None:
+            view.utilisation = lam * runtime / view.processes
+        if mu is not None and lam is not None:
+            if view.length == 0:
+                view.drain_s = 0.0
+            elif mu > lam:
+                view.drain_s = view.length / (mu - lam)
+            if mu > 0:
+                view.wait_s = (view.ready + view.reserved) / mu
+        middle = min(track, key=lambda t: abs(t.t - (start.t + tick.t) / 2))
+        full = tick.t - start.t >= self.window_s * 0.9
+        growing = (
+            full
+            and start.total < middle.total < tick.total
+            and tick.total - start.total >= MIN_GROWTH
+            and (lam is None or mu is None or lam > mu)
+        )
+        if view.name in self.overloaded:
+            # clears once the queue shrinks over the last half window (or is empty)
+            if tick.total < middle.total or tick.total == 0:
+                self.overloaded.discard(view.name)
+        elif growing:
+            self.overloaded.add(view.name)
+        view.overloaded = view.name in self.overloaded
+        if view.overloaded and runtime and mu is not None and lam is not None:
+            view.extra_processes = max(1, math.ceil((lam - mu) * runtime))
+            capacity = mu + view.extra_processes / runtime
+            if capacity > lam:
+                view.drain_with_extra_s = view.length / (capacity - lam)
+
+    @staticmethod
+    def _estimate_age(track: deque[Tick], tick: Tick) -> float | None:
+        """How long the oldest ready message waited, assuming first in, first out.
+
+        It is message number finished + reserved + running + 1; it arrived at
+        the first sample whose arrivals (finished + length) reached that number.
+        """
+        if tick.finished is None:
+            return None
+        number = tick.finished + tick.length.reserved + tick.length.running + 1
+        for past in track:
+            if past.arrived is not None and past.arrived >= number:
+                return tick.t - past.t
+        return None
+
+    # -- alerts -----------------------------------------------------------------------------
+
+    def _limits(self, queue: str) -> dict[str, tuple[float, float | None]]:
+        return {**self.thresholds.get("*", {}), **self.thresholds.get(queue, {})}
+
+    def _conditions(self, view: QueueView) -> list[Condition]:
+        out = []
+        values = {"length": view.length, "oldest_age": view.oldest_age, "wait": view.wait_s}
+        for kind, (warning, critical) in self._limits(view.name).items():
+            value = values[kind]
+            if value is None or value < warning:
+                continue
+            level, limit = (
+                ("critical", critical) if critical is not None and value >= critical else ("warning", warning)
+            )
+            unit = "" if kind == "length" else " s"
+            out.append(
+                Condition(
+                    f"{kind}:{view.name}",
+                    kind,
+                    level,
+                    view.name,
+                    f"queue {view.name!r}: {_THRESHOLD_LABEL[kind]} {value:.0f}{unit} >= {level} level "
+                    f"{limit:.0f}{unit} (monitor_thresholds)",
+                    {"value": value, "limit": limit},
+                )
+            )
+        if view.overloaded:
+            out.append(
+                Condition(
+                    f"overload:{view.name}",
+                    "overload",
+                    "critical",
+                    view.name,
+                    overload_message(view),
+                    _detail(view),
+                )
+            )
+        return out
+
+    # -- running ----------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event, on_sample: Any = None) -> None:
+        """Sample every ``interval`` until ``stop`` is set."""
+        next_at = time.monotonic()
+        while not stop.is_set():
+            state = self.sample()
+            if on_sample is not None:
+                on_sample(state)
+            next_at += self.interval
+            delay = next_at - time.monotonic()
+            if delay < 0:
+                next_at = time.monotonic()  # fell behind: do not try to catch up
+                delay = 0
+            stop.wait(delay)
+
+    def close(self) -> None:
+        self.outbox.close()
+        self.history.close()
+
+
+def _detail(view: QueueView) -> dict[str, Any]:
+    names = ("length", "arrival_rate", "service_rate", "growth_rate", "mean_runtime_s", "processes")
+    return {
+        **{name: getattr(view, name) for name in names},
+        "extra_processes": view.extra_processes,
+        "drain_with_extra_s": view.drain_with_extra_s,
+        "window_s": view.window_s,
+    }
+
+
+def duration(seconds: float | None) -> str:
+    """``42 s``, ``3.5 min``, ``2.1 h``, or ``-`` for None."""
+    if seconds is None:
+        return "-"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def overload_message(view: QueueView) -> str:
+    """The overload alert's sentence, with its figures."""
+    grows = f"{(view.growth_rate or 0) * 60:.0f}/min"
+    head = (
+        f"queue {view.name!r} is overloaded: {view.length} waiting, growing {grows} for {view.window_s:.0f} s"
+    )
+    if view.arrival_rate is None or view.service_rate is None:
+        return head + " (its workers publish no run counts, so arrival and service rates are unknown)"
+    text = (
+        f"{head}; arrivals {view.arrival_rate:.1f}/s > service {view.service_rate:.1f}/s, "
+        "so it will not drain at this rate"
+    )
+    if view.extra_processes is not None and view.mean_runtime_s:
+        text += (
+            f"; {view.extra_processes} more worker process(es) (mean run time "
+            f"{view.mean_runtime_s * 1000:.0f} ms) would hold it"
+        )
+        if view.drain_with_extra_s is not None:
+            text += f" and drain the backlog in about {duration(view.drain_with_extra_s)}"
+    return text
