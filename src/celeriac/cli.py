@@ -404,6 +404,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--json", action="store_true", help="print JSON")
         p.set_defaults(func=cmd_inspect)
 
+    from celeriac.cli_monitor import add_monitor_commands
+
+    add_monitor_commands(command, _queues, LOG_LEVELS)
+
     dead = command("deadletters", "List, requeue or delete messages the workers could not run.")
     dead.add_argument("action", choices=("list", "requeue", "purge"), nargs="?", default="list")
     dead.add_argument("--queue", help="only this queue (list)")

@@ -25,7 +25,7 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -191,8 +191,10 @@ class Monitor:
         queues: Sequence[str] = (),
         interval: float | None = None,
         sinks: dict[str, Sink] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         conf = app.conf
+        self.clock = clock
         self.app = app
         self.broker = app.broker
         self.history = history
@@ -250,7 +252,7 @@ class Monitor:
     def sample(self) -> MonitorState:
         """Read the broker once, store the sample, update rates and alerts."""
         started, cpu = time.perf_counter(), time.process_time()
-        now = time.time()
+        now = self.clock()
         try:
             lengths = self.broker.queue_lengths(self.queue_names(now))
             nodes = self._nodes()
@@ -381,14 +383,18 @@ class Monitor:
             return view
         view.window_s = span
         view.growth_rate = (tick.total - start.total) / span
-        if tick.finished is not None and start.finished is not None and tick.busy_s is not None:
-            done = tick.finished - start.finished
-            view.service_rate = done / span
-            view.arrival_rate = max(0.0, view.service_rate + view.growth_rate)
+        # rates from the first sample in the window with run counts (workers report late)
+        counted = next((t for t in track if t.t >= start.t and t.finished is not None), None)
+        counted_span = tick.t - counted.t if counted is not None else 0.0
+        if counted is not None and counted_span >= 2 * self.interval and tick.finished is not None:
+            done = tick.finished - (counted.finished or 0)
+            view.service_rate = done / counted_span
+            growth = (tick.total - counted.total) / counted_span
+            view.arrival_rate = max(0.0, view.service_rate + growth)
             if done > 0:
-                view.mean_runtime_s = (tick.busy_s - (start.busy_s or 0.0)) / done
-            if tick.buckets is not None and start.buckets is not None:
-                window = [a - b for a, b in zip(tick.buckets, start.buckets, strict=True)]
+                view.mean_runtime_s = ((tick.busy_s or 0.0) - (counted.busy_s or 0.0)) / done
+            if tick.buckets is not None and counted.buckets is not None:
+                window = [a - b for a, b in zip(tick.buckets, counted.buckets, strict=True)]
                 view.p50, view.p95, view.p99 = (quantile(window, q) for q in (0.5, 0.95, 0.99))
         self._rates(view, track, start, tick)
         return view
@@ -429,15 +435,23 @@ class Monitor:
     def _estimate_age(track: deque[Tick], tick: Tick) -> float | None:
         """How long the oldest ready message waited, assuming first in, first out.
 
-        It is message number finished + reserved + running + 1; it arrived at
-        the first sample whose arrivals (finished + length) reached that number.
+        It is message number finished + reserved + running + 1; it arrived
+        between the last sample whose arrivals (finished + length) fell short of
+        that number and the first that reached it.
         """
         if tick.finished is None:
             return None
         number = tick.finished + tick.length.reserved + tick.length.running + 1
+        before: Tick | None = None
         for past in track:
-            if past.arrived is not None and past.arrived >= number:
-                return tick.t - past.t
+            arrived = past.arrived
+            if arrived is not None and arrived >= number:
+                if before is None or before.arrived is None or arrived <= before.arrived:
+                    return tick.t - past.t
+                # arrivals spread evenly between the two samples
+                share = (number - before.arrived) / (arrived - before.arrived)
+                return tick.t - (before.t + (past.t - before.t) * share)
+            before = past
         return None
 
     # -- alerts -----------------------------------------------------------------------------

@@ -1,0 +1,188 @@
+"""``celeriac monitor`` and ``celeriac top``: the command-line side of :mod:`celeriac.observe.monitor`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any
+
+import orjson
+
+from celeriac.errors import ConfigurationError
+from celeriac.observe.history import History
+from celeriac.observe.monitor import Monitor, MonitorState
+from celeriac.observe.top import frame
+
+logger = logging.getLogger("celeriac.monitor")
+
+#: how often the monitor logs a one-line summary (at info level)
+SUMMARY_EVERY_S = 60.0
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a number of seconds > 0, e.g. 5")
+    return value
+
+
+def add_monitor_commands(command: Callable[..., argparse.ArgumentParser], queues: Any, levels: Any) -> None:
+    """Register ``monitor`` and ``top`` with the main parser (``command`` makes a subparser)."""
+    mon = command(
+        "monitor",
+        "Watch every queue and worker: history, arrival and service rates, overload and threshold "
+        "alerts (log, webhook, command); --web serves a live dashboard and Prometheus /metrics.",
+    )
+    mon.add_argument(
+        "-Q", "--queues", type=queues, help="also watch these queues (e.g. a Celery deployment's)"
+    )
+    mon.add_argument("--interval", type=_seconds, help="seconds between samples (default monitor_interval)")
+    mon.add_argument("--history", metavar="PATH", help="history file (default monitor_history_path)")
+    mon.add_argument("--web", action="store_true", help="serve the dashboard and /metrics")
+    mon.add_argument("--bind", metavar="HOST:PORT", help="where --web listens (default monitor_web_bind)")
+    mon.add_argument("--token", help="token the dashboard requires (default monitor_web_token)")
+    mon.add_argument("--once", action="store_true", help="take one sample, print it and exit")
+    mon.add_argument("--json", action="store_true", help="with --once: print JSON")
+    mon.add_argument(
+        "-l", "--loglevel", default="info", type=str.lower, choices=levels, help="log level (default info)"
+    )
+    mon.add_argument("--logfile", help="log to this file instead of stderr")
+    mon.set_defaults(func=cmd_monitor)
+
+    top = command("top", "A live terminal view of queues (lengths, rates, time to drain) and workers.")
+    top.add_argument("-Q", "--queues", type=queues, help="also watch these queues")
+    top.add_argument("--interval", type=_seconds, default=2.0, help="seconds between updates (default 2)")
+    top.add_argument(
+        "-n", "--iterations", type=int, default=0, help="stop after N updates (default: until Ctrl-C)"
+    )
+    top.set_defaults(func=cmd_top)
+
+
+def _apply_overrides(app: Any, args: argparse.Namespace) -> None:
+    for setting, value in (
+        ("monitor_history_path", args.history),
+        ("monitor_web_bind", args.bind),
+        ("monitor_web_token", args.token),
+    ):
+        if value is not None:
+            app.conf[setting] = value
+
+
+def _stop_on_signals(stop: threading.Event) -> None:
+    def handler(signum: int, frame: Any) -> None:
+        logger.info("stopping (%s)", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
+def state_json(state: MonitorState) -> bytes:
+    """A sample as JSON (``monitor --once --json``)."""
+    data = asdict(state)
+    data["tasks"] = [{"queue": q, "task": t, "counts": row} for (q, t), row in state.tasks.items()]
+    return orjson.dumps(data, option=orjson.OPT_INDENT_2)
+
+
+def cmd_monitor(args: argparse.Namespace) -> int:
+    from celeriac.cli import load_app, setup_logging
+
+    app = load_app(args.app)
+    setup_logging(args.loglevel, "[%(asctime)s: %(levelname)s/monitor] %(message)s", args.logfile)
+    _apply_overrides(app, args)
+    conf = app.conf
+    if args.json and not args.once:
+        raise ConfigurationError("--json needs --once (the running monitor logs; --web serves JSON)")
+    history = History(":memory:" if args.once else conf.monitor_history_path, conf.monitor_history_days)
+    monitor = Monitor(app, history, queues=args.queues or (), interval=args.interval)
+    if args.once:
+        try:
+            state = monitor.sample()
+        finally:
+            monitor.close()
+        sys.stdout.write(state_json(state).decode() + "\n" if args.json else frame(state) + "\n")
+        return 1 if state.error else 0
+    web = None
+    if args.web:
+        from celeriac.observe.web import WebServer
+
+        web = WebServer(monitor, conf.monitor_web_bind, conf.monitor_web_token)
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    try:
+        if web is not None:
+            web.start()
+        _banner(monitor, web.url if web is not None else None)
+        last_summary = [time.monotonic()]
+
+        def on_sample(state: MonitorState) -> None:
+            if time.monotonic() - last_summary[0] >= SUMMARY_EVERY_S:
+                last_summary[0] = time.monotonic()
+                logger.info("%s", summary(state))
+
+        monitor.run(stop, on_sample)
+    finally:
+        if web is not None:
+            web.stop()
+        monitor.close()
+    return 0
+
+
+def _banner(monitor: Monitor, url: str | None) -> None:
+    conf = monitor.app.conf
+    sinks = ", ".join(["log", *monitor.outbox.sinks]) or "log"
+    logger.info(
+        "monitoring %s every %g s; history %s; alerts to %s; overload after %g s",
+        monitor.broker.location,
+        monitor.interval,
+        monitor.history.path,
+        sinks,
+        conf.monitor_overload_after,
+    )
+    if url is not None:
+        logger.info("dashboard: %s  metrics: %s/metrics", url, url.rstrip("/"))
+
+
+def summary(state: MonitorState) -> str:
+    """One log line: queues, waiting, throughput, alerts."""
+    waiting = sum(q.length for q in state.queues)
+    out = sum(q.service_rate or 0.0 for q in state.queues)
+    workers = sum(1 for n in state.nodes if n.state == "running")
+    return (
+        f"{len(state.queues)} queues, {waiting} messages waiting, {out:.1f} tasks/s finished, "
+        f"{workers} workers, {len(state.alerts)} active alerts"
+    )
+
+
+def cmd_top(args: argparse.Namespace) -> int:
+    from celeriac.cli import load_app
+
+    app = load_app(args.app)
+    logging.basicConfig(level=logging.CRITICAL)  # alerts show in the frame, not as log lines
+    monitor = Monitor(app, History(":memory:"), queues=args.queues or (), interval=args.interval, sinks={})
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    tty = sys.stdout.isatty()
+    shown = [0]
+
+    def show(state: MonitorState) -> None:
+        sys.stdout.write(("\x1b[H\x1b[2J" if tty else "") + frame(state) + "\n" + ("" if tty else "\n"))
+        sys.stdout.flush()
+        shown[0] += 1
+        if args.iterations and shown[0] >= args.iterations:
+            stop.set()
+
+    try:
+        monitor.run(stop, show)
+    finally:
+        monitor.close()
+    return 0

@@ -1,0 +1,362 @@
+"""The monitor's arithmetic and bookkeeping, on the in-memory broker with a controlled clock:
+rates from heartbeats, overload and its clearing, thresholds, alerts and their sinks, history tiers,
+Prometheus output, and the monitor and top commands."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from bisect import bisect_left
+from pathlib import Path
+
+import orjson
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from celeriac import Celeriac
+from celeriac.cli import main
+from celeriac.observe import promexport
+from celeriac.observe.alerts import AlertBook, Condition, Outbox, command_sink
+from celeriac.observe.history import History, QueuePoint
+from celeriac.observe.monitor import Monitor, Totals, quantile
+from celeriac.observe.records import RUNTIME_BUCKETS, ChildStats, TaskRuns, WorkerStats
+
+
+class Clock:
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def task_runs(
+    n: int, seconds: float = 0.05, queue: str = "celery", task: str = "t", failed: int = 0
+) -> TaskRuns:
+    buckets = [0] * (len(RUNTIME_BUCKETS) + 1)
+    buckets[bisect_left(RUNTIME_BUCKETS, seconds)] = n
+    return TaskRuns(queue, task, n - failed, failed, 0, 0, n * seconds, buckets)
+
+
+def stats(node: str, runs: list[TaskRuns], pid: int = 1, started_at: float = 1.0, **kw) -> WorkerStats:
+    values = {"queues": ["celery"], "concurrency": 1, "prefetch": "4", "master_rss_kib": 30_000, **kw}
+    return WorkerStats(node, pid, started_at, 0.0, runs=runs, **values)
+
+
+def beat(app: Celeriac, worker: WorkerStats) -> None:
+    app.broker.put_node_stats(worker.node, worker.to_json(), 3600)
+
+
+@pytest.fixture
+def app() -> Celeriac:
+    app = Celeriac("mon", broker="memory://")
+    app.conf.update(monitor_overload_after=10.0)
+    yield app
+    app.close()
+
+
+def monitor_for(app: Celeriac, tmp_path: Path, clock: Clock, **kw) -> Monitor:
+    return Monitor(app, History(tmp_path / "h.db"), interval=1.0, sinks={}, clock=clock, **kw)
+
+
+def serve(app: Celeriac, count: int) -> None:
+    got = app.broker.fetch(["celery"], count, 0, "c")
+    app.broker.ack(got)
+
+
+def step(app, monitor, clock, arrive: int, serve_n: int, finished: int) -> None:
+    clock.now += 1.0
+    for _ in range(arrive):
+        app.send_task("t")
+    serve(app, serve_n)
+    beat(app, stats("w1", [task_runs(finished)]))
+    monitor.sample()
+
+
+def test_arrival_and_service_rates_overload_and_its_clearing(app, tmp_path):
+    clock = Clock()
+    beat(app, stats("w1", [task_runs(0)]))
+    monitor = monitor_for(app, tmp_path, clock)
+    monitor.sample()
+    finished = 0
+    for _ in range(12):  # 30 arrive a second, one process serves 20 (50 ms each)
+        finished += 20
+        step(app, monitor, clock, 30, 20, finished)
+    view = monitor.current().queues[0]
+    assert view.service_rate == pytest.approx(20)
+    assert view.arrival_rate == pytest.approx(30)
+    assert view.mean_runtime_s == pytest.approx(0.05)
+    assert view.utilisation == pytest.approx(1.5)
+    assert view.overloaded and view.drain_s is None
+    # 10/s too many at 50 ms each: one more process; then it drains at 20 + 20 - 30 = 10/s
+    assert view.extra_processes == 1
+    assert view.drain_with_extra_s == pytest.approx(view.length / 10)
+    (alert,) = monitor.current().alerts
+    assert alert["kind"] == "overload" and alert["level"] == "critical"
+    assert "arrivals 30.0/s > service 20.0/s" in alert["message"]
+    assert f"drain the backlog in about {view.length / 10:.0f} s" in alert["message"]
+    # a second process: 40 served a second, the queue shrinks, the alert clears
+    for _ in range(3):
+        finished += 40
+        step(app, monitor, clock, 30, 40, finished)
+    assert monitor.current().alerts == []
+    for _ in range(8):  # a whole window at 40 served, 30 arriving; the backlog is not gone yet
+        finished += 40
+        step(app, monitor, clock, 30, 40, finished)
+    view = monitor.current().queues[0]
+    assert view.length > 0
+    assert view.service_rate == pytest.approx(40) and view.arrival_rate == pytest.approx(30)
+    assert view.drain_s == pytest.approx(view.length / 10)
+    assert view.wait_s == pytest.approx(view.ready / 40)
+    monitor.close()
+
+
+def test_a_burst_that_drains_is_not_an_overload(app, tmp_path):
+    clock = Clock()
+    monitor = monitor_for(app, tmp_path, clock)
+    monitor.sample()
+    finished = 0
+    step(app, monitor, clock, 200, 0, 0)  # a burst, then service catches up
+    for _ in range(12):
+        finished += 20
+        step(app, monitor, clock, 5, 20, finished)
+    assert not monitor.current().queues[0].overloaded
+    assert monitor.current().alerts == []
+    monitor.close()
+
+
+def test_queues_without_run_counts_get_growth_alone(app, tmp_path):
+    """A plain Celery deployment: no celeriac heartbeats, lengths only."""
+    clock = Clock()
+    monitor = monitor_for(app, tmp_path, clock)
+    monitor.sample()
+    for _ in range(12):
+        clock.now += 1.0
+        for _ in range(10):
+            app.send_task("t")
+        monitor.sample()
+    view = monitor.current().queues[0]
+    assert (view.arrival_rate, view.service_rate) == (None, None)
+    assert view.growth_rate == pytest.approx(10)
+    assert view.overloaded
+    (alert,) = monitor.current().alerts
+    assert "arrival and service rates are unknown" in alert["message"]
+    monitor.close()
+
+
+def test_oldest_age_is_estimated_first_in_first_out_where_the_broker_cannot_tell(app, tmp_path):
+    clock = Clock()
+    monitor = monitor_for(app, tmp_path, clock)
+    beat(app, stats("w1", [task_runs(0)]))
+    monitor.sample()
+    for i in range(10):  # 10 arrive a second, 5 are served
+        step(app, monitor, clock, 10, 5, 5 * (i + 1))
+    view = monitor.current().queues[0]
+    # 50 served of 100: the oldest waiting one is number 51, the first of the 6th second's
+    # ten (assumed spread evenly over that second)
+    assert view.oldest_age_estimated
+    assert view.oldest_age == pytest.approx(4.9)
+    monitor.close()
+
+
+def test_worker_counts_are_a_baseline_at_start_and_restarts_count_again():
+    totals = Totals()
+    totals.add([stats("w1", [task_runs(500)])])  # ran before the monitor started
+    assert totals.per_queue()["celery"][0] == 0
+    totals.add([stats("w1", [task_runs(530)]), stats("w2", [task_runs(7)], pid=2, started_at=5.0)])
+    assert totals.per_queue()["celery"][0] == 30 + 7
+    totals.add([stats("w1", [task_runs(4)], pid=9, started_at=9.0)])  # w1 restarted
+    finished, failed, busy, buckets = totals.per_queue()["celery"]
+    assert finished == 41 and failed == 0 and sum(buckets) == 41
+    assert busy == pytest.approx(41 * 0.05)
+
+
+def test_quantile_interpolates_within_buckets():
+    buckets = [0] * (len(RUNTIME_BUCKETS) + 1)
+    buckets[RUNTIME_BUCKETS.index(0.1)] = 100  # all in (50 ms, 100 ms]
+    assert quantile(buckets, 0.5) == pytest.approx(0.075)
+    assert quantile(buckets, 1.0) == pytest.approx(0.1)
+    assert quantile([0] * len(buckets), 0.5) is None
+    buckets[-1] = 1000  # over the last bound: reported as the last bound
+    assert quantile(buckets, 0.99) == RUNTIME_BUCKETS[-1]
+
+
+def test_threshold_alerts_per_queue_warning_then_critical(app, tmp_path):
+    app.conf.monitor_thresholds = {"*": {"length": [5, 20]}, "quiet": {"length": 1000}}
+    clock = Clock()
+    monitor = monitor_for(app, tmp_path, clock, queues=["quiet"])
+    for _ in range(6):
+        app.send_task("t")
+        app.send_task("t", queue="quiet")
+    monitor.sample()
+    (alert,) = monitor.current().alerts
+    assert (alert["key"], alert["level"]) == ("length:celery", "warning")
+    assert alert["message"] == ("queue 'celery': messages waiting 6 >= warning level 5 (monitor_thresholds)")
+    for _ in range(20):
+        app.send_task("t")
+    clock.now += 1
+    monitor.sample()
+    (alert,) = monitor.current().alerts
+    assert alert["level"] == "critical"
+    monitor.close()
+
+
+def test_alerts_fire_once_repeat_at_a_bounded_rate_and_clear(caplog):
+    book = AlertBook(repeat_s=60)
+    hot = Condition("length:q", "length", "warning", "q", "q is long")
+    caplog.set_level(logging.INFO, "celeriac.monitor")
+    assert [e["state"] for e in book.update([hot], 0)] == ["firing"]
+    assert book.update([hot], 30) == []
+    assert [e["state"] for e in book.update([hot], 61)] == ["repeat"]
+    assert book.update([hot], 100) == []
+    events = book.update([], 130)
+    assert [(e["state"], e["since"]) for e in events] == [("cleared", 0)]
+    assert book.update([], 140) == []
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages == [
+        "ALERT WARNING: q is long",
+        "ALERT WARNING (still): q is long",
+        "alert cleared after 130 s: q is long",
+    ]
+
+
+def test_the_command_hook_gets_the_event_on_stdin(tmp_path):
+    out = tmp_path / "alerts.jsonl"
+    script = f"import sys; open({str(out)!r}, 'ab').write(sys.stdin.buffer.read() + b'\\n')"
+    outbox = Outbox({"command": command_sink(f"{sys.executable} -c {script!r}".replace("'", '"', 0))})
+    book = AlertBook(60, outbox)
+    book.update([Condition("overload:q", "overload", "critical", "q", "q grows")], 5)
+    book.update([], 9)
+    outbox.close()
+    events = [orjson.loads(line) for line in out.read_text().splitlines()]
+    assert [(e["state"], e["kind"], e["queue"]) for e in events] == [
+        ("firing", "overload", "q"),
+        ("cleared", "overload", "q"),
+    ]
+    assert outbox.sent == 2 and outbox.failed == 0
+
+
+def test_a_failing_sink_is_logged_and_does_not_stop_the_others(caplog):
+    seen = []
+
+    def broken(event):
+        raise OSError("connection refused")
+
+    outbox = Outbox({"webhook": broken, "list": seen.append})
+    AlertBook(60, outbox).update([Condition("k", "length", "warning", "q", "m")], 0)
+    outbox.close()
+    assert [e["key"] for e in seen] == ["k"]
+    assert outbox.failed == 1
+    assert "could not send alert k to the webhook: connection refused" in caplog.text
+
+
+def test_history_rolls_up_to_minutes_and_hours_and_survives_a_restart(tmp_path):
+    path = tmp_path / "h.db"
+    history = History(path)
+    start = 1_800_000_000.0 - 1_800_000_000.0 % 3600
+    for i in range(2 * 3600 // 10 + 1):  # two hours, a sample every 10 s
+        t = start + i * 10
+        history.add(
+            [QueuePoint(t, "q", ready=i % 60, scheduled=0, reserved=0, running=0, finished=i, arrived=i)]
+        )
+    minutes = history.points(start, start + 7 * 3600 + 1, "q")  # > 6 h: the minute tier
+    assert len(minutes) == 120
+    assert minutes[0].ready == 5  # the largest of the minute's six samples
+    assert minutes[1].finished == 11  # counters: the last value of the minute
+    raw = history.points(start, start + 3600, "q")
+    assert len(raw) == 361
+    history.close()
+    again = History(path)
+    assert again.latest()["q"].finished == 720
+    hours = again.points(start, start + 8 * 86400, "q")  # the hour tier: two whole hours
+    assert [(h.t - start, h.finished, h.ready) for h in hours] == [(0, 359, 59), (3600, 719, 59)]
+    again.close()
+
+
+def test_counters_carry_on_after_a_monitor_restart(app, tmp_path):
+    clock = Clock()
+    beat(app, stats("w1", [task_runs(0)]))
+    monitor = monitor_for(app, tmp_path, clock)
+    monitor.sample()
+    step(app, monitor, clock, 0, 0, 50)
+    assert monitor.current().queues[0].finished == 50
+    monitor.close()
+    restarted = monitor_for(app, tmp_path, clock)
+    clock.now += 1
+    restarted.sample()  # w1 is a baseline again, and the count goes on from the history
+    beat(app, stats("w1", [task_runs(60)]))
+    clock.now += 1
+    restarted.sample()
+    assert restarted.current().queues[0].finished == 60
+    restarted.close()
+
+
+def test_prometheus_output_parses_with_conventional_names(app, tmp_path):
+    clock = Clock()
+    worker = stats(
+        "w1",
+        [task_runs(0)],
+        children=[ChildStats(0, 11, 0.0, rss_kib=20_000, prefetch=4)],
+        broker_pool={"in_use": 1, "waits": 3, "wait_total_s": 0.25},
+    )
+    beat(app, worker)
+    monitor = monitor_for(app, tmp_path, clock)
+    monitor.sample()
+    worker.runs = [task_runs(10, failed=2)]
+    beat(app, worker)
+    for _ in range(3):
+        app.send_task("t")
+    clock.now += 1
+    monitor.sample()
+    text = promexport.render(promexport.registry_for(monitor.current)).decode()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value for f in families.values() for s in f.samples
+    }
+    assert samples[("celeriac_queue_length", (("queue", "celery"),))] == 3
+    assert samples[("celeriac_tasks_total", (("queue", "celery"), ("state", "failed"), ("task", "t")))] == 2
+    assert (
+        samples[("celeriac_tasks_total", (("queue", "celery"), ("state", "succeeded"), ("task", "t")))] == 8
+    )
+    assert families["celeriac_task_runtime_seconds"].type == "histogram"
+    inf = (("le", "+Inf"), ("queue", "celery"), ("task", "t"))
+    assert samples[("celeriac_task_runtime_seconds_bucket", inf)] == 10
+    assert samples[("celeriac_task_runtime_seconds_count", (("queue", "celery"), ("task", "t")))] == 10
+    rss = {k: v for k, v in samples.items() if k[0] == "celeriac_worker_rss_bytes"}
+    assert rss == {
+        ("celeriac_worker_rss_bytes", (("child", ""), ("node", "w1"), ("role", "master"))): 30_000 * 1024,
+        ("celeriac_worker_rss_bytes", (("child", "0"), ("node", "w1"), ("role", "child"))): 20_000 * 1024,
+    }
+    assert samples[("celeriac_broker_pool_wait_seconds_total", (("node", "w1"),))] == 0.25
+    assert samples[("celeriac_broker_pool_in_use", (("node", "w1"),))] == 1
+    monitor.close()
+
+
+def test_monitor_once_prints_the_sample_and_top_draws_frames(tmp_path, capsys, monkeypatch):
+    module = tmp_path / "monproj.py"
+    module.write_text(
+        "from celeriac import Celeriac\n"
+        f"app = Celeriac('monproj', broker='sqlite:///{tmp_path}/b.db')\n"
+        "app.conf.monitor_thresholds = {'*': {'length': 2}}\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import monproj
+
+    for _ in range(3):
+        monproj.app.send_task("t")
+    assert main(["monitor", "-A", "monproj", "--once", "--json"]) == 0
+    data = orjson.loads(capsys.readouterr().out)
+    (queue,) = data["queues"]
+    assert (queue["name"], queue["length"], queue["ready"]) == ("celery", 3, 3)
+    assert queue["oldest_age"] >= 0 and not queue["oldest_age_estimated"]
+    assert [a["key"] for a in data["alerts"]] == ["length:celery"]
+    assert main(["top", "-A", "monproj", "-n", "2", "--interval", "0.05"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("celeriac top") == 2
+    assert "WARNING: queue 'celery': messages waiting 3 >= warning level 2" in out
+    assert "(no live celeriac worker)" in out
+    line = next(row for row in out.splitlines() if row.startswith("celery "))
+    assert line.split()[:3] == ["celery", "3", "3"]
+    assert main(["monitor", "-A", "monproj", "--json"]) == 2
+    assert "--json needs --once" in capsys.readouterr().err
+    monproj.app.close()
