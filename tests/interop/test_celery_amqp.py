@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from celeriac.brokers.amqpwire import MAX_DELAY_LEVEL, MIN_DELAY_LEVEL
+from tests.interop.monitor_checks import monitor_watches_a_plain_celery_deployment
 from tests.interop.shared_tasks import ADD, FLAKY, RECORD, make_celeriac, make_celery
 from tests.process.harness import wait_until
 
@@ -260,3 +261,7 @@ def test_results_cross_over_in_both_directions(broker_url, redis_url, keyprefix,
     finally:
         celeriac_app.close()
         celery_app.close()
+
+
+def test_celeriac_monitor_watches_a_plain_celery_deployment(celery_app, celeriac_app, workers):
+    monitor_watches_a_plain_celery_deployment(celery_app, celeriac_app, workers)

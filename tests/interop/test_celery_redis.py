@@ -13,6 +13,7 @@ import time
 import pytest
 
 from celeriac.brokers.redis import SEP
+from tests.interop.monitor_checks import monitor_watches_a_plain_celery_deployment
 from tests.interop.shared_tasks import ADD, FLAKY, RECORD, make_celeriac, make_celery
 from tests.process.harness import wait_until
 
@@ -172,3 +173,7 @@ def test_results_cross_over_in_both_directions(redis_url, keyprefix, workers, ru
     finally:
         celeriac_app.close()
         celery_app.close()
+
+
+def test_celeriac_monitor_watches_a_plain_celery_deployment(celery_app, celeriac_app, workers):
+    monitor_watches_a_plain_celery_deployment(celery_app, celeriac_app, workers)
