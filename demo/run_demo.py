@@ -2,14 +2,17 @@
 
 Starts ``celeriac worker`` (2 children) as a subprocess, sends a shop's background
 jobs in waves (durable and transient queues, short and long tasks, retries and
-failures), shows progress while the queues drain, then summarises what the
-monitor sees: queue length over time, throughput, per-child task counts and
-memory, and how every task ended.
+failures), and watches it all with the monitor (``celeriac.observe.monitor``, the
+engine of ``celeriac monitor``): progress and alerts while the queues drain, then
+what the monitor saw: queue length over time, arrival and service rates, the
+overload alert and when it cleared, the ``celeriac top`` view, a few Prometheus
+lines, per-child task counts and memory, and how every task ended.
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import shutil
 import signal
@@ -27,12 +30,17 @@ BARS = " ▁▂▃▄▅▆▇█"
 QUEUES = ("celery", "transient")
 #: Waves of work, sent 1.5 s apart: (thumbnails, receipts, charges, reports, short durable tasks).
 WAVES = [(1500, 300, 140, 8, 2000), (2500, 400, 140, 8, 3000), (1000, 200, 70, 8, 1000)]
-WAVE_GAP_S = 1.5
+#: Each wave arrives spread over this many monitor samples (0.25 s apart), one slice each: a
+#: steady stream faster than two children serve, so the overload alert fires, then clears.
+SLICES = 6
 #: Retries back off for at most a second (demo_tasks): everything ends well within this.
 SETTLE_TIMEOUT_S = 30.0
+#: The monitor samples this often and calls a queue overloaded after it grew this long.
+MONITOR_INTERVAL_S = 0.25
+OVERLOAD_AFTER_S = 2.0
 
 
-def longest_stall(values: list[int], sample_s: float = 0.1) -> float:
+def longest_stall(values: list[int], sample_s: float = MONITOR_INTERVAL_S) -> float:
     """Longest stretch (seconds) in which a non-empty queue drained at most one task per sample."""
     longest = current = 0
     for before, after in itertools.pairwise(values):
@@ -49,6 +57,8 @@ class Run:
     history: dict[str, list[int]] = field(default_factory=lambda: {q: [] for q in QUEUES})
     sent: int = 0
     elapsed: float = 0.0
+    #: per queue: the highest arrival and service rates the monitor measured
+    peaks: dict[str, list[float]] = field(default_factory=dict)
 
 
 def start_worker() -> subprocess.Popen[bytes]:
@@ -101,30 +111,43 @@ def send_wave(shop: Any, wave: tuple[int, ...]) -> list[Any]:
     return results
 
 
-def drive(shop: Any) -> Run:
-    """Send the waves, sample queue lengths every 0.1 s, until everything ran."""
+def drive(shop: Any, monitor: Any) -> Run:
+    """Send the waves, let the monitor sample every 0.25 s, until everything ran."""
     run = Run()
+    alerting: set[str] = set()
     total = sum(sum(wave) for wave in WAVES)
-    waves = list(WAVES)
+    waves = [
+        tuple(n // SLICES + (n % SLICES if i == SLICES - 1 else 0) for n in wave)
+        for wave in WAVES
+        for i in range(SLICES)
+    ]
     tty = sys.stdout.isatty()
-    started = next_wave = time.monotonic()
+    started = time.monotonic()
     last_print = 0.0
     while True:
         now = time.monotonic()
-        if waves and now >= next_wave:
+        if waves:
             wave = waves.pop(0)
             run.results += send_wave(shop, wave)
             run.sent += sum(wave)
-            next_wave = now + WAVE_GAP_S
-        lengths = {name: shop.app.broker.queue_length(name).total for name in QUEUES}
+        state = monitor.sample()
+        lengths = {q.name: q.length for q in state.queues if q.name in QUEUES}
         for name, n in lengths.items():
             run.history[name].append(n)
+        for view in state.queues:
+            peaks = run.peaks.setdefault(view.name, [0.0, 0.0])
+            peaks[0] = max(peaks[0], view.arrival_rate or 0.0)
+            peaks[1] = max(peaks[1], view.service_rate or 0.0)
+        for alert in state.alerts:
+            if alert["key"] not in alerting:
+                print(("\n" if tty else "") + f"  ALERT {alert['level']}: {alert['message']}")
+        alerting = {alert["key"] for alert in state.alerts}
         if now - last_print >= (0.1 if tty else 1.0):
             show_progress(run.sent - sum(lengths.values()), total, lengths, now - started, tty)
             last_print = now
         if not waves and not any(lengths.values()):
             break
-        time.sleep(0.1)
+        time.sleep(max(0.0, MONITOR_INTERVAL_S - (time.monotonic() - now)))
     deadline = time.monotonic() + SETTLE_TIMEOUT_S
     while unfinished := [r for r in run.results if r.state in ("PENDING", "STARTED", "RETRY")]:
         if time.monotonic() > deadline:
@@ -141,8 +164,10 @@ def drive(shop: Any) -> Run:
     return run
 
 
-def summarise(app: Any, run: Run, nodes: list[Any], code: int) -> None:
+def summarise(app: Any, run: Run, monitor: Any, nodes: list[Any], code: int) -> None:
+    from celeriac.observe import promexport
     from celeriac.observe.memview import memory_lines
+    from celeriac.observe.top import frame
 
     states = Counter(r.state for r in run.results)
     retried = sum(1 for r in run.results if r.retries)
@@ -156,6 +181,24 @@ def summarise(app: Any, run: Run, nodes: list[Any], code: int) -> None:
             "            reports while short tasks waited behind them (mixed workloads belong on\n"
             "            separate queues and workers: see docs/worker.md, 'Prefetch')"
         )
+    for name, (arrivals, service) in run.peaks.items():
+        print(
+            f"rates        {name:<10} arrivals up to {arrivals:>6,.0f}/s   service up to {service:>6,.0f}/s"
+        )
+    print("\nalerts (the monitor's history; a webhook or command gets the same events):")
+    for alert in reversed(monitor.history.alerts(0)):
+        lasted = (
+            "still active"
+            if alert["cleared_at"] is None
+            else (f"cleared after {alert['cleared_at'] - alert['fired_at']:.1f} s")
+        )
+        print(f"  {alert['level']:<8} {lasted:<22} {alert['message']}")
+    print("\n== celeriac top ==")
+    print(frame(monitor.current()))
+    metrics = promexport.render(promexport.registry_for(monitor.current)).decode().splitlines()
+    wanted = ("celeriac_queue_length{", "celeriac_tasks_total{", "celeriac_worker_rss_bytes{")
+    print("\n== /metrics (a few of the lines Prometheus scrapes) ==")
+    print("\n".join([line for line in metrics if line.startswith(wanted)][:8]))
     rate = run.sent / run.elapsed
     print(f"\nthroughput  {run.sent} tasks in {run.elapsed:.1f} s = {rate:,.0f} tasks/s (reports included)")
     print("outcomes    " + ", ".join(f"{state} {n}" for state, n in sorted(states.items())))
@@ -167,6 +210,10 @@ def summarise(app: Any, run: Run, nodes: list[Any], code: int) -> None:
     print(f"\nthe worker stopped with exit code {code} after a warm shutdown (SIGTERM).")
     print("The failures are intended: declined cards fail for good; busy mail servers are retried.")
     print("The leak is intended too: demo.build_report keeps every report it renders in a module-level dict.")
+    print(
+        "\nWatch your own queues the same way: celeriac monitor -A yourapp --web "
+        "(dashboard and /metrics on http://127.0.0.1:5555), or celeriac top -A yourapp."
+    )
 
 
 def main() -> int:
@@ -177,20 +224,31 @@ def main() -> int:
     sys.path.insert(0, str(HERE))
     import demo_tasks as shop
 
+    from celeriac.observe.history import History
+    from celeriac.observe.monitor import Monitor
     from celeriac.observe.records import WorkerStats
+
+    # the waves arrive faster than two children serve them: the alerts fire, then clear
+    shop.app.conf.update(monitor_overload_after=OVERLOAD_AFTER_S, monitor_thresholds={"*": {"length": 4000}})
+    monitor = Monitor(shop.app, History(OUT / "monitor.db"), interval=MONITOR_INTERVAL_S, sinks={})
+    logging.getLogger("celeriac.monitor").setLevel(logging.CRITICAL)  # the demo prints alerts itself
 
     print("celeriac demo: one worker node with 2 child processes on the embedded SQLite broker")
     print(f"  broker file {OUT / 'demo.db'}\n  worker log  {OUT / 'worker.log'}\n")
     proc = start_worker()
     try:
         wait_ready(shop.app, proc)
-        run = drive(shop)
-        time.sleep(0.6)  # one more heartbeat (every 0.5 s here), so the statistics include the last tasks
+        run = drive(shop, monitor)
+        time.sleep(1.6)  # children report every second, heartbeats every 0.5 s: include the last tasks
+        monitor.sample()
         nodes = [WorkerStats.from_json(n.payload) for n in shop.app.broker.node_stats()]
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         code = proc.wait(timeout=30)
-    summarise(shop.app, run, nodes, code)
+    try:
+        summarise(shop.app, run, monitor, nodes, code)
+    finally:
+        monitor.close()
     return 0 if code == 0 else 1
 
 

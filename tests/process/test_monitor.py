@@ -101,10 +101,11 @@ def test_overload_alert_fires_with_a_drain_estimate_and_clears_when_a_second_wor
             assert view.mean_runtime_s == pytest.approx(TASK_S, rel=0.5), view
             assert view.drain_s is None  # it does not drain at this rate
             assert TASK_S <= view.p95 <= 0.1, view  # run-time histogram: the (50 ms, 100 ms] bucket
-            # one more process (each serves 1/S) is enough, and then the backlog drains at
-            # (service + 1/S - arrivals) per second
+            # one more process (serving what this one does) is enough, and then the backlog
+            # drains at (service + that - arrivals) per second
             assert view.extra_processes == 1, view
-            expected = view.length / (view.service_rate + 1 / view.mean_runtime_s - view.arrival_rate)
+            assert view.process_rate == pytest.approx(view.service_rate), view
+            expected = view.length / (2 * view.service_rate - view.arrival_rate)
             assert view.drain_with_extra_s == pytest.approx(expected, rel=0.01)
             assert 0 < view.drain_with_extra_s < 120
             (alert,) = [a for a in fired.alerts if a["kind"] == "overload"]

@@ -95,12 +95,17 @@ def test_arrival_and_service_rates_overload_and_its_clearing(app, tmp_path):
     assert alert["kind"] == "overload" and alert["level"] == "critical"
     assert "arrivals 30.0/s > service 20.0/s" in alert["message"]
     assert f"drain the backlog in about {view.length / 10:.0f} s" in alert["message"]
-    # a second process: 40 served a second, the queue shrinks, the alert clears
-    for _ in range(3):
+    # a second process: 40 served a second, the queue shrinks; from the 3rd second on it is
+    # below where it was half a window (5 s) before, so the overload was last seen in the
+    # 2nd, and the alert clears 3 samples later
+    cleared_after = None
+    for i in range(6):
         finished += 40
         step(app, monitor, clock, 30, 40, finished)
-    assert monitor.current().alerts == []
-    for _ in range(8):  # a whole window at 40 served, 30 arriving; the backlog is not gone yet
+        if cleared_after is None and monitor.current().alerts == []:
+            cleared_after = i + 1
+    assert cleared_after == 5
+    for _ in range(5):  # a whole window at 40 served, 30 arriving; the backlog is not gone yet
         finished += 40
         step(app, monitor, clock, 30, 40, finished)
     view = monitor.current().queues[0]
@@ -360,3 +365,24 @@ def test_monitor_once_prints_the_sample_and_top_draws_frames(tmp_path, capsys, m
     assert main(["monitor", "-A", "monproj", "--json"]) == 2
     assert "--json needs --once" in capsys.readouterr().err
     monproj.app.close()
+
+
+def test_extra_processes_count_the_overhead_of_processes_shared_with_other_queues():
+    """Two children serve long reports and tiny thumbnails; thumbnails pile up. One more process
+    would serve thumbnails at 1 / (S + o), o being the per-task overhead their busy time leaves."""
+    from celeriac.observe.monitor import QueueView
+
+    reports = QueueView("reports", 5, 0, 0, 2, 7, service_rate=4.0, arrival_rate=4.0, mean_runtime_s=0.35)
+    thumbs = QueueView(
+        "thumbs", 6000, 0, 0, 0, 6000, service_rate=100.0, arrival_rate=700.0, mean_runtime_s=0.0003
+    )
+    thumbs.overloaded = True
+    for view in (reports, thumbs):
+        view.processes = 2
+    node = stats("w1", [], concurrency=2, queues=["reports", "thumbs"])
+    Monitor._capacity([reports, thumbs], [node])
+    overhead = (2 - (4 * 0.35 + 100 * 0.0003)) / 104
+    assert thumbs.process_rate == pytest.approx(1 / (0.0003 + overhead))
+    assert thumbs.extra_processes == 4  # 600/s more at about 176/s each
+    assert thumbs.drain_with_extra_s == pytest.approx(6000 / (100 + 4 * thumbs.process_rate - 700))
+    assert reports.extra_processes is None  # not overloaded

@@ -1,4 +1,5 @@
-"""Alerts: each fires once, repeats at a bounded rate while it holds, and clears when it stops.
+"""Alerts: each fires once, repeats at a bounded rate while it holds, and clears when it stops
+(once the condition has been gone ``clear_after_s``, so a value hovering at a limit does not flap).
 
 The monitor hands :class:`AlertBook` the conditions that hold at every sample;
 the book turns changes into events (``firing``, ``repeat``, ``cleared``) and
@@ -49,6 +50,8 @@ class Alert:
     condition: Condition
     since: float
     last_sent: float
+    #: when the condition was last seen to hold
+    seen: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self.condition), "since": self.since}
@@ -151,10 +154,12 @@ class AlertBook:
         self,
         repeat_s: float,
         outbox: Outbox | None = None,
+        clear_after_s: float = 0.0,
         on_fire: Callable[[Alert], None] | None = None,
         on_clear: Callable[[Alert, float], None] | None = None,
     ) -> None:
         self.repeat_s = repeat_s
+        self.clear_after_s = clear_after_s
         self.outbox = outbox
         self.active: dict[str, Alert] = {}
         self._on_fire = on_fire
@@ -168,16 +173,18 @@ class AlertBook:
             seen.add(condition.key)
             alert = self.active.get(condition.key)
             if alert is None or alert.condition.level != condition.level:
-                alert = self.active[condition.key] = Alert(condition, now, now)
+                alert = self.active[condition.key] = Alert(condition, now, now, now)
                 events.append(self._event("firing", alert, now))
                 if self._on_fire is not None:
                     self._on_fire(alert)
             else:
                 alert.condition = condition  # the figures move on; the alert stays the same
+                alert.seen = now
                 if now - alert.last_sent >= self.repeat_s:
                     alert.last_sent = now
                     events.append(self._event("repeat", alert, now))
-        for key in [k for k in self.active if k not in seen]:
+        gone = [k for k, a in self.active.items() if k not in seen and now - a.seen >= self.clear_after_s]
+        for key in gone:
             alert = self.active.pop(key)
             events.append(self._event("cleared", alert, now))
             if self._on_clear is not None:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    pass
+    from celeriac.observe.alerts import Condition
 
 RAW_KEEP_S = 6 * 3600.0
 MINUTE_KEEP_S = 7 * 86400.0
@@ -192,16 +192,15 @@ class History:
                 self._db.execute(f"DELETE FROM {table} WHERE tier = ? AND t < ?", (tier, now - keep))
         self._db.execute("DELETE FROM alerts WHERE cleared_at < ?", (now - self.keep_s,))
 
-    def alert_fired(
-        self, key: str, queue: str | None, kind: str, level: str, at: float, message: str
-    ) -> None:
+    def alert_fired(self, condition: Condition, at: float) -> None:
+        """Record an alert that fired (closing an open one of the same key: a new level)."""
         with self._lock, self._db:
             self._db.execute(
-                "UPDATE alerts SET cleared_at = ? WHERE key = ? AND cleared_at IS NULL", (at, key)
+                "UPDATE alerts SET cleared_at = ? WHERE key = ? AND cleared_at IS NULL", (at, condition.key)
             )
             self._db.execute(
                 "INSERT INTO alerts (key, queue, kind, level, fired_at, message) VALUES (?, ?, ?, ?, ?, ?)",
-                (key, queue, kind, level, at, message),
+                (condition.key, condition.queue, condition.kind, condition.level, at, condition.message),
             )
 
     def alert_cleared(self, key: str, at: float) -> None:

@@ -11,7 +11,8 @@ Per queue it measures, over the last ``monitor_overload_after`` seconds:
   message arriving now;
 * **overload**: the queue grew through the whole window, in each half of it,
   with λ > μ. The alert says by how much, how many more worker processes would
-  hold the queue — ⌈(λ - μ)·S⌉ — and how long the backlog takes to drain with
+  hold the queue — ⌈(λ - μ) / r⌉, where one process serves r = min(1/S, μ per
+  process consuming the queue) — and how long the backlog takes to drain with
   them. It clears once the queue shrinks again.
 
 Queues whose workers publish no run counts (a plain Celery deployment) get
@@ -44,6 +45,8 @@ logger = logging.getLogger("celeriac.monitor")
 DISCOVER_EVERY_S = 30.0
 #: how much recent history the monitor keeps in memory (rates, age estimates)
 TRACK_S = 3600.0
+#: an alert clears once its condition has been gone this many samples in a row (no flapping)
+CLEAR_AFTER_SAMPLES = 3
 #: overload needs the backlog to grow by at least this many messages over the window
 MIN_GROWTH = 5
 _THRESHOLD_LABEL = {"length": "messages waiting", "oldest_age": "oldest message age", "wait": "expected wait"}
@@ -109,6 +112,8 @@ class QueueView:
     drain_s: float | None = None
     wait_s: float | None = None
     overloaded: bool = False
+    #: what one more worker process would serve of this queue per second
+    process_rate: float | None = None
     extra_processes: int | None = None
     drain_with_extra_s: float | None = None
     processes: int = 0
@@ -211,14 +216,8 @@ class Monitor:
         self.alerts = AlertBook(
             conf.monitor_alert_repeat,
             self.outbox,
-            on_fire=lambda a: history.alert_fired(
-                a.condition.key,
-                a.condition.queue,
-                a.condition.kind,
-                a.condition.level,
-                a.since,
-                a.condition.message,
-            ),
+            clear_after_s=CLEAR_AFTER_SAMPLES * self.interval,
+            on_fire=lambda a: history.alert_fired(a.condition, a.since),
             on_clear=lambda a, at: history.alert_cleared(a.condition.key, at),
         )
         self.extra_queues = list(dict.fromkeys([*queues, *conf.monitor_queues, *self._configured_queues()]))
@@ -265,11 +264,16 @@ class Monitor:
         live = [n for n in nodes if n.state == "running"]
         per_queue = self.totals.per_queue()
         views, points = [], []
+        # a queue a live celeriac worker consumes, with no runs reported yet, has finished none
+        none = (0, 0, 0.0, [0] * (len(RUNTIME_BUCKETS) + 1))
+        for name in {q for n in live for q in n.queues}:
+            per_queue.setdefault(name, none)
         for length in lengths:
             tick = self._tick(now, length, per_queue.get(length.queue))
             view = self._view(length.queue, tick, live)
             views.append(view)
             points.append(self._point(tick, view))
+        self._capacity(views, live)
         node_points = [
             NodePoint(
                 now,
@@ -425,11 +429,31 @@ class Monitor:
         elif growing:
             self.overloaded.add(view.name)
         view.overloaded = view.name in self.overloaded
-        if view.overloaded and runtime and mu is not None and lam is not None:
-            view.extra_processes = max(1, math.ceil((lam - mu) * runtime))
-            capacity = mu + view.extra_processes / runtime
-            if capacity > lam:
-                view.drain_with_extra_s = view.length / (capacity - lam)
+
+    @staticmethod
+    def _capacity(views: list[QueueView], live: list[WorkerStats]) -> None:
+        """What one more process would serve of each queue, and how many an overload needs.
+
+        A process serves a task in S plus an overhead o per task (fetch, ack, bookkeeping). The
+        processes consuming a queue are busy when it is overloaded, so their time adds up:
+        processes = Σ μ·(S + o) over every queue they consume, which gives o.
+        """
+        by_name = {view.name: view for view in views}
+        for view in views:
+            mu, lam, runtime = view.service_rate, view.arrival_rate, view.mean_runtime_s
+            if not runtime or not mu or lam is None:
+                continue
+            served = {q for n in live if view.name in n.queues for q in n.queues}
+            shared = [by_name[q] for q in served if q in by_name and by_name[q].service_rate]
+            rate = sum(v.service_rate or 0.0 for v in shared)
+            busy = sum((v.service_rate or 0.0) * (v.mean_runtime_s or 0.0) for v in shared)
+            overhead = max(0.0, (view.processes - busy) / rate) if view.processes and rate else 0.0
+            view.process_rate = 1 / (runtime + overhead)
+            if view.overloaded:
+                view.extra_processes = max(1, math.ceil((lam - mu) / view.process_rate))
+                capacity = mu + view.extra_processes * view.process_rate
+                if capacity > lam:
+                    view.drain_with_extra_s = view.length / (capacity - lam)
 
     @staticmethod
     def _estimate_age(track: deque[Tick], tick: Tick) -> float | None:
@@ -516,7 +540,15 @@ class Monitor:
 
 
 def _detail(view: QueueView) -> dict[str, Any]:
-    names = ("length", "arrival_rate", "service_rate", "growth_rate", "mean_runtime_s", "processes")
+    names = (
+        "length",
+        "arrival_rate",
+        "service_rate",
+        "growth_rate",
+        "mean_runtime_s",
+        "processes",
+        "process_rate",
+    )
     return {
         **{name: getattr(view, name) for name in names},
         "extra_processes": view.extra_processes,
@@ -538,7 +570,8 @@ def duration(seconds: float | None) -> str:
 
 def overload_message(view: QueueView) -> str:
     """The overload alert's sentence, with its figures."""
-    grows = f"{(view.growth_rate or 0) * 60:.0f}/min"
+    growth = view.growth_rate or 0.0
+    grows = f"{growth:,.0f}/s" if growth >= 10 else f"{growth * 60:,.0f}/min"
     head = (
         f"queue {view.name!r} is overloaded: {view.length} waiting, growing {grows} for {view.window_s:.0f} s"
     )
@@ -548,10 +581,10 @@ def overload_message(view: QueueView) -> str:
         f"{head}; arrivals {view.arrival_rate:.1f}/s > service {view.service_rate:.1f}/s, "
         "so it will not drain at this rate"
     )
-    if view.extra_processes is not None and view.mean_runtime_s:
+    if view.extra_processes is not None and view.process_rate:
         text += (
-            f"; {view.extra_processes} more worker process(es) (mean run time "
-            f"{view.mean_runtime_s * 1000:.0f} ms) would hold it"
+            f"; {view.extra_processes} more worker process(es) (each serves about "
+            f"{view.process_rate:,.1f}/s of it) would hold it"
         )
         if view.drain_with_extra_s is not None:
             text += f" and drain the backlog in about {duration(view.drain_with_extra_s)}"
