@@ -77,6 +77,13 @@ def crash(label: str) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
+@app.task(name="fail")
+def fail(label: str) -> None:
+    """Record the run and raise."""
+    record(label)
+    raise ValueError(label)
+
+
 @app.task(name="started_at")
 def started_at(label: str) -> float:
     record(label)

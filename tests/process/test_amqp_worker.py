@@ -13,6 +13,7 @@ import pytest
 from celeriac.brokers.amqpconn import parse_url
 from celeriac.protocol import TaskMessage, encode
 from tests.process.harness import wait_until
+from tests.process.monitoring import monitor_sees_the_runs_of_celeriac_workers
 from tests.rabbitmq_server import ensure_running, rabbitmqctl, restart_app
 
 pytestmark = pytest.mark.process
@@ -136,3 +137,7 @@ def test_bad_input_goes_to_the_dead_letters_with_its_reason(vhost, app, workers,
     assert "no.such.task" in reasons and "task_message_max_bytes" in reasons
     assert "application/x-python-serialize" in reasons
     assert runs.count("after-garbage") == 1
+
+
+def test_the_monitor_sees_the_runs_of_celeriac_workers(vhost, app, workers, runs):
+    monitor_sees_the_runs_of_celeriac_workers(app, workers, runs)

@@ -14,6 +14,7 @@ import pytest
 from celeriac.observe.history import History
 from celeriac.observe.monitor import Monitor, MonitorState, QueueView
 from tests.process.harness import wait_until
+from tests.process.monitoring import monitor_sees_the_runs_of_celeriac_workers
 
 pytestmark = pytest.mark.process
 
@@ -140,3 +141,7 @@ def test_overload_alert_fires_with_a_drain_estimate_and_clears_when_a_second_wor
     # and the history kept it, with both times
     (stored,) = [a for a in History(tmp_path / "history.db").alerts(0) if a["kind"] == "overload"]
     assert stored["cleared_at"] > stored["fired_at"]
+
+
+def test_the_monitor_sees_the_runs_of_celeriac_workers(app, workers, runs):
+    monitor_sees_the_runs_of_celeriac_workers(app, workers, runs)

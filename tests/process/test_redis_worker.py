@@ -12,6 +12,7 @@ import redis
 from celeriac.brokers.redis import to_kombu
 from celeriac.protocol import TaskMessage, encode
 from tests.process.harness import wait_until
+from tests.process.monitoring import monitor_sees_the_runs_of_celeriac_workers
 
 pytestmark = pytest.mark.process
 
@@ -163,3 +164,7 @@ def test_garbage_on_the_list_is_dead_lettered_and_the_worker_serves_on(
     reasons = " | ".join(d.reason for d in rapp.broker.dead_letters(queue="celery"))
     assert "not JSON" in reasons and "needs 'body'" in reasons
     assert "no.such.task" in reasons and "task_message_max_bytes" in reasons
+
+
+def test_the_monitor_sees_the_runs_of_celeriac_workers(shared, rapp, workers, runs):
+    monitor_sees_the_runs_of_celeriac_workers(rapp, workers, runs)
