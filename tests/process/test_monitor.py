@@ -4,6 +4,9 @@ and a second worker clears it."""
 from __future__ import annotations
 
 import http.server
+import shlex
+import signal
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +16,7 @@ import pytest
 
 from celeriac.observe.history import History
 from celeriac.observe.monitor import Monitor, MonitorState, QueueView
-from tests.process.harness import wait_until
+from tests.process.harness import Worker, wait_until
 from tests.process.monitoring import monitor_sees_the_runs_of_celeriac_workers
 
 pytestmark = pytest.mark.process
@@ -145,3 +148,38 @@ def test_overload_alert_fires_with_a_drain_estimate_and_clears_when_a_second_wor
 
 def test_the_monitor_sees_the_runs_of_celeriac_workers(app, workers, runs):
     monitor_sees_the_runs_of_celeriac_workers(app, workers, runs)
+
+
+class MonitorProcess(Worker):
+    """``celeriac monitor`` as a subprocess (its own session, killed by pid at the end)."""
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "celeriac", "monitor", "-A", "proc_app", *self.args]
+
+
+def test_monitor_command_alerts_through_its_hook_and_stops_on_sigterm(app, env, tmp_path: Path):
+    hook_out = tmp_path / "hook.jsonl"
+    hook = f"import sys; open({str(hook_out)!r}, 'ab').write(sys.stdin.buffer.read() + b'\\n')"
+    monitor_env = {
+        **env,
+        "CELERIAC_MONITOR_THRESHOLDS": '{"*": {"length": [3, 100]}}',
+        "CELERIAC_MONITOR_ALERT_COMMAND": shlex.join([sys.executable, "-c", hook]),
+    }
+    history = tmp_path / "history.db"
+    for i in range(5):
+        app.send_task("run", [f"w{i}"])
+    proc = MonitorProcess(monitor_env, ["--interval", "0.2", "--history", str(history)]).start()
+    try:
+        proc.wait_for(r"monitoring sqlite:///.* every 0\.2 s; history .*history\.db; alerts to log, command")
+        proc.wait_for(r"ALERT WARNING: queue 'celery': messages waiting 5 >= warning level 3")
+        wait_until(lambda: hook_out.exists() and hook_out.read_text().count("\n") >= 1, 20, "the hook to run")
+        (event,) = [orjson.loads(line) for line in hook_out.read_text().splitlines()]
+        assert (event["state"], event["key"], event["level"]) == ("firing", "length:celery", "warning")
+        proc.send(signal.SIGTERM)
+        assert proc.wait_exit(20) == 0
+        proc.wait_for(r"stopping \(SIGTERM\)")
+    finally:
+        proc.cleanup()
+    (stored,) = History(history).alerts(0)
+    assert stored["key"] == "length:celery" and stored["cleared_at"] is None
+    assert History(history).latest()["celery"].ready == 5
