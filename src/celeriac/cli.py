@@ -319,6 +319,12 @@ def cmd_result(args: argparse.Namespace) -> int:
     return EXIT_OK if state != "FAILURE" else EXIT_FAILED
 
 
+def cmd_munin(args: argparse.Namespace) -> int:
+    from celeriac.observe import munin
+
+    return munin.run(args, load_app)
+
+
 # -- parser -----------------------------------------------------------------------------------
 
 
@@ -430,11 +436,27 @@ def build_parser() -> argparse.ArgumentParser:
     result.add_argument("task_id")
     result.add_argument("--timeout", type=float, help="wait up to this many seconds for it to finish")
     result.set_defaults(func=cmd_result)
+
+    from celeriac.observe import munin
+
+    munin.add_arguments(
+        command(
+            "munin",
+            "Munin plugin: queue length and oldest message age per queue; `munin install` sets it up.",
+            epilog=munin.HELP_EPILOG,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+    ).set_defaults(func=cmd_munin)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``celeriac`` command."""
+    from celeriac.observe.munin import plugin_graph
+
+    graph = plugin_graph(sys.argv[0])  # run by munin-node through a celeriac_<graph> symlink
+    if graph is not None:
+        argv = ["munin", graph, *(sys.argv[1:] if argv is None else argv)]
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))

@@ -1,0 +1,473 @@
+"""A Munin plugin: queue length and oldest message age per queue.
+
+``celeriac`` is a wildcard plugin: munin-node runs it through symlinks named
+``celeriac_<graph>`` (``celeriac_length``, ``celeriac_age``) in its plugins
+directory, with one argument (``config``, ``autoconf``, ``suggest``) or none
+(fetch the values). The app comes from ``env.CELERIAC_APP`` in the plugin's
+section of ``plugin-conf.d``; ``celeriac munin install`` writes both.
+
+Graphs (one line per queue, category ``celeriac``):
+
+``length``
+    messages not yet finished: ready, scheduled (ETA), reserved and running.
+``age``
+    seconds the oldest ready message has waited; ``U`` (unknown) where the broker
+    cannot tell without taking the message, 0 for a queue with nothing ready.
+
+Warning and critical levels come from the ``monitor_thresholds`` setting
+(``length`` and ``oldest_age``; a queue's own entry overrides ``"*"``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import re
+import shutil
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from celeriac.errors import CeleriacError, ConfigurationError
+
+if TYPE_CHECKING:
+    from celeriac.app import Celeriac
+    from celeriac.brokers.base import QueueLength
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+#: what a plugin symlink's name starts with; the rest names the graph
+PLUGIN_PREFIX = "celeriac_"
+#: the arguments munin-node passes (none means fetch)
+ACTIONS = ("config", "autoconf", "suggest", "fetch")
+DEFAULT_PLUGINS_DIR = "/etc/munin/plugins"
+DEFAULT_CONF_DIR = "/etc/munin/plugin-conf.d"
+CONF_NAME = "celeriac"
+CATEGORY = "celeriac"
+#: queues whose names start with this are celeriac's own bookkeeping
+INTERNAL_PREFIX = "celeriac."
+
+#: Munin's rule for field names; older Munin versions also cut them at 19 characters
+_FIELD_OK = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+FIELD_MAX = 19
+_HASH_LEN = 6
+
+
+@dataclass(frozen=True, slots=True)
+class Graph:
+    """One Munin graph: its texts and the ``monitor_thresholds`` kind behind its levels."""
+
+    title: str
+    vlabel: str
+    info: str
+    field_info: str
+    threshold: str
+
+
+GRAPHS: dict[str, Graph] = {
+    "length": Graph(
+        title="Celeriac queue length",
+        vlabel="messages",
+        info="Messages not yet finished per queue: ready, scheduled (ETA), reserved by a worker and running.",
+        field_info="messages in {queue!r} not yet finished (ready + scheduled + reserved + running)",
+        threshold="length",
+    ),
+    "age": Graph(
+        title="Celeriac oldest message age",
+        vlabel="seconds",
+        info="Seconds the oldest ready message of each queue has waited (U where the broker cannot tell).",
+        field_info="seconds the oldest ready message in {queue!r} has waited",
+        threshold="oldest_age",
+    ),
+}
+
+HELP_EPILOG = f"""\
+Munin runs wildcard plugins through symlinks; celeriac is one. `celeriac munin
+install` links celeriac_length and celeriac_age in --plugins-dir (default
+{DEFAULT_PLUGINS_DIR}) to the celeriac executable and writes
+--conf-dir/{CONF_NAME} (default {DEFAULT_CONF_DIR}) setting env.CELERIAC_APP and
+env.PYTHONPATH for them. Invoked as celeriac_<graph>, celeriac acts as that
+plugin and takes the app from $CELERIAC_APP.
+
+graphs (one line per queue):
+  length   messages not yet finished: ready + scheduled + reserved + running
+  age      seconds the oldest ready message has waited (U: the broker cannot tell)
+
+actions (what munin-node passes):
+  (none) or fetch   print <field>.value lines
+  config            graph and field definitions; warning/critical from monitor_thresholds
+  autoconf          yes, or no (reason); always exits 0
+  suggest           the graph names, one a line
+
+examples:
+  celeriac munin -A proj length config
+  celeriac munin -A proj age
+  celeriac munin install -A proj [--graphs length,age] [--force]
+  munin-run celeriac_length
+"""
+
+
+# -- which queues, which fields --------------------------------------------------------------------
+
+
+def plugin_graph(argv0: str) -> str | None:
+    """The graph a plugin symlink names (``celeriac_length`` -> ``length``); None if not one."""
+    name = os.path.basename(argv0)
+    return name[len(PLUGIN_PREFIX) :] if name.startswith(PLUGIN_PREFIX) else None
+
+
+def check_graph(graph: str) -> Graph:
+    """The graph called ``graph``; ConfigurationError naming the valid ones otherwise."""
+    try:
+        return GRAPHS[graph]
+    except KeyError:
+        raise ConfigurationError(f"unknown graph {graph!r}: use one of {', '.join(GRAPHS)}") from None
+
+
+def watched_queues(app: Celeriac) -> list[str]:
+    """The broker's queues, ``monitor_queues``, the default queue and ``task_queues``, sorted."""
+    conf = app.conf
+    names = {
+        *app.broker.queue_names(),
+        *conf.monitor_queues,
+        conf.task_default_queue,
+        *(q.name for q in conf.task_queues or ()),
+    }
+    return sorted(n for n in names if not n.startswith(INTERNAL_PREFIX))
+
+
+def _hash(name: str, length: int = _HASH_LEN) -> str:
+    return hashlib.sha1(name.encode(), usedforsecurity=False).hexdigest()[:length]
+
+
+def _sanitize(name: str) -> str:
+    field = re.sub(r"[^A-Za-z0-9_]", "_", name) or "_"
+    return "_" + field if field[0].isdigit() else field
+
+
+def field_names(queues: Iterable[str]) -> dict[str, str]:
+    """A Munin field name for each queue: ``^[A-Za-z_][A-Za-z0-9_]*$``, at most 19 characters.
+
+    Other characters become ``_`` and a leading digit gets a ``_`` in front. A name that
+    is too long, or that two queues would share, is cut and ends in ``_`` plus a hash of
+    the queue name, so it stays the same from run to run. A queue whose name already is
+    a valid field keeps it.
+    """
+    queues = sorted(set(queues))
+    plain = {q: _sanitize(q) for q in queues}
+    holders: dict[str, list[str]] = {}
+    for queue, field in plain.items():
+        holders.setdefault(field, []).append(queue)
+    fields: dict[str, str] = {}
+    hashed: list[str] = []
+    for queue, field in plain.items():
+        shared = len(holders[field]) > 1
+        if len(field) <= FIELD_MAX and (not shared or field == queue):
+            fields[queue] = field
+        else:
+            hashed.append(queue)
+    length = _HASH_LEN
+    while True:
+        taken = set(fields.values())
+        cut = FIELD_MAX - length - 1
+        proposed = {q: f"{plain[q][:cut].rstrip('_')}_{_hash(q, length)}" for q in hashed}
+        if len(set(proposed.values())) == len(proposed) and not taken & set(proposed.values()):
+            return {q: (proposed[q] if q in proposed else fields[q]) for q in queues}
+        length += 2
+
+
+def _limits(app: Celeriac, queue: str, kind: str) -> tuple[float, float | None] | None:
+    thresholds = app.conf.monitor_thresholds
+    return {**thresholds.get("*", {}), **thresholds.get(queue, {})}.get(kind)
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:.3f}".rstrip("0").rstrip(".")
+
+
+def _value(graph: str, length: QueueLength) -> str:
+    if graph == "length":
+        return str(length.total)
+    if length.oldest_age is not None:
+        return _number(round(length.oldest_age, 3))
+    return "0" if length.ready == 0 else "U"
+
+
+# -- the protocol ----------------------------------------------------------------------------------
+
+
+def config_lines(app: Celeriac, graph: str, queues: Sequence[str]) -> list[str]:
+    """What ``config`` prints: the graph, then label, info, levels of each queue's field."""
+    spec = check_graph(graph)
+    lines = [
+        f"graph_title {spec.title}",
+        f"graph_vlabel {spec.vlabel}",
+        f"graph_category {CATEGORY}",
+        f"graph_info {spec.info}",
+        "graph_args --base 1000 -l 0",
+    ]
+    fields = field_names(queues)
+    for queue in queues:
+        field = fields[queue]
+        lines += [
+            f"{field}.label {queue}",
+            f"{field}.info {spec.field_info.format(queue=queue)}",
+            f"{field}.min 0",
+            f"{field}.draw LINE2",
+        ]
+        limits = _limits(app, queue, spec.threshold)
+        if limits is not None:
+            warning, critical = limits
+            lines.append(f"{field}.warning {_number(warning)}")
+            if critical is not None:
+                lines.append(f"{field}.critical {_number(critical)}")
+    return lines
+
+
+def fetch_lines(app: Celeriac, graph: str, queues: Sequence[str]) -> list[str]:
+    """What a fetch prints: ``<field>.value <number>`` per queue (``U``: unknown)."""
+    check_graph(graph)
+    fields = field_names(queues)
+    lengths = app.broker.queue_lengths(list(queues))
+    return [f"{fields[length.queue]}.value {_value(graph, length)}" for length in lengths]
+
+
+def autoconf_line(load: Callable[[], Celeriac]) -> str:
+    """``yes`` when the app loads and its broker answers, else ``no (reason)``."""
+    try:
+        app = load()
+    except ConfigurationError as exc:
+        return f"no (cannot load the app: {exc})"
+    try:
+        if app.conf.broker_url.startswith("memory://"):
+            return "no (the memory:// broker lives inside one process; Munin needs a shared broker)"
+        app.broker.queue_names()
+    except (CeleriacError, OSError) as exc:
+        return f"no (cannot reach the broker: {exc})"
+    return "yes"
+
+
+def suggest_lines() -> list[str]:
+    """What ``suggest`` prints: the graph names, which munin-node-configure links as ``celeriac_<graph>``."""
+    return list(GRAPHS)
+
+
+def plugin(app_loader: Callable[[], Celeriac], graph: str, action: str | None) -> int:
+    """Run one plugin action and print its output; return the exit code."""
+    action = action or "fetch"
+    if action not in ACTIONS:
+        raise ConfigurationError(f"unknown action {action!r}: use one of {', '.join(ACTIONS)} (or none)")
+    if action == "suggest":
+        _emit(suggest_lines())
+        return EXIT_OK
+    check_graph(graph)
+    if action == "autoconf":
+        _emit([autoconf_line(app_loader)])
+        return EXIT_OK
+    app = app_loader()
+    try:
+        queues = watched_queues(app)
+        if action == "config":
+            lines = config_lines(app, graph, queues)
+            if os.environ.get("MUNIN_CAP_DIRTYCONFIG") == "1":  # values too: saves munin-node a run
+                lines += fetch_lines(app, graph, queues)
+        else:
+            lines = fetch_lines(app, graph, queues)
+    except ConfigurationError:
+        raise
+    except (CeleriacError, OSError) as exc:
+        print(f"celeriac_{graph}: cannot read the broker {app.broker.location}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    _emit(lines)
+    return EXIT_OK
+
+
+def _emit(lines: Iterable[str]) -> None:
+    sys.stdout.write("".join(f"{line}\n" for line in lines))
+    sys.stdout.flush()
+
+
+# -- install -----------------------------------------------------------------------------------------
+
+
+def find_executable() -> str:
+    """The ``celeriac`` script the plugin links point to: on PATH, else the running one."""
+    found = shutil.which("celeriac")
+    if found:
+        return os.path.realpath(found)
+    running = os.path.realpath(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    if running and os.path.isfile(running) and os.access(running, os.X_OK) and not running.endswith(".py"):
+        return running
+    raise ConfigurationError(
+        "cannot find the celeriac executable (not on PATH, and this process is not running it): "
+        "install celeriac so that `celeriac` is on PATH, or run `celeriac munin install` through it"
+    )
+
+
+def conf_text(app_spec: str, pythonpath: str) -> str:
+    """The ``plugin-conf.d`` file: where the plugins find the app."""
+    return (
+        "# celeriac Munin plugins (celeriac_length, celeriac_age): written by `celeriac munin install`.\n"
+        "[celeriac_*]\n"
+        f"env.CELERIAC_APP {app_spec}\n"
+        f"env.PYTHONPATH {pythonpath}\n"
+        "# The plugins run as munin-node's default plugin user (usually nobody). Name a user that can\n"
+        "# import the app and reach the broker (a SQLite broker file: read and write access):\n"
+        "#user celeriac\n"
+    )
+
+
+def _points_to(link: Path, target: str) -> bool:
+    return link.is_symlink() and os.path.realpath(link) == os.path.realpath(target)
+
+
+def install(
+    app_spec: str,
+    graphs: Sequence[str],
+    plugins_dir: str = DEFAULT_PLUGINS_DIR,
+    conf_dir: str = DEFAULT_CONF_DIR,
+    executable: str | None = None,
+    pythonpath: str | None = None,
+    force: bool = False,
+) -> list[str]:
+    """Link ``celeriac_<graph>`` to the executable and write the plugin configuration.
+
+    Returns what was done, one line each. Refuses (ConfigurationError) to replace a file or
+    a link pointing elsewhere unless ``force``; changes nothing in that case.
+    """
+    for graph in graphs:
+        check_graph(graph)
+    target = executable or find_executable()
+    plugins, confs = Path(plugins_dir), Path(conf_dir)
+    for directory, option in ((plugins, "--plugins-dir"), (confs, "--conf-dir")):
+        if not directory.is_dir():
+            raise ConfigurationError(
+                f"{directory} is not a directory: install munin-node, or pass {option} DIR"
+            )
+    conf_file = confs / CONF_NAME
+    text = conf_text(app_spec, pythonpath if pythonpath is not None else os.getcwd())
+    links = [plugins / f"{PLUGIN_PREFIX}{graph}" for graph in graphs]
+    if not force:
+        clashes = [
+            f"{link} -> {os.readlink(link)}" if link.is_symlink() else f"{link} (a file)"
+            for link in links
+            if os.path.lexists(link) and not _points_to(link, target)
+        ]
+        if conf_file.exists() and conf_file.read_text() != text:
+            clashes.append(f"{conf_file} (different settings)")
+        if clashes:
+            raise ConfigurationError(
+                "refusing to replace " + "; ".join(clashes) + ": pass --force to overwrite"
+            )
+    done = []
+    for link in links:
+        if _points_to(link, target):
+            done.append(f"kept    {link} -> {target}")
+            continue
+        if os.path.lexists(link):
+            link.unlink()
+        link.symlink_to(target)
+        done.append(f"linked  {link} -> {target}")
+    if conf_file.exists() and conf_file.read_text() == text:
+        done.append(f"kept    {conf_file}")
+    else:
+        conf_file.write_text(text)
+        done.append(f"wrote   {conf_file}")
+    return done
+
+
+def _graph_list(text: str) -> list[str]:
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [n for n in names if n not in GRAPHS]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give graphs out of {', '.join(GRAPHS)}, comma-separated (e.g. length,age)"
+        )
+    return list(dict.fromkeys(names))
+
+
+# -- command line ------------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the arguments of ``celeriac munin`` to ``parser``; return it."""
+    parser.usage = (
+        f"%(prog)s [-A APP] [GRAPH] [{'|'.join(ACTIONS)}]\n"
+        "       %(prog)s install [-A APP] [--plugins-dir DIR] [--conf-dir DIR] [--graphs length,age]"
+        " [--force]"
+    )
+    parser.add_argument(
+        "graph", nargs="?", metavar="GRAPH", help=f"{' or '.join(GRAPHS)} (default length); or: install"
+    )
+    parser.add_argument("action", nargs="?", metavar="ACTION", help=f"{', '.join(ACTIONS)} (default fetch)")
+    parser.add_argument(
+        "--plugins-dir",
+        metavar="DIR",
+        help=f"install: Munin's plugins directory (default {DEFAULT_PLUGINS_DIR})",
+    )
+    parser.add_argument(
+        "--conf-dir", metavar="DIR", help=f"install: Munin's plugin-conf.d (default {DEFAULT_CONF_DIR})"
+    )
+    parser.add_argument("--graphs", type=_graph_list, help="install: which graphs (default length,age)")
+    parser.add_argument(
+        "--force", action="store_true", help="install: replace existing links and configuration"
+    )
+    return parser
+
+
+def run(args: argparse.Namespace, load_app: Callable[[str | None], Celeriac]) -> int:
+    """``celeriac munin``: be the plugin, or install it."""
+    graph, action = args.graph, args.action
+    if graph in (*ACTIONS, "install") and action is None:
+        graph, action = None, graph
+    if action == "install":
+        if graph is not None:
+            raise ConfigurationError("install takes no GRAPH: pick graphs with --graphs length,age")
+        return _cmd_install(args, load_app)
+    given = [
+        option
+        for option, value in (
+            ("--plugins-dir", args.plugins_dir),
+            ("--conf-dir", args.conf_dir),
+            ("--graphs", args.graphs),
+            ("--force", args.force or None),
+        )
+        if value is not None
+    ]
+    if given:
+        raise ConfigurationError(f"{', '.join(given)}: only for `celeriac munin install`")
+    return plugin(lambda: load_app(args.app), graph or "length", action)
+
+
+def _cmd_install(args: argparse.Namespace, load_app: Callable[[str | None], Celeriac]) -> int:
+    spec = args.app or os.environ.get("CELERIAC_APP")
+    if not spec:
+        raise ConfigurationError("install needs the app: pass -A module (as you would to `celeriac worker`)")
+    load_app(spec)  # fail now, not in munin-node's log
+    graphs = args.graphs or list(GRAPHS)
+    plugins_dir = os.path.abspath(args.plugins_dir or DEFAULT_PLUGINS_DIR)
+    conf_dir = os.path.abspath(args.conf_dir or DEFAULT_CONF_DIR)
+    try:
+        done = install(spec, graphs, plugins_dir, conf_dir, force=args.force)
+    except OSError as exc:
+        print(
+            f"celeriac munin install: {exc} (run as root, or pass --plugins-dir/--conf-dir)", file=sys.stderr
+        )
+        return EXIT_FAILED
+    test = "munin-run"
+    if plugins_dir != DEFAULT_PLUGINS_DIR:
+        test += f" --servicedir {plugins_dir}"
+    if conf_dir != DEFAULT_CONF_DIR:
+        test += f" --sconfdir {conf_dir}"
+    first = f"{PLUGIN_PREFIX}{graphs[0]}"
+    _emit(
+        [
+            *done,
+            f"test:   {test} {first} config && {test} {first}",
+            "then:   systemctl restart munin-node   (munin-node reads its plugins at start)",
+        ]
+    )
+    return EXIT_OK
