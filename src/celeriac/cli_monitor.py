@@ -102,6 +102,8 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     conf = app.conf
     if args.json and not args.once:
         raise ConfigurationError("--json needs --once (the running monitor logs; --web serves JSON)")
+    if args.web and args.once:
+        raise ConfigurationError("--once takes one sample and exits: it cannot serve --web; drop one of them")
     history = History(":memory:" if args.once else conf.monitor_history_path, conf.monitor_history_days)
     monitor = Monitor(app, history, queues=args.queues or (), interval=args.interval)
     if args.once:

@@ -364,6 +364,8 @@ def test_monitor_once_prints_the_sample_and_top_draws_frames(tmp_path, capsys, m
     assert line.split()[:3] == ["celery", "3", "3"]
     assert main(["monitor", "-A", "monproj", "--json"]) == 2
     assert "--json needs --once" in capsys.readouterr().err
+    assert main(["monitor", "-A", "monproj", "--once", "--web"]) == 2
+    assert "cannot serve --web" in capsys.readouterr().err
     monproj.app.close()
 
 
