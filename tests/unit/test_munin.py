@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from celeriac import Celeriac, Queue, cli
+from celeriac import Celeriac, Queue
 from celeriac.errors import BrokerConnectionError
 from celeriac.observe import munin
+from tests.unit.test_cli import run
 
 ODD = "emails.high-priority"
 FIELD_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -22,16 +23,6 @@ THRESHOLDS = {
     "*": {"length": [10, 100], "oldest_age": 300},
     ODD: {"length": [2, 5]},
 }
-
-
-def run(argv: list[str] | None, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """``celeriac <argv>`` in process: exit code, stdout, stderr (argparse exits caught)."""
-    try:
-        code = cli.main(argv)
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def values(out: str) -> dict[str, str]:
