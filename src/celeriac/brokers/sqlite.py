@@ -569,27 +569,57 @@ class SQLiteBroker(Broker):
     def queue_lengths(self, queues: Sequence[str]) -> list[QueueLength]:
         now = self.now()
         # per queue: ready, scheduled, reserved, running, and since when the oldest ready
-        # message waits (publish time, or its ETA once due)
-        counts = {queue: [0, 0, 0, 0, None] for queue in queues}
+        # message waits (its publish time, or its ETA once due)
+        counts: dict[str, list[Any]] = {queue: [0, 0, 0, 0, None] for queue in queues}
+
+        def waiting_since(queue: str, since: float) -> None:
+            row = counts[queue]
+            row[4] = since if row[4] is None else min(row[4], since)
+
         for store in self._stores.values():
-            for i in range(0, len(queues), 500):
-                chunk = queues[i : i + 500]
-                rows = store.db.read(
-                    "SELECT queue, CASE WHEN state=0 OR (state=1 AND eta<=?) THEN 0 "
-                    "WHEN state=1 THEN 1 ELSE state END AS kind, COUNT(*), "
-                    "MIN(CASE WHEN state=1 THEN eta ELSE published_at END) "
-                    f"FROM messages WHERE queue IN ({placeholders(len(chunk))}) GROUP BY queue, kind",
-                    (now, *chunk),
-                )
-                for queue, kind, count, since in rows:
-                    row = counts[queue]
-                    row[kind] += count
-                    if kind == 0 and (row[4] is None or since < row[4]):
-                        row[4] = since
+            for queue, count, since in self._ready_counts(store, list(counts)):
+                counts[queue][0] += count
+                if since is not None:  # None: the oldest was taken between the two reads
+                    waiting_since(queue, since)
+            # messages waiting for an ETA and leased ones: through their own (small) indexes
+            for queue, eta in store.db.read("SELECT queue, eta FROM messages WHERE state=1"):
+                if queue in counts:
+                    due = eta is None or eta <= now
+                    counts[queue][0 if due else 1] += 1
+                    if due:
+                        waiting_since(queue, eta or now)
+            for queue, state in store.db.read(
+                "SELECT queue, state FROM messages WHERE lease_until IS NOT NULL"
+            ):
+                if queue in counts and state in (2, 3):
+                    counts[queue][state] += 1
         return [
             QueueLength(queue, r[0], r[1], r[2], r[3], None if r[4] is None else max(0.0, now - r[4]))
             for queue, r in ((q, counts[q]) for q in queues)
         ]
+
+    @staticmethod
+    def _ready_counts(store: _Store, queues: list[str]) -> list[tuple[str, int, float | None]]:
+        """Per queue with ready messages: how many, and the oldest one's publish time. Counted
+        in the index of ready messages, without reading the messages themselves."""
+        out = []
+        for i in range(0, len(queues), 500):
+            chunk = queues[i : i + 500]
+            firsts = store.db.read(
+                "SELECT queue, COUNT(*), MIN(id) FROM messages INDEXED BY messages_ready "
+                f"WHERE state=0 AND queue IN ({placeholders(len(chunk))}) GROUP BY queue",
+                tuple(chunk),
+            )
+            if not firsts:
+                continue
+            published = dict(
+                store.db.read(
+                    f"SELECT id, published_at FROM messages WHERE id IN ({placeholders(len(firsts))})",
+                    tuple(first for _, _, first in firsts),
+                )
+            )
+            out += [(queue, count, published.get(first)) for queue, count, first in firsts]
+        return out
 
     def queue_names(self) -> list[str]:
         names = {row[0] for row in self._durable.db.read("SELECT name FROM queues")}

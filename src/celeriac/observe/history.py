@@ -35,11 +35,13 @@ _SCHEMA = (
         running INTEGER NOT NULL, oldest_age REAL,
         finished INTEGER, failed INTEGER, busy_s REAL, arrived INTEGER,
         p50 REAL, p95 REAL, p99 REAL,
-        PRIMARY KEY (tier, queue, t)) WITHOUT ROWID""",
+        PRIMARY KEY (tier, t, queue)) WITHOUT ROWID""",
+    # by time: roll-ups and expiry read one period; by queue: a queue's graph
+    "CREATE INDEX IF NOT EXISTS samples_by_queue ON samples(tier, queue, t)",
     """CREATE TABLE IF NOT EXISTS nodes (
         tier INTEGER NOT NULL, t REAL NOT NULL, node TEXT NOT NULL,
         children INTEGER NOT NULL, master_rss_kib INTEGER, children_rss_kib INTEGER,
-        PRIMARY KEY (tier, node, t)) WITHOUT ROWID""",
+        PRIMARY KEY (tier, t, node)) WITHOUT ROWID""",
     """CREATE TABLE IF NOT EXISTS alerts (
         id INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL, queue TEXT, kind TEXT NOT NULL,
         level TEXT NOT NULL, fired_at REAL NOT NULL, cleared_at REAL, message TEXT NOT NULL)""",

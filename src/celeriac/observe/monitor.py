@@ -25,7 +25,7 @@ import logging
 import math
 import threading
 import time
-from collections import deque
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -88,6 +88,52 @@ class Tick:
     @property
     def arrived(self) -> int | None:
         return None if self.finished is None else self.finished + self.length.total
+
+
+class Track:
+    """One queue's ticks of the last :data:`TRACK_S`, oldest first, found by bisection.
+
+    Each sample looks up a handful of ticks (the window's start and middle, the first with
+    run counts, the oldest message's arrival); none walks the hour.
+    """
+
+    def __init__(self) -> None:
+        self.ticks: list[Tick] = []
+        self.times: list[float] = []
+
+    def add(self, tick: Tick) -> None:
+        self.ticks.append(tick)
+        self.times.append(tick.t)
+        stale = bisect_left(self.times, tick.t - TRACK_S)
+        if stale > 64:  # drop old ticks in batches, not one by one
+            del self.ticks[:stale], self.times[:stale]
+
+    def from_time(self, t: float) -> Tick:
+        """The first tick at or after ``t`` (the last one if none)."""
+        return self.ticks[min(bisect_left(self.times, t), len(self.ticks) - 1)]
+
+    def nearest(self, t: float) -> Tick:
+        i = bisect_left(self.times, t)
+        if i == 0:
+            return self.ticks[0]
+        if i == len(self.ticks):
+            return self.ticks[-1]
+        before, after = self.ticks[i - 1], self.ticks[i]
+        return before if t - before.t <= after.t - t else after
+
+    def first_counted(self, since: float) -> Tick | None:
+        """The first tick at or after ``since`` with run counts."""
+        for i in range(bisect_left(self.times, since), len(self.ticks)):
+            if self.ticks[i].finished is not None:
+                return self.ticks[i]
+        return None
+
+    def arrival_of(self, number: int) -> tuple[Tick | None, Tick] | None:
+        """The ticks just before and at which arrivals first reached ``number`` (None: not seen)."""
+        i = bisect_left(self.ticks, number, key=lambda t: -1 if t.arrived is None else t.arrived)
+        if i == len(self.ticks):
+            return None
+        return (self.ticks[i - 1] if i else None), self.ticks[i]
 
 
 @dataclass(slots=True)
@@ -222,7 +268,7 @@ class Monitor:
         )
         self.extra_queues = list(dict.fromkeys([*queues, *conf.monitor_queues, *self._configured_queues()]))
         self.totals = Totals()
-        self.tracks: dict[str, deque[Tick]] = {}
+        self.tracks: dict[str, Track] = {}
         self.overloaded: set[str] = set()
         self._offsets = {
             q: (p.finished or 0, p.failed or 0, p.busy_s or 0.0) for q, p in history.latest().items()
@@ -320,7 +366,7 @@ class Monitor:
     def _tick(
         self, now: float, length: QueueLength, counts: tuple[int, int, float, list[int]] | None
     ) -> Tick:
-        track = self.tracks.setdefault(length.queue, deque())
+        track = self.tracks.setdefault(length.queue, Track())
         offset = self._offsets.get(length.queue)
         if counts is None and offset is None:
             tick = Tick(now, length, None, None, None, None)
@@ -328,9 +374,7 @@ class Monitor:
             finished, failed, busy, buckets = counts or (0, 0, 0.0, [0] * (len(RUNTIME_BUCKETS) + 1))
             base = offset or (0, 0, 0.0)
             tick = Tick(now, length, finished + base[0], failed + base[1], busy + base[2], buckets)
-        track.append(tick)
-        while track and track[0].t < now - TRACK_S:
-            track.popleft()
+        track.add(tick)
         return tick
 
     @staticmethod
@@ -355,12 +399,6 @@ class Monitor:
 
     # -- analysis ---------------------------------------------------------------------------
 
-    def _window_start(self, track: deque[Tick], now: float) -> Tick:
-        for tick in track:
-            if tick.t >= now - self.window_s - self.interval / 2:
-                return tick
-        return track[-1]
-
     def _view(self, name: str, tick: Tick, live: list[WorkerStats]) -> QueueView:
         length = tick.length
         consumers = [n for n in live if name in n.queues]
@@ -378,7 +416,7 @@ class Monitor:
             failed=tick.failed,
         )
         track = self.tracks[name]
-        start = self._window_start(track, tick.t)
+        start = track.from_time(tick.t - self.window_s - self.interval / 2)
         span = tick.t - start.t
         if view.oldest_age is None and length.ready:
             view.oldest_age = self._estimate_age(track, tick)
@@ -388,7 +426,7 @@ class Monitor:
         view.window_s = span
         view.growth_rate = (tick.total - start.total) / span
         # rates from the first sample in the window with run counts (workers report late)
-        counted = next((t for t in track if t.t >= start.t and t.finished is not None), None)
+        counted = track.first_counted(start.t)
         counted_span = tick.t - counted.t if counted is not None else 0.0
         if counted is not None and counted_span >= 2 * self.interval and tick.finished is not None:
             done = tick.finished - (counted.finished or 0)
@@ -403,7 +441,7 @@ class Monitor:
         self._rates(view, track, start, tick)
         return view
 
-    def _rates(self, view: QueueView, track: deque[Tick], start: Tick, tick: Tick) -> None:
+    def _rates(self, view: QueueView, track: Track, start: Tick, tick: Tick) -> None:
         mu, lam, runtime = view.service_rate, view.arrival_rate, view.mean_runtime_s
         if runtime and view.processes and lam is not None:
             view.utilisation = lam * runtime / view.processes
@@ -414,7 +452,7 @@ class Monitor:
                 view.drain_s = view.length / (mu - lam)
             if mu > 0:
                 view.wait_s = (view.ready + view.reserved) / mu
-        middle = min(track, key=lambda t: abs(t.t - (start.t + tick.t) / 2))
+        middle = track.nearest((start.t + tick.t) / 2)
         full = tick.t - start.t >= self.window_s * 0.9
         growing = (
             full
@@ -456,7 +494,7 @@ class Monitor:
                     view.drain_with_extra_s = view.length / (capacity - lam)
 
     @staticmethod
-    def _estimate_age(track: deque[Tick], tick: Tick) -> float | None:
+    def _estimate_age(track: Track, tick: Tick) -> float | None:
         """How long the oldest ready message waited, assuming first in, first out.
 
         It is message number finished + reserved + running + 1; it arrived
@@ -466,17 +504,16 @@ class Monitor:
         if tick.finished is None:
             return None
         number = tick.finished + tick.length.reserved + tick.length.running + 1
-        before: Tick | None = None
-        for past in track:
-            arrived = past.arrived
-            if arrived is not None and arrived >= number:
-                if before is None or before.arrived is None or arrived <= before.arrived:
-                    return tick.t - past.t
-                # arrivals spread evenly between the two samples
-                share = (number - before.arrived) / (arrived - before.arrived)
-                return tick.t - (before.t + (past.t - before.t) * share)
-            before = past
-        return None
+        found = track.arrival_of(number)
+        if found is None:
+            return None
+        before, past = found
+        arrived = past.arrived or 0
+        if before is None or before.arrived is None or arrived <= before.arrived:
+            return tick.t - past.t
+        # arrivals spread evenly between the two samples
+        share = (number - before.arrived) / (arrived - before.arrived)
+        return tick.t - (before.t + (past.t - before.t) * share)
 
     # -- alerts -----------------------------------------------------------------------------
 
