@@ -231,8 +231,10 @@ def age(monitor: Any, interval: float) -> None:
 
     steps = int(TRACK_S / interval) - 1
     for track in monitor.tracks.values():
-        first = track[0]
-        track.extendleft(dataclasses.replace(first, t=first.t - k * interval) for k in range(1, steps + 1))
+        first = track.ticks[0]
+        older = [dataclasses.replace(first, t=first.t - k * interval) for k in range(steps, 0, -1)]
+        track.ticks[:0] = older
+        track.times[:0] = [tick.t for tick in older]
 
 
 def run_celeriac(cfg: dict[str, Any], stop: threading.Event) -> list[list[float]]:
