@@ -290,6 +290,15 @@ def git(*args: str) -> str:
     return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True, check=True).stdout
 
 
+def print_run_end(started: float, source_at_start: str) -> None:
+    """Print the run's total time, and a warning if celeriac's source changed while it ran."""
+    print(f"\ntotal time {time.monotonic() - started:.0f} s")
+    source = celeriac_source()
+    if source != source_at_start:
+        print(f"WARNING: celeriac's source changed during the run: {source_at_start} -> {source}")
+    print()
+
+
 def celeriac_source() -> str:
     """The checkout's commit, and whether celeriac's source differs from it (read-only git calls)."""
     paths = ("src", "pyproject.toml")

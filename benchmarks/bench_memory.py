@@ -81,6 +81,7 @@ from _common import (
     log_tail,
     machine_lines,
     print_failures,
+    print_run_end,
     producer,
     ratio,
     raw,
@@ -675,10 +676,7 @@ def main(argv: list[str]) -> int:
     finally:
         brokers.close()
         shutil.rmtree(workdir, ignore_errors=True)
-    print(f"\ntotal time {time.monotonic() - started:.0f} s")
-    source = celeriac_source()
-    if source != source_at_start:
-        print(f"WARNING: celeriac's source changed during the run: {source_at_start} -> {source}")
+    print_run_end(started, source_at_start)
     return report(results, failures, systems, sizes)
 
 

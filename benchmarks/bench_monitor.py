@@ -101,6 +101,7 @@ from _common import (
     mount_of,
     percentile,
     print_failures,
+    print_run_end,
     ratio,
     run_all,
     stop_group,
@@ -1127,11 +1128,7 @@ def main(argv: list[str]) -> int:
         for target in targets.values():
             target.close()
         shutil.rmtree(workdir, ignore_errors=True)
-    print(f"\ntotal time {time.monotonic() - started:.0f} s")
-    source = celeriac_source()
-    if source != source_at_start:
-        print(f"WARNING: celeriac's source changed during the run: {source_at_start} -> {source}")
-    print()
+    print_run_end(started, source_at_start)
     return report(results, failures, jobs, settings)
 
 

@@ -93,6 +93,7 @@ from _common import (
     measure,
     plan,
     print_failures,
+    print_run_end,
     ratio,
     run_all,
     saturation_note,
@@ -645,11 +646,7 @@ def main(argv: list[str]) -> int:
     finally:
         server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
-    print(f"\ntotal time {time.monotonic() - started:.0f} s")
-    source = celeriac_source()
-    if source != source_at_start:
-        print(f"WARNING: celeriac's source changed during the run: {source_at_start} -> {source}")
-    print()
+    print_run_end(started, source_at_start)
     return report(results, failures, systems, sizes)
 
 

@@ -68,6 +68,7 @@ from _common import (
     log_tail,
     mount_of,
     percentile,
+    print_run_end,
     ram,
     raw,
     short,
@@ -661,11 +662,7 @@ def main(argv: list[str]) -> int:
         results, failures = run_all(jobs, runs, workdir, sizes, random.Random(args.seed))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    print(f"\ntotal time {time.monotonic() - started:.0f} s")
-    source = celeriac_source()
-    if source != source_at_start:
-        print(f"WARNING: celeriac's source changed during the run: {source_at_start} -> {source}")
-    print()
+    print_run_end(started, source_at_start)
     return report(results, failures, sizes)
 
 
