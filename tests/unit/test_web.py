@@ -160,7 +160,7 @@ def test_state_has_every_queue_field_live_nodes_and_alerts(serve):
 
 
 def test_state_lists_active_and_recent_alerts(setup, serve):
-    setup.monitor.thresholds = {"*": {"length": (2, 100)}}
+    setup.monitor.app.conf.monitor_thresholds = {"*": {"length": [2, 100]}}
     setup.clock.now += 1.0
     setup.monitor.sample()
     state = get(serve(), "/api/state").json()

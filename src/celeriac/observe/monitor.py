@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("celeriac.monitor")
 
+#: queues of celeriac's own (delay, dead letters, registry), never watched
+INTERNAL_PREFIX = "celeriac."
 #: how often the list of queues is read again from the broker
 DISCOVER_EVERY_S = 30.0
 #: how much recent history the monitor keeps in memory (rates, age estimates)
@@ -50,6 +52,21 @@ CLEAR_AFTER_SAMPLES = 3
 #: overload needs the backlog to grow by at least this many messages over the window
 MIN_GROWTH = 5
 _THRESHOLD_LABEL = {"length": "messages waiting", "oldest_age": "oldest message age", "wait": "expected wait"}
+
+
+def watched_queues(app: Celeriac, extra: Iterable[str] = ()) -> list[str]:
+    """The queues to watch, sorted: the broker's (without celeriac's internal ones),
+    ``monitor_queues``, the default queue, ``task_queues`` and ``extra``."""
+    conf = app.conf
+    listed = [q for q in app.broker.queue_names() if not q.startswith(INTERNAL_PREFIX)]
+    configured = [conf.task_default_queue, *(q.name for q in conf.task_queues or ())]
+    return sorted({*listed, *conf.monitor_queues, *configured, *extra})
+
+
+def queue_limits(app: Celeriac, queue: str) -> dict[str, tuple[float, float | None]]:
+    """``monitor_thresholds`` for ``queue``: its own entry over ``"*"``, limit by limit."""
+    thresholds = app.conf.monitor_thresholds
+    return {**thresholds.get("*", {}), **thresholds.get(queue, {})}
 
 
 def quantile(buckets: Sequence[int], q: float) -> float | None:
@@ -251,7 +268,6 @@ class Monitor:
         self.history = history
         self.interval = interval if interval is not None else conf.monitor_interval
         self.window_s = conf.monitor_overload_after
-        self.thresholds = conf.monitor_thresholds
         if sinks is None:
             sinks = {}
             if conf.monitor_webhook_url:
@@ -266,7 +282,7 @@ class Monitor:
             on_fire=lambda a: history.alert_fired(a.condition, a.since),
             on_clear=lambda a, at: history.alert_cleared(a.condition.key, at),
         )
-        self.extra_queues = list(dict.fromkeys([*queues, *conf.monitor_queues, *self._configured_queues()]))
+        self.extra_queues = list(queues)
         self.totals = Totals()
         self.tracks: dict[str, Track] = {}
         self.overloaded: set[str] = set()
@@ -280,16 +296,11 @@ class Monitor:
         self.cpu_s = 0.0
         self._lock = threading.Lock()
 
-    def _configured_queues(self) -> list[str]:
-        configured = self.app.conf.task_queues or ()
-        return [self.app.conf.task_default_queue, *(q.name for q in configured)]
-
     def queue_names(self, now: float) -> list[str]:
         """Queues to sample: the broker's, the app's and those named on the command line."""
         if now - self._discovered_at >= DISCOVER_EVERY_S:
             self._discovered_at = now
-            listed = [q for q in self.broker.queue_names() if not q.startswith("celeriac.")]
-            self._queues = sorted(set(listed) | set(self.extra_queues))
+            self._queues = watched_queues(self.app, self.extra_queues)
         return self._queues
 
     # -- sampling ---------------------------------------------------------------------------
@@ -517,13 +528,10 @@ class Monitor:
 
     # -- alerts -----------------------------------------------------------------------------
 
-    def _limits(self, queue: str) -> dict[str, tuple[float, float | None]]:
-        return {**self.thresholds.get("*", {}), **self.thresholds.get(queue, {})}
-
     def _conditions(self, view: QueueView) -> list[Condition]:
         out = []
         values = {"length": view.length, "oldest_age": view.oldest_age, "wait": view.wait_s}
-        for kind, (warning, critical) in self._limits(view.name).items():
+        for kind, (warning, critical) in queue_limits(self.app, view.name).items():
             value = values[kind]
             if value is None or value < warning:
                 continue

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from celeriac.errors import CeleriacError, ConfigurationError
+from celeriac.observe.monitor import queue_limits, watched_queues
 
 if TYPE_CHECKING:
     from celeriac.app import Celeriac
@@ -48,7 +49,6 @@ DEFAULT_CONF_DIR = "/etc/munin/plugin-conf.d"
 CONF_NAME = "celeriac"
 CATEGORY = "celeriac"
 #: queues whose names start with this are celeriac's own bookkeeping
-INTERNAL_PREFIX = "celeriac."
 
 #: Munin's rule for field names; older Munin versions also cut them at 19 characters
 _FIELD_OK = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -127,18 +127,6 @@ def check_graph(graph: str) -> Graph:
         raise ConfigurationError(f"unknown graph {graph!r}: use one of {', '.join(GRAPHS)}") from None
 
 
-def watched_queues(app: Celeriac) -> list[str]:
-    """The broker's queues, ``monitor_queues``, the default queue and ``task_queues``, sorted."""
-    conf = app.conf
-    names = {
-        *app.broker.queue_names(),
-        *conf.monitor_queues,
-        conf.task_default_queue,
-        *(q.name for q in conf.task_queues or ()),
-    }
-    return sorted(n for n in names if not n.startswith(INTERNAL_PREFIX))
-
-
 def _hash(name: str, length: int = _HASH_LEN) -> str:
     return hashlib.sha1(name.encode(), usedforsecurity=False).hexdigest()[:length]
 
@@ -179,11 +167,6 @@ def field_names(queues: Iterable[str]) -> dict[str, str]:
         length += 2
 
 
-def _limits(app: Celeriac, queue: str, kind: str) -> tuple[float, float | None] | None:
-    thresholds = app.conf.monitor_thresholds
-    return {**thresholds.get("*", {}), **thresholds.get(queue, {})}.get(kind)
-
-
 def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:.3f}".rstrip("0").rstrip(".")
 
@@ -218,7 +201,7 @@ def config_lines(app: Celeriac, graph: str, queues: Sequence[str]) -> list[str]:
             f"{field}.min 0",
             f"{field}.draw LINE2",
         ]
-        limits = _limits(app, queue, spec.threshold)
+        limits = queue_limits(app, queue).get(spec.threshold)
         if limits is not None:
             warning, critical = limits
             lines.append(f"{field}.warning {_number(warning)}")
