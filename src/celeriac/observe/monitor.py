@@ -292,8 +292,6 @@ class Monitor:
         self._queues: list[str] = []
         self._discovered_at = -math.inf
         self.state = MonitorState(time.time(), self.broker.location, self.interval, [], [], [], {})
-        self.samples = 0
-        self.cpu_s = 0.0
         self._lock = threading.Lock()
 
     def queue_names(self, now: float) -> list[str]:
@@ -307,7 +305,7 @@ class Monitor:
 
     def sample(self) -> MonitorState:
         """Read the broker once, store the sample, update rates and alerts."""
-        started, cpu = time.perf_counter(), time.process_time()
+        started = time.perf_counter()
         now = self.clock()
         try:
             lengths = self.broker.queue_lengths(self.queue_names(now))
@@ -344,8 +342,6 @@ class Monitor:
         self.history.add(points, node_points)
         conditions = [c for view in views for c in self._conditions(view)]
         self.alerts.update(conditions, now)
-        self.samples += 1
-        self.cpu_s += time.process_time() - cpu
         state = MonitorState(
             at=now,
             broker=self.broker.location,
