@@ -33,6 +33,7 @@ import statistics
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -288,6 +289,18 @@ def cores() -> str:
 
 def git(*args: str) -> str:
     return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True, check=True).stdout
+
+
+def start_run(root: Path, prefix: str) -> Path:
+    """Begin a benchmark run: drop CELERIAC_/BENCH_ variables this shell may carry, make Ctrl-C
+    and SIGTERM unwind the same way (so every process and broker is cleaned up), and make a
+    scratch directory under ``root``."""
+    for name in [k for k in os.environ if k.startswith(("CELERIAC_", "BENCH_"))]:
+        del os.environ[name]
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    root.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=root))
 
 
 def print_run_end(started: float, source_at_start: str) -> None:

@@ -49,10 +49,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import re
 import shutil
-import signal
 import statistics
 import sys
 import tempfile
@@ -87,6 +85,7 @@ from _common import (
     raw,
     run_all,
     select,
+    start_run,
     wait_for_size,
     wait_started,
     workers,
@@ -655,12 +654,7 @@ def main(argv: list[str]) -> int:
     measures = [m.strip() for m in args.measure.split(",") if m.strip()]
     if set(measures) - set(MEASURES) or not systems:
         raise SystemExit(f"nothing to run: --measure takes {', '.join(MEASURES)}; systems {systems}")
-    for name in [k for k in os.environ if k.startswith(("CELERIAC_", "BENCH_"))]:
-        del os.environ[name]
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    args.workdir.mkdir(parents=True, exist_ok=True)
-    workdir = Path(tempfile.mkdtemp(prefix="bench-memory-", dir=args.workdir))
+    workdir = start_run(args.workdir, "bench-memory-")
     brokers = Brokers(args.redis_url, workdir)
     source_at_start = celeriac_source()
     started = time.monotonic()

@@ -69,10 +69,8 @@ import dataclasses
 import http.client
 import json
 import math
-import os
 import queue
 import shutil
-import signal
 import socket
 import sqlite3
 import statistics
@@ -104,6 +102,7 @@ from _common import (
     print_run_end,
     ratio,
     run_all,
+    start_run,
     stop_group,
     venv_bin,
 )
@@ -1102,13 +1101,7 @@ def main(argv: list[str]) -> int:
     settings = Settings(args.seconds or (QUICK_SECONDS if args.quick else DEFAULT_SECONDS))
     runs = max(1, args.runs)
     sys.path.insert(0, str(BENCH_DIR / "rabbitmq_apps"))
-    for name in [k for k in os.environ if k.startswith(("CELERIAC_", "BENCH_"))]:
-        del os.environ[name]
-    # Ctrl-C and SIGTERM unwind the same way: every sampling process stopped, every broker cleaned
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    args.workdir.mkdir(parents=True, exist_ok=True)
-    workdir = Path(tempfile.mkdtemp(prefix="bench-monitor-", dir=args.workdir))
+    workdir = start_run(args.workdir, "bench-monitor-")
     targets: dict[str, Target] = {}
     source_at_start = celeriac_source()
     started = time.monotonic()

@@ -62,10 +62,8 @@ durable one. Celery's worker logs at WARNING (``-l warning``), celeriac's likewi
 from __future__ import annotations
 
 import contextlib
-import os
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -98,6 +96,7 @@ from _common import (
     run_all,
     saturation_note,
     section,
+    start_run,
     venv_bin,
 )
 from _common import (
@@ -623,13 +622,7 @@ def main(argv: list[str]) -> int:
     args = parse_args(argv)
     sizes, runs, systems, measures = choose(args, list(SYSTEMS))
     sys.path.insert(0, str(APPS))
-    for name in [k for k in os.environ if k.startswith(("CELERIAC_", "BENCH_"))]:
-        del os.environ[name]
-    # Ctrl-C and SIGTERM unwind the same way: every worker group is stopped, the vhost deleted
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    args.workdir.mkdir(parents=True, exist_ok=True)
-    workdir = Path(tempfile.mkdtemp(prefix="bench-rabbitmq-", dir=args.workdir))
+    workdir = start_run(args.workdir, "bench-rabbitmq-")
     server = RabbitMQ(args.url, args.vhost, args.rabbitmqctl)
     source_at_start = celeriac_source()
     started = time.monotonic()

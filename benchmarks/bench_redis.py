@@ -93,6 +93,7 @@ from _common import (
     run_all,
     saturation_note,
     section,
+    start_run,
     venv_bin,
 )
 
@@ -586,13 +587,7 @@ def main(argv: list[str]) -> int:
     args = parse_args(argv)
     sizes, runs, systems, measures = choose(args, list(SYSTEMS))
     sys.path.insert(0, str(APPS))
-    for name in [k for k in os.environ if k.startswith(("CELERIAC_", "BENCH_"))]:
-        del os.environ[name]
-    # Ctrl-C and SIGTERM unwind the same way: every worker group and the redis-server are stopped
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    args.workdir.mkdir(parents=True, exist_ok=True)
-    workdir = Path(tempfile.mkdtemp(prefix="bench-redis-", dir=args.workdir))
+    workdir = start_run(args.workdir, "bench-redis-")
     server = RedisServer(workdir)
     source_at_start = celeriac_source()
     started = time.monotonic()
