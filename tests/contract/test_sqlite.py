@@ -96,3 +96,21 @@ class TestSQLiteBroker(BrokerContract):
         monkeypatch.chdir(tmp_path)
         broker = SQLiteBroker("sqlite:///relative.db")
         assert broker.location == f"sqlite:///{tmp_path / 'relative.db'}"
+
+    def test_oldest_age_is_the_oldest_message_whatever_its_priority(self, broker, q):
+        clock = [1_000.0]
+        broker.now = lambda: clock[0]
+        other = q + "-other"
+        broker.declare_queue(Queue(other, durable=False))  # its messages live in the other file
+        broker.publish([out(q, "old-low", priority=0), out(other, "old-transient")])
+        clock[0] = 1_060.0
+        broker.publish([out(q, "new-high", priority=9), out(q, "new-mid", priority=5)])
+        clock[0] = 1_100.0
+        mine, theirs = broker.queue_lengths([q, other])
+        assert (mine.ready, mine.oldest_age) == (3, 100.0), "served last, waiting longest"
+        assert (theirs.ready, theirs.oldest_age) == (1, 100.0)
+        assert labels(broker.fetch([q], 2, 0, "c")) == ["new-high", "new-mid"]
+        assert broker.queue_lengths([q])[0].oldest_age == 100.0
+        assert labels(broker.fetch([q], 1, 0, "c")) == ["old-low"]
+        broker.publish([out(q, "newest", priority=5)])
+        assert broker.queue_lengths([q])[0].oldest_age == 0.0

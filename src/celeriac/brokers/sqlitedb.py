@@ -204,6 +204,20 @@ class SQLiteFile:
         conn = self.conn
         return self._retry(lambda: conn.execute(sql, params).fetchall())
 
+    def snapshot(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run the reads of ``fn(conn)`` in one read transaction: they all see the same state."""
+        conn = self.conn
+
+        def attempt() -> T:
+            conn.execute("BEGIN")
+            try:
+                return fn(conn)
+            finally:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")  # it wrote nothing: ending it is all
+
+        return self._retry(attempt)
+
     def _set_mode(self, conn: sqlite3.Connection, sync: Sync, checkpoint_pages: int) -> None:
         if self._mode != (sync, checkpoint_pages):
             conn.execute(f"PRAGMA synchronous={sync}")
