@@ -10,14 +10,14 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from celeriac.errors import ConfigurationError
-from celeriac.observe.history import History
-from celeriac.observe.monitor import Monitor, MonitorState
-from celeriac.observe.top import frame
+
+if TYPE_CHECKING:  # loaded by the commands only: every `celeriac` command builds this parser
+    from celeriac.observe.monitor import Monitor, MonitorState
 
 logger = logging.getLogger("celeriac.monitor")
 
@@ -95,6 +95,9 @@ def state_json(state: MonitorState) -> bytes:
 
 def cmd_monitor(args: argparse.Namespace) -> int:
     from celeriac.cli import load_app, setup_logging
+    from celeriac.observe.history import History
+    from celeriac.observe.monitor import Monitor
+    from celeriac.observe.top import frame
 
     app = load_app(args.app)
     setup_logging(args.loglevel, "[%(asctime)s: %(levelname)s/monitor] %(message)s", args.logfile)
@@ -167,6 +170,9 @@ def summary(state: MonitorState) -> str:
 
 def cmd_top(args: argparse.Namespace) -> int:
     from celeriac.cli import load_app
+    from celeriac.observe.history import History
+    from celeriac.observe.monitor import Monitor
+    from celeriac.observe.top import frame
 
     app = load_app(args.app)
     logging.basicConfig(level=logging.CRITICAL)  # alerts show in the frame, not as log lines

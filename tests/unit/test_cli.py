@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import io
 import re
+import subprocess
 import sys
 import textwrap
 import time
@@ -412,3 +413,21 @@ def test_inspect_refuses_an_unknown_report(capsys, app_module):
     code, _, err = run(["inspect", "threads", "-A", name], capsys)
     assert code == 2
     assert "'threads'" in err and "memory" in err
+
+
+def test_commands_start_without_loading_the_monitor():
+    # every command builds the whole parser, a worker's start among them: the monitor, its
+    # HTTP client and the Prometheus library load only when `monitor` or `top` runs
+    code = "import sys; from celeriac import cli; cli.build_parser(); print(' '.join(sys.modules))"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = set(run.stdout.split())
+    assert "celeriac.observe.munin" in loaded, "the parser was built"
+    heavy = {
+        "celeriac.observe.monitor",
+        "celeriac.observe.history",
+        "celeriac.observe.alerts",
+        "celeriac.observe.web",
+        "urllib.request",
+        "prometheus_client",
+    }
+    assert sorted(loaded & heavy) == []

@@ -16,7 +16,6 @@ import queue
 import shlex
 import subprocess
 import threading
-import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -62,6 +61,8 @@ Sink = Callable[[dict[str, Any]], None]
 
 def webhook_sink(url: str) -> Sink:
     """POST each event as JSON to ``url``."""
+
+    import urllib.request  # here: it takes longer to import than the rest of the monitor
 
     def send(event: dict[str, Any]) -> None:
         request = urllib.request.Request(

@@ -35,14 +35,13 @@ from celeriac.errors import BrokerError
 from celeriac.observe.alerts import AlertBook, Condition, Outbox, Sink, command_sink, webhook_sink
 from celeriac.observe.history import History, NodePoint, QueuePoint
 from celeriac.observe.records import RUNTIME_BUCKETS, WorkerStats
+from celeriac.observe.watch import queue_limits, watched_queues
 
 if TYPE_CHECKING:
     from celeriac.app import Celeriac
 
 logger = logging.getLogger("celeriac.monitor")
 
-#: queues of celeriac's own (delay, dead letters, registry), never watched
-INTERNAL_PREFIX = "celeriac."
 #: how often the list of queues is read again from the broker
 DISCOVER_EVERY_S = 30.0
 #: how much recent history the monitor keeps in memory (rates, age estimates)
@@ -52,21 +51,6 @@ CLEAR_AFTER_SAMPLES = 3
 #: overload needs the backlog to grow by at least this many messages over the window
 MIN_GROWTH = 5
 _THRESHOLD_LABEL = {"length": "messages waiting", "oldest_age": "oldest message age", "wait": "expected wait"}
-
-
-def watched_queues(app: Celeriac, extra: Iterable[str] = ()) -> list[str]:
-    """The queues to watch, sorted: the broker's (without celeriac's internal ones),
-    ``monitor_queues``, the default queue, ``task_queues`` and ``extra``."""
-    conf = app.conf
-    listed = [q for q in app.broker.queue_names() if not q.startswith(INTERNAL_PREFIX)]
-    configured = [conf.task_default_queue, *(q.name for q in conf.task_queues or ())]
-    return sorted({*listed, *conf.monitor_queues, *configured, *extra})
-
-
-def queue_limits(app: Celeriac, queue: str) -> dict[str, tuple[float, float | None]]:
-    """``monitor_thresholds`` for ``queue``: its own entry over ``"*"``, limit by limit."""
-    thresholds = app.conf.monitor_thresholds
-    return {**thresholds.get("*", {}), **thresholds.get(queue, {})}
 
 
 def quantile(buckets: Sequence[int], q: float) -> float | None:

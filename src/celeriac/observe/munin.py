@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from celeriac.errors import CeleriacError, ConfigurationError
-from celeriac.observe.monitor import queue_limits, watched_queues
+from celeriac.observe.watch import queue_limits, watched_queues
 
 if TYPE_CHECKING:
     from celeriac.app import Celeriac
