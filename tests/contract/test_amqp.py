@@ -399,3 +399,15 @@ class TestAMQPBroker(BrokerContract):
         broker = AMQPBroker(f"amqp://guest:guest@127.0.0.1:5672/no-such-{uuid.uuid4().hex[:6]}")
         with pytest.raises(BrokerError, match="vhost"):
             broker.declare_queue(Queue(q))
+
+    def test_queue_length_counts_the_consumers_of_any_client(self, broker, q, raw):
+        broker.publish([out(q, "a")])
+        monitor = self.make_broker(BrokerOptions())
+        try:
+            assert monitor.queue_lengths([q])[0].consumers == 0
+            raw.basic_consume(q, consumer_tag="another-client", callback=lambda message: None)
+            assert monitor.queue_lengths([q])[0].consumers == 1
+            raw.basic_cancel("another-client")
+            assert monitor.queue_lengths([q])[0].consumers == 0
+        finally:
+            monitor.close()

@@ -4,6 +4,7 @@ Prometheus output, and the monitor and top commands."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 from bisect import bisect_left
@@ -144,8 +145,9 @@ def test_queues_without_run_counts_get_growth_alone(app, tmp_path):
     assert (view.arrival_rate, view.service_rate) == (None, None)
     assert view.growth_rate == pytest.approx(10)
     assert view.overloaded
-    (alert,) = monitor.current().alerts
-    assert "arrival and service rates are unknown" in alert["message"]
+    alerts = {a["kind"]: a for a in monitor.current().alerts}
+    assert "arrival and service rates are unknown" in alerts["overload"]["message"]
+    assert alerts.keys() == {"overload", "no_consumer"}, "and nothing took a message in 12 s"
     monitor.close()
 
 
@@ -388,3 +390,69 @@ def test_extra_processes_count_the_overhead_of_processes_shared_with_other_queue
     assert thumbs.extra_processes == 4  # 600/s more at about 176/s each
     assert thumbs.drain_with_extra_s == pytest.approx(6000 / (100 + 4 * thumbs.process_rate - 700))
     assert reports.extra_processes is None  # not overloaded
+
+
+def no_consumer(monitor: Monitor) -> list[dict]:
+    return [a for a in monitor.current().alerts if a["kind"] == "no_consumer"]
+
+
+def test_a_queue_nobody_consumes_raises_no_consumer_until_a_worker_lists_it(app, tmp_path):
+    clock = Clock()
+    monitor = monitor_for(app, tmp_path, clock)
+    app.send_task("t", queue="orphans")  # routed to a queue no worker was started for
+    monitor.sample()
+    for _ in range(9):  # 9 s of the 10 s window: not yet
+        clock.now += 1.0
+        app.send_task("t", queue="orphans")
+        monitor.sample()
+    assert no_consumer(monitor) == []
+    assert next(q for q in monitor.current().queues if q.name == "orphans").unserved_s == 9.0
+    clock.now += 1.0
+    monitor.sample()
+    (alert,) = no_consumer(monitor)
+    assert alert["queue"] == "orphans" and alert["level"] == "critical"
+    assert "10 message(s) ready and none taken for 10 s" in alert["message"]
+    assert "celeriac worker -Q orphans" in alert["message"]
+    # a worker that consumes it starts; the alert clears after 3 samples (no flapping)
+    beat(app, stats("w1", [], queues=["orphans"]))
+    kinds = []
+    for _ in range(3):
+        clock.now += 1.0
+        monitor.sample()
+        kinds.append(len(no_consumer(monitor)))
+    assert kinds == [1, 1, 0]
+    assert next(q for q in monitor.current().queues if q.name == "orphans").unserved_s is None
+
+
+def test_a_queue_an_unseen_consumer_takes_from_is_served(app, tmp_path):
+    # a Celery worker on Redis sends no heartbeat: the length going down shows it is there
+    clock = Clock()
+    monitor = monitor_for(app, tmp_path, clock)
+    for second in range(30):
+        clock.now += 1.0
+        for _ in range(3):
+            app.send_task("t")
+        if second % 4 == 3:
+            serve(app, 10)  # it takes in bursts, and falls behind: the queue is never empty
+        monitor.sample()
+        view = monitor.current().queues[0]
+        assert view.ready > 0 and (view.unserved_s is None or view.unserved_s < 4)
+    assert no_consumer(monitor) == []
+
+
+def test_a_consumer_the_broker_counts_serves_the_queue(app, tmp_path, monkeypatch):
+    # RabbitMQ counts the consumers of any client (a Celery worker's too)
+    lengths = app.broker.queue_lengths
+    monkeypatch.setattr(
+        app.broker,
+        "queue_lengths",
+        lambda names: [dataclasses.replace(n, consumers=1) for n in lengths(names)],
+    )
+    clock = Clock()
+    monitor = monitor_for(app, tmp_path, clock)
+    for _ in range(15):
+        clock.now += 1.0
+        app.send_task("t")
+        monitor.sample()
+    assert monitor.current().queues[0].unserved_s is None
+    assert no_consumer(monitor) == []

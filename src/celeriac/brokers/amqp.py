@@ -679,14 +679,20 @@ class AMQPBroker(Declarations, SideQueues, Broker):
 
     # -- inspection ---------------------------------------------------------------------------
 
-    def _ready(self, queue: str) -> int:
-        def passive(channel: Any) -> int:
-            return int(channel.queue_declare(queue, passive=True).message_count)
+    def _server_counts(self, queue: str) -> tuple[int, int]:
+        """Ready messages and consumers, as the server counts them (0, 0 if there is no queue)."""
 
-        return self._admin_call(f"reading the length of {queue!r}", passive, 0)
+        def passive(channel: Any) -> tuple[int, int]:
+            ok = channel.queue_declare(queue, passive=True)
+            return int(ok.message_count), int(ok.consumer_count)
+
+        return self._admin_call(f"reading the length of {queue!r}", passive, (0, 0))
+
+    def _ready(self, queue: str) -> int:
+        return self._server_counts(queue)[0]
 
     def queue_length(self, queue: str) -> QueueLength:
-        ready = self._ready(queue)
+        ready, consumers = self._server_counts(queue)
         reserved = running = 0
         for consumer in self._consumers.values():
             for tag in consumer.unacked:
@@ -695,7 +701,7 @@ class AMQPBroker(Declarations, SideQueues, Broker):
                     reserved += 1
             running += sum(1 for t in consumer.started if t in consumer.by_tag)
             reserved += sum(1 for q, _ in consumer.buffer if q == queue)
-        return QueueLength(queue, ready, 0, reserved, running)
+        return QueueLength(queue, ready, 0, reserved, running, consumers=consumers)
 
     def purge(self, queue: str) -> int:
         def purge(channel: Any) -> int:

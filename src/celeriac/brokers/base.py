@@ -147,6 +147,8 @@ class QueueLength:
     #: seconds the oldest ready message has waited (from its publish time or due ETA);
     #: None where the broker cannot tell without taking the message
     oldest_age: float | None = None
+    #: consumers the broker itself counts, of any client (RabbitMQ); None where it keeps no count
+    consumers: int | None = None
 
     @property
     def total(self) -> int:

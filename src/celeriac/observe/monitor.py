@@ -101,6 +101,8 @@ class Track:
     def __init__(self) -> None:
         self.ticks: list[Tick] = []
         self.times: list[float] = []
+        #: since when messages wait here with no worker listing the queue and none taken
+        self.unserved_since: float | None = None
 
     def add(self, tick: Tick) -> None:
         self.ticks.append(tick)
@@ -165,6 +167,9 @@ class QueueView:
     drain_with_extra_s: float | None = None
     processes: int = 0
     consumers: list[str] = field(default_factory=list)
+    #: how long messages have waited with no worker listing the queue and none taken
+    #: (None: the queue is served, or nothing waits)
+    unserved_s: float | None = None
     finished: int | None = None
     failed: int | None = None
     p50: float | None = None
@@ -407,6 +412,7 @@ class Monitor:
             failed=tick.failed,
         )
         track = self.tracks[name]
+        view.unserved_s = self._unserved(track, view, tick)
         start = track.from_time(tick.t - self.window_s - self.interval / 2)
         span = tick.t - start.t
         if view.oldest_age is None and length.ready:
@@ -458,6 +464,22 @@ class Monitor:
         elif growing:
             self.overloaded.add(view.name)
         view.overloaded = view.name in self.overloaded
+
+    @staticmethod
+    def _unserved(track: Track, view: QueueView, tick: Tick) -> float | None:
+        """How long ready messages have waited with no consumer (None: served or empty).
+
+        A queue is served when a live worker lists it, when the broker counts a consumer on it
+        (RabbitMQ counts any client's), or when its length went down since the last sample
+        (someone took a message: a Celery worker on Redis, say, which sends no heartbeat).
+        """
+        taken = len(track.ticks) > 1 and tick.total < track.ticks[-2].total
+        if view.processes or tick.length.consumers or not view.ready or taken:
+            track.unserved_since = None
+            return None
+        if track.unserved_since is None:
+            track.unserved_since = tick.t
+        return tick.t - track.unserved_since
 
     @staticmethod
     def _capacity(views: list[QueueView], live: list[WorkerStats]) -> None:
@@ -528,6 +550,19 @@ class Monitor:
                     f"queue {view.name!r}: {_THRESHOLD_LABEL[kind]} {value:.0f}{unit} >= {level} level "
                     f"{limit:.0f}{unit} (monitor_thresholds)",
                     {"value": value, "limit": limit},
+                )
+            )
+        if view.unserved_s is not None and view.unserved_s >= self.window_s:
+            out.append(
+                Condition(
+                    f"no_consumer:{view.name}",
+                    "no_consumer",
+                    "critical",
+                    view.name,
+                    f"queue {view.name!r} has no consumer: {view.ready} message(s) ready and none taken "
+                    f"for {duration(view.unserved_s)}, and no live worker lists it; start one with "
+                    f"`celeriac worker -Q {view.name}`, or route the tasks to a queue that is served",
+                    {"ready": view.ready, "unserved_s": round(view.unserved_s, 1)},
                 )
             )
         if view.overloaded:
