@@ -21,10 +21,8 @@ Warning and critical levels come from the ``monitor_thresholds`` setting
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import re
-import shutil
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -128,6 +126,8 @@ def check_graph(graph: str) -> Graph:
 
 
 def _hash(name: str, length: int = _HASH_LEN) -> str:
+    import hashlib  # here and below: every celeriac command loads this module, few need these
+
     return hashlib.sha1(name.encode(), usedforsecurity=False).hexdigest()[:length]
 
 
@@ -278,6 +278,8 @@ def _emit(lines: Iterable[str]) -> None:
 
 def find_executable() -> str:
     """The ``celeriac`` script the plugin links point to: on PATH, else the running one."""
+    import shutil
+
     found = shutil.which("celeriac")
     if found:
         return os.path.realpath(found)
