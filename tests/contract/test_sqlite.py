@@ -7,6 +7,7 @@ import glob
 import os
 import shutil
 import sqlite3
+import threading
 
 import pytest
 
@@ -114,3 +115,34 @@ class TestSQLiteBroker(BrokerContract):
         assert labels(broker.fetch([q], 1, 0, "c")) == ["old-low"]
         broker.publish([out(q, "newest", priority=5)])
         assert broker.queue_lengths([q])[0].oldest_age == 0.0
+
+    def test_threads_sharing_a_broker_publish_and_measure_at_once(self, broker, q):
+        # a web server's threads sending tasks while the monitor samples, on one broker
+        errors: list[BaseException] = []
+        stop = threading.Event()
+
+        def publish(n: int) -> None:
+            try:
+                for i in range(150):
+                    broker.publish([out(q, f"{n}-{i}"), out(q + "-b", f"{n}-{i}")])
+            except BaseException as exc:
+                errors.append(exc)
+
+        def measure() -> None:
+            try:
+                while not stop.is_set():
+                    broker.queue_lengths([q, q + "-b"])
+            except BaseException as exc:
+                errors.append(exc)
+
+        sampler = threading.Thread(target=measure)
+        sampler.start()
+        producers = [threading.Thread(target=publish, args=(n,)) for n in range(6)]
+        for thread in producers:
+            thread.start()
+        for thread in producers:
+            thread.join()
+        stop.set()
+        sampler.join()
+        assert errors == []
+        assert [n.ready for n in broker.queue_lengths([q, q + "-b"])] == [900, 900]

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, TypeVar
@@ -97,6 +98,9 @@ class SQLiteFile:
         self.busy_timeout = busy_timeout
         self._conn: sqlite3.Connection | None = None
         self._pid = 0
+        #: threads of a process share its connection: one transaction at a time on it (a second
+        #: BEGIN would fail, or its statements would land in the other thread's transaction)
+        self._tx = threading.Lock()
         self._mode: tuple[Sync, int] | None = None
 
     # -- connection -------------------------------------------------------------------------
@@ -107,6 +111,7 @@ class SQLiteFile:
         if self._conn is None or self._pid != os.getpid():
             if self._conn is not None:
                 _ABANDONED.append(self._conn)
+            self._tx = threading.Lock()  # a forked child's copy may be held by a parent's thread
             self._conn = self._open()
             self._pid = os.getpid()
         return self._conn
@@ -209,12 +214,13 @@ class SQLiteFile:
         conn = self.conn
 
         def attempt() -> T:
-            conn.execute("BEGIN")
-            try:
-                return fn(conn)
-            finally:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")  # it wrote nothing: ending it is all
+            with self._tx:
+                conn.execute("BEGIN")
+                try:
+                    return fn(conn)
+                finally:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")  # it wrote nothing: ending it is all
 
         return self._retry(attempt)
 
@@ -230,18 +236,19 @@ class SQLiteFile:
         """Run ``fn(conn)`` inside one ``BEGIN IMMEDIATE`` transaction and commit it."""
         conn = self.conn
         pages = PUBLISH_AUTOCHECKPOINT_PAGES if publishing else CONSUMER_AUTOCHECKPOINT_PAGES
-        self._set_mode(conn, sync or self.default_sync, pages)
 
         def attempt() -> T:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                result = fn(conn)
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            return result
+            with self._tx:
+                self._set_mode(conn, sync or self.default_sync, pages)
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    result = fn(conn)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+                return result
 
         return self._retry(attempt)
 
@@ -252,8 +259,13 @@ class SQLiteFile:
         database after it, so a power loss cannot leave a half-copied database.
         """
         conn = self.conn
-        self._set_mode(conn, sync, PUBLISH_AUTOCHECKPOINT_PAGES)
-        self._retry(lambda: conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall())
+
+        def attempt() -> None:
+            with self._tx:
+                self._set_mode(conn, sync, PUBLISH_AUTOCHECKPOINT_PAGES)
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+        self._retry(attempt)
 
     def data_version(self) -> int:
         """Changes whenever another connection commits to this file (cheap to poll)."""
