@@ -12,7 +12,7 @@ import pytest
 
 from celeriac.brokers.base import BrokerOptions
 from celeriac.brokers.redis import SEP, RedisBroker, to_kombu
-from celeriac.errors import ConfigurationError
+from celeriac.errors import BrokerError, ConfigurationError
 from celeriac.protocol.entities import Queue
 from tests.contract.broker_contract import BrokerContract, envelope, labels, out
 
@@ -96,6 +96,48 @@ class TestRedisBroker(BrokerContract):
         assert broker.queue_length(q).ready == 0
         broker.consumer_lost("waiter", [], "killed while waiting")
         assert labels(broker.fetch([q], 1, 0, "c")) == ["landed"]
+
+    @staticmethod
+    def _break(broker, monkeypatch, what: str, after: bool):
+        """The next call about ``what`` fails as a broken connection would: before Redis ran
+        it, or after (the reply lost). Returns the list of calls broken so far."""
+        real, broken = broker.conn.call, []
+
+        def call(description, fn):
+            if description.startswith(what) and not broken:
+                broken.append(description)
+                if after:
+                    real(description, fn)
+                raise BrokerError(f"{description}: Connection closed by server")
+            return real(description, fn)
+
+        monkeypatch.setattr(broker.conn, "call", call)
+        return broken
+
+    def test_messages_of_a_fetch_whose_reply_was_lost_are_handed_back(self, broker, q, monkeypatch, caplog):
+        broker.publish([out(q, "a"), out(q, "b")])
+        broken = self._break(broker, monkeypatch, "fetching", after=True)
+        with pytest.raises(BrokerError):
+            broker.fetch([q], 10, 0, "c1")
+        assert broken and broker.queue_length(q).reserved == 2, "Redis leased them; c1 never saw them"
+        got = broker.fetch([q], 10, 0, "c1")
+        assert labels(got) == ["a", "b"] and [d.deliveries for d in got] == [1, 1]
+        assert "handed 2 message(s) back" in caplog.text
+        broker.ack(got)
+        assert broker.queue_length(q).total == 0
+
+    @pytest.mark.parametrize("how", ["ack", "fetch"])
+    def test_an_ack_that_failed_is_sent_again(self, broker, q, monkeypatch, how):
+        broker.publish([out(q, "a"), out(q, "b")])
+        first, second = broker.fetch([q], 2, 0, "c1")
+        settle = broker.ack if how == "ack" else (lambda batch: broker.fetch([q], 1, 0, "c1", ack=batch))
+        self._break(broker, monkeypatch, "acking" if how == "ack" else "fetching", after=False)
+        with pytest.raises(BrokerError):
+            settle([first])
+        settle([first])  # the child keeps what it could not settle and sends it again
+        assert broker.queue_length(q).reserved == 1
+        broker.ack([second])
+        assert broker.queue_length(q).total == 0
 
     def test_idle_consumer_wakes_at_once_for_a_new_message(self, broker, q):
         broker.declare_queue(Queue(q))

@@ -198,6 +198,8 @@ class RedisBroker(Broker):
         self._declared: dict[str, Queue] = {}
         self._known: set[str] = set()
         self._owner: dict[str, str] = {}  # durable tag -> consumer that holds it
+        #: consumers whose FETCH failed: Redis may have leased them messages whose reply was lost
+        self._unsure: set[str] = set()
         self._popped: dict[str, _Popped] = {}  # transient tag -> what was popped
         self._transient_tags = itertools.count(1)
         self._rotation = 0
@@ -333,7 +335,9 @@ class RedisBroker(Broker):
         self, queues: Sequence[str], n: int, timeout: float, consumer: str, ack: Sequence[Delivery]
     ) -> list[Delivery]:
         self._load_registry()
-        acks = self._release_tags(ack)
+        if consumer in self._unsure:
+            self._release_strays(consumer)
+        acks = self._durable_tags(ack)
         durable = [q for q in queues if q not in self._transient_queues]
         transient = [q for q in queues if q in self._transient_queues]
         if len(durable) > 1:  # take turns at being first, as Celery's round robin does
@@ -346,6 +350,7 @@ class RedisBroker(Broker):
             wait_queue = durable[0] if durable and timeout > 0 else ""
             if durable or acks:
                 got, wake = self._lease(durable, n, consumer, acks, wait_queue)
+                self._forget(acks)
                 acks = []
             if transient and len(got) < n:
                 got += self._pop(transient, n - len(got))
@@ -360,13 +365,42 @@ class RedisBroker(Broker):
             if got:
                 return got
 
-    def _release_tags(self, batch: Sequence[Delivery]) -> list[str]:
-        """Forget the tags of settled deliveries; return the durable ones."""
+    def _durable_tags(self, batch: Sequence[Delivery]) -> list[str]:
+        """The tags of ``batch`` that Redis must settle (transient ones are forgotten now)."""
         tags = []
         for delivery in batch:
-            if self._popped.pop(delivery.tag, None) is None and self._owner.pop(delivery.tag, None):
+            if self._popped.pop(delivery.tag, None) is None and delivery.tag in self._owner:
                 tags.append(delivery.tag)
         return tags
+
+    def _forget(self, tags: Sequence[str]) -> None:
+        """Settled in Redis: the tags are not ours any more. Forgotten only then, so that a
+        settlement that failed on the way is sent again with the next one."""
+        for tag in tags:
+            self._owner.pop(tag, None)
+
+    def _release_strays(self, consumer: str) -> None:
+        """Hand back what Redis leased to ``consumer`` in a FETCH whose reply was lost.
+
+        The script ran (Redis runs a script whole) but the connection broke before the answer
+        arrived: the messages sit in the consumer's held hash, unknown to it, and its master
+        would renew their lease for as long as the child lives.
+        """
+        held = self.conn.call(
+            "reading held messages", lambda client: client.hkeys(self._k(f"celeriac.held.{consumer}"))
+        )
+        known = {tag for tag, owner in self._owner.items() if owner == consumer}
+        strays = [t for t in (h.decode() if isinstance(h, bytes) else str(h) for h in held) if t not in known]
+        strays = [t for t in strays if not t.startswith("~")]  # "~wait": the landing list's entry
+        if strays:
+            self._run("REJECT", [consumer, "1", "", *strays], "handing back messages of a lost reply")
+            logger.warning(
+                "handed %d message(s) back to their queue: Redis leased them to %s in a fetch whose "
+                "reply the broken connection lost",
+                len(strays),
+                consumer,
+            )
+        self._unsure.discard(consumer)
 
     def _lease(
         self, queues: Sequence[str], n: int, consumer: str, acks: Sequence[str], wait_queue: str
@@ -383,7 +417,11 @@ class RedisBroker(Broker):
         ]
         for queue in queues:
             args += [queue, len(PRIORITY_STEPS), *self._keys(queue)]
-        reply = self._run("FETCH", args, f"fetching from {', '.join(queues) or 'no queue'}")
+        try:
+            reply = self._run("FETCH", args, f"fetching from {', '.join(queues) or 'no queue'}")
+        except BrokerError:
+            self._unsure.add(consumer)
+            raise
         wake = float(reply[0])
         out: list[Delivery] = []
         garbage: list[tuple[str, str]] = []
@@ -488,8 +526,8 @@ class RedisBroker(Broker):
         self.conn.call("marking tasks started", mark)
 
     def _ack(self, batch: Sequence[Delivery]) -> None:
+        self._durable_tags(batch)  # forgets the transient ones
         groups = self._by_consumer(batch)
-        self._release_tags(batch)
         if not groups:
             return
 
@@ -501,6 +539,7 @@ class RedisBroker(Broker):
             pipe.execute()
 
         self.conn.call("acking", ack)
+        self._forget([tag for tags in groups.values() for tag in tags])
 
     def _reject(self, batch: Sequence[Delivery], requeue: bool, reason: str) -> None:
         popped = [(d, self._popped.pop(d.tag)) for d in batch if d.tag in self._popped]
@@ -511,7 +550,7 @@ class RedisBroker(Broker):
                 self._dead_letter_raw(p.queue, p.key, p.raw, 1, reason)
         for consumer, tags in self._by_consumer(batch).items():
             self._run("REJECT", [consumer, "1" if requeue else "0", reason, *tags], "rejecting")
-        self._release_tags(batch)
+            self._forget(tags)
 
     def extend_leases(self, consumers: Sequence[str]) -> int:
         if not consumers:
