@@ -202,6 +202,14 @@ def _node_lines(stats: WorkerStats) -> list[str]:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
+    if args.watch:
+        if args.what or args.json:
+            raise ConfigurationError(
+                "--watch is the live view of queues and workers: drop `memory` and --json"
+            )
+        from celeriac.cli_monitor import cmd_top
+
+        return cmd_top(args)
     app = load_app(args.app)
     broker = app.broker
     if args.what == "memory":
@@ -328,6 +336,25 @@ def cmd_munin(args: argparse.Namespace) -> int:
 # -- parser -----------------------------------------------------------------------------------
 
 
+def _add_inspect_commands(command: Any) -> None:
+    from celeriac.cli_monitor import add_view_arguments
+
+    for name in ("inspect", "status"):
+        p = command(
+            name,
+            "Show queue lengths, dead letters and live worker nodes; `inspect memory` shows the "
+            "workers' memory: per process, per task name, recycles and child start times; --watch "
+            "keeps a live view on screen (as `celeriac top`).",
+        )
+        p.add_argument(
+            "what", nargs="?", choices=("memory",), help="memory: the memory report of each live worker node"
+        )
+        p.add_argument("--json", action="store_true", help="print JSON")
+        p.add_argument("--watch", action="store_true", help="redraw a live view every --interval (as top)")
+        add_view_arguments(p)
+        p.set_defaults(func=cmd_inspect, queues=None)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="celeriac", description="celeriac: a distributed task queue with Celery's settings and protocol."
@@ -398,19 +425,9 @@ def build_parser() -> argparse.ArgumentParser:
     purge.add_argument("-f", "--force", action="store_true", help="do not ask for confirmation")
     purge.set_defaults(func=cmd_purge)
 
-    for name in ("inspect", "status"):
-        p = command(
-            name,
-            "Show queue lengths, dead letters and live worker nodes; `inspect memory` shows the "
-            "workers' memory: per process, per task name, recycles and child start times.",
-        )
-        p.add_argument(
-            "what", nargs="?", choices=("memory",), help="memory: the memory report of each live worker node"
-        )
-        p.add_argument("--json", action="store_true", help="print JSON")
-        p.set_defaults(func=cmd_inspect)
-
     from celeriac.cli_monitor import add_monitor_commands
+
+    _add_inspect_commands(command)
 
     add_monitor_commands(command, _queues, LOG_LEVELS)
 

@@ -60,11 +60,26 @@ def add_monitor_commands(command: Callable[..., argparse.ArgumentParser], queues
 
     top = command("top", "A live terminal view of queues (lengths, rates, time to drain) and workers.")
     top.add_argument("-Q", "--queues", type=queues, help="also watch these queues")
-    top.add_argument("--interval", type=_seconds, default=2.0, help="seconds between updates (default 2)")
-    top.add_argument(
-        "-n", "--iterations", type=int, default=0, help="stop after N updates (default: until Ctrl-C)"
-    )
+    add_view_arguments(top)
     top.set_defaults(func=cmd_top)
+
+
+def add_view_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--interval`` and ``-n`` of the live terminal view (``top``, ``status --watch``)."""
+    parser.add_argument("--interval", type=_seconds, default=2.0, help="seconds between updates (default 2)")
+    parser.add_argument(
+        "-n", "--iterations", type=_count, default=0, help="stop after N updates (default: until Ctrl-C)"
+    )
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give 1 or more (leave -n out to run until Ctrl-C)")
+    return value
 
 
 def _apply_overrides(app: Any, args: argparse.Namespace) -> None:

@@ -368,6 +368,15 @@ def test_monitor_once_prints_the_sample_and_top_draws_frames(tmp_path, capsys, m
     assert "--json needs --once" in capsys.readouterr().err
     assert main(["monitor", "-A", "monproj", "--once", "--web"]) == 2
     assert "cannot serve --web" in capsys.readouterr().err
+    # `status --watch` is the same view
+    assert main(["status", "-A", "monproj", "--watch", "-n", "1", "--interval", "0.05"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("celeriac top") == 1 and "messages waiting 3" in out
+    assert main(["status", "-A", "monproj", "memory", "--watch"]) == 2
+    assert "drop `memory` and --json" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exited:
+        main(["top", "-A", "monproj", "-n", "0"])
+    assert exited.value.code == 2 and "give 1 or more" in capsys.readouterr().err
     monproj.app.close()
 
 
