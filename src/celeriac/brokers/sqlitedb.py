@@ -99,8 +99,9 @@ class SQLiteFile:
         self._conn: sqlite3.Connection | None = None
         self._pid = 0
         #: threads of a process share its connection: one transaction at a time on it (a second
-        #: BEGIN would fail, or its statements would land in the other thread's transaction)
-        self._tx = threading.Lock()
+        #: BEGIN would fail, or its statements would land in the other thread's transaction);
+        #: re-entrant, so that a nested transaction fails with SQLite's error instead of hanging
+        self._tx = threading.RLock()
         self._mode: tuple[Sync, int] | None = None
 
     # -- connection -------------------------------------------------------------------------
@@ -111,7 +112,7 @@ class SQLiteFile:
         if self._conn is None or self._pid != os.getpid():
             if self._conn is not None:
                 _ABANDONED.append(self._conn)
-            self._tx = threading.Lock()  # a forked child's copy may be held by a parent's thread
+            self._tx = threading.RLock()  # a forked child's copy may be held by a parent's thread
             self._conn = self._open()
             self._pid = os.getpid()
         return self._conn
