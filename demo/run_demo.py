@@ -5,7 +5,8 @@ jobs in waves (durable and transient queues, short and long tasks, retries and
 failures), and watches it all with the monitor (``celeriac.observe.monitor``, the
 engine of ``celeriac monitor``): progress and alerts while the queues drain, then
 what the monitor saw: queue length over time, arrival and service rates, the
-overload alert and when it cleared, the ``celeriac top`` view, a few Prometheus
+overload alert and when it cleared, a no-consumer alert for tasks routed to a queue no
+worker listens on, the ``celeriac top`` view, a few Prometheus
 lines, per-child task counts and memory, and how every task ended.
 """
 
@@ -38,6 +39,8 @@ SETTLE_TIMEOUT_S = 30.0
 #: The monitor samples this often and calls a queue overloaded after it grew this long.
 MONITOR_INTERVAL_S = 0.25
 OVERLOAD_AFTER_S = 2.0
+#: A few thumbnails go to a queue the worker was not started for: the no-consumer alert.
+UNSERVED_QUEUE, UNSERVED_TASKS = "archive", 20
 
 
 def longest_stall(values: list[int], sample_s: float = MONITOR_INTERVAL_S) -> float:
@@ -122,6 +125,7 @@ def drive(shop: Any, monitor: Any) -> Run:
         for i in range(SLICES)
     ]
     tty = sys.stdout.isatty()
+    shop.resize_image.apply_many([(i,) for i in range(UNSERVED_TASKS)], queue=UNSERVED_QUEUE)
     started = time.monotonic()
     last_print = 0.0
     while True:
@@ -181,7 +185,7 @@ def summarise(app: Any, run: Run, monitor: Any, nodes: list[Any], code: int) -> 
             "            reports while short tasks waited behind them (mixed workloads belong on\n"
             "            separate queues and workers: see docs/worker.md, 'Prefetch')"
         )
-    for name, (arrivals, service) in run.peaks.items():
+    for name, (arrivals, service) in ((q, run.peaks[q]) for q in QUEUES if q in run.peaks):
         print(
             f"rates        {name:<10} arrivals up to {arrivals:>6,.0f}/s   service up to {service:>6,.0f}/s"
         )
@@ -239,8 +243,14 @@ def main() -> int:
     try:
         wait_ready(shop.app, proc)
         run = drive(shop, monitor)
-        time.sleep(1.6)  # children report every second, heartbeats every 0.5 s: include the last tasks
-        monitor.sample()
+        purged = shop.app.broker.purge(UNSERVED_QUEUE)
+        print(
+            f"\n{purged} thumbnails went to {UNSERVED_QUEUE!r}, a queue no worker consumes (the "
+            f"no-consumer alert); `celeriac worker -Q {UNSERVED_QUEUE}` would run them, the demo purges them"
+        )
+        for _ in range(4):  # children report every second, heartbeats every 0.5 s: the last tasks
+            time.sleep(0.4)
+            monitor.sample()
         nodes = [WorkerStats.from_json(n.payload) for n in shop.app.broker.node_stats()]
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
