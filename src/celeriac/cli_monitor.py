@@ -66,20 +66,12 @@ def add_monitor_commands(command: Callable[..., argparse.ArgumentParser], queues
 
 def add_view_arguments(parser: argparse.ArgumentParser) -> None:
     """``--interval`` and ``-n`` of the live terminal view (``top``, ``status --watch``)."""
+    from celeriac.cli import _positive_int
+
     parser.add_argument("--interval", type=_seconds, default=2.0, help="seconds between updates (default 2)")
     parser.add_argument(
-        "-n", "--iterations", type=_count, default=0, help="stop after N updates (default: until Ctrl-C)"
+        "-n", "--iterations", type=_positive_int, default=0, help="stop after N updates (default: until quit)"
     )
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: give 1 or more (leave -n out to run until Ctrl-C)")
-    return value
 
 
 def _apply_overrides(app: Any, args: argparse.Namespace) -> None:

@@ -376,7 +376,7 @@ def test_monitor_once_prints_the_sample_and_top_draws_frames(tmp_path, capsys, m
     assert "drop `memory` and --json" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exited:
         main(["top", "-A", "monproj", "-n", "0"])
-    assert exited.value.code == 2 and "give 1 or more" in capsys.readouterr().err
+    assert exited.value.code == 2 and "0 must be 1 or more" in capsys.readouterr().err
     monproj.app.close()
 
 
