@@ -798,6 +798,17 @@ def section(
     return lines if len(lines) > 2 else []
 
 
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """A Markdown table of ``rows`` under ``header`` (no lines when there are no rows)."""
+    if not rows:
+        return []
+    return [
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+        *("| " + " | ".join(row) + " |" for row in rows),
+    ]
+
+
 def latency_section(
     results: dict[str, Figures],
     systems: Sequence[str],

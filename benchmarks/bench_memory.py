@@ -78,6 +78,7 @@ from _common import (
     fmt,
     log_tail,
     machine_lines,
+    markdown_table,
     print_failures,
     print_run_end,
     producer,
@@ -395,16 +396,6 @@ def kib_runs(values: Sequence[float] | None) -> str:
     return " / ".join(kib(v) for v in values) if values else "—"
 
 
-def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    if not rows:
-        return []
-    return [
-        "| " + " | ".join(header) + " |",
-        "|" + "---|" * len(header),
-        *("| " + " | ".join(row) + " |" for row in rows),
-    ]
-
-
 def memory_tables(results: dict[str, Figures], systems: Sequence[str], sizes: Sizes) -> list[str]:
     rss_rows, uss_rows = [], []
     for key in systems:
@@ -438,7 +429,7 @@ def memory_tables(results: dict[str, Figures], systems: Sequence[str], sizes: Si
             )
         )
     warm = f"after warm-up ({sizes.warmup:,} done)"
-    lines = table(
+    lines = markdown_table(
         (
             "system",
             f"master RSS {warm}, MiB",
@@ -459,7 +450,7 @@ def memory_tables(results: dict[str, Figures], systems: Sequence[str], sizes: Si
         "",
         *lines,
         "",
-        *table(
+        *markdown_table(
             (
                 "system",
                 f"master USS {warm}, MiB",
@@ -501,7 +492,7 @@ def recycle_table(results: dict[str, Figures], systems: Sequence[str], sizes: Si
                     " / ".join(f"{v:.0f}" for v in fig.values.get("processes", ())),
                 )
             )
-    lines = table(
+    lines = markdown_table(
         (
             "system",
             "max tasks per child",

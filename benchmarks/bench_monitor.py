@@ -98,6 +98,7 @@ from _common import (
     dist_version,
     fmt,
     machine_lines,
+    markdown_table,
     mount_of,
     percentile,
     print_failures,
@@ -841,16 +842,6 @@ def run_job(job: Job, targets: dict[str, Target], workdir: Path, settings: Setti
 # -- the report ------------------------------------------------------------------------------------
 
 
-def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    if not rows:
-        return []
-    return [
-        "| " + " | ".join(header) + " |",
-        "|" + "---|" * len(header),
-        *("| " + " | ".join(row) + " |" for row in rows),
-    ]
-
-
 def pct(value: float | None) -> str:
     return "—" if value is None else f"{value:.2f}"
 
@@ -891,7 +882,7 @@ def main_table(results: dict[str, Figures], jobs: Sequence[Job]) -> list[str]:
                 NOTES.get((job.system, job.measure), ""),
             )
         )
-    return table(
+    return markdown_table(
         (
             "broker",
             "system",
@@ -926,7 +917,7 @@ def parts_table(results: dict[str, Figures], jobs: Sequence[Job]) -> list[str]:
                 fmt(max(0.0, sample - sum(parts))),
             )
         )
-    return table(
+    return markdown_table(
         (
             "broker",
             "system",
