@@ -46,7 +46,6 @@ DEFAULT_PLUGINS_DIR = "/etc/munin/plugins"
 DEFAULT_CONF_DIR = "/etc/munin/plugin-conf.d"
 CONF_NAME = "celeriac"
 CATEGORY = "celeriac"
-#: queues whose names start with this are celeriac's own bookkeeping
 
 #: Munin's rule for field names; older Munin versions also cut them at 19 characters
 _FIELD_OK = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
