@@ -28,6 +28,7 @@ import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 from celeriac.brokers.base import QueueLength
@@ -91,6 +92,9 @@ class Tick:
         return None if self.finished is None else self.finished + self.length.total
 
 
+_tick_time = attrgetter("t")
+
+
 class Track:
     """One queue's ticks of the last :data:`TRACK_S`, oldest first, found by bisection.
 
@@ -100,23 +104,25 @@ class Track:
 
     def __init__(self) -> None:
         self.ticks: list[Tick] = []
-        self.times: list[float] = []
         #: since when messages wait here with no worker listing the queue and none taken
         self.unserved_since: float | None = None
 
     def add(self, tick: Tick) -> None:
         self.ticks.append(tick)
-        self.times.append(tick.t)
-        stale = bisect_left(self.times, tick.t - TRACK_S)
+        stale = self._index(tick.t - TRACK_S)
         if stale > 64:  # drop old ticks in batches, not one by one
-            del self.ticks[:stale], self.times[:stale]
+            del self.ticks[:stale]
+
+    def _index(self, t: float) -> int:
+        """Where the first tick at or after ``t`` is."""
+        return bisect_left(self.ticks, t, key=_tick_time)
 
     def from_time(self, t: float) -> Tick:
         """The first tick at or after ``t`` (the last one if none)."""
-        return self.ticks[min(bisect_left(self.times, t), len(self.ticks) - 1)]
+        return self.ticks[min(self._index(t), len(self.ticks) - 1)]
 
     def nearest(self, t: float) -> Tick:
-        i = bisect_left(self.times, t)
+        i = self._index(t)
         if i == 0:
             return self.ticks[0]
         if i == len(self.ticks):
@@ -126,7 +132,7 @@ class Track:
 
     def first_counted(self, since: float) -> Tick | None:
         """The first tick at or after ``since`` with run counts."""
-        for i in range(bisect_left(self.times, since), len(self.ticks)):
+        for i in range(self._index(since), len(self.ticks)):
             if self.ticks[i].finished is not None:
                 return self.ticks[i]
         return None
