@@ -591,8 +591,7 @@ class SQLiteBroker(Broker):
         for store in self._stores.values():
             for queue, count, since in self._ready_counts(store, list(counts)):
                 counts[queue][0] += count
-                if since is not None:  # None: the oldest was taken between the two reads
-                    waiting_since(queue, since)
+                waiting_since(queue, since)
             # messages waiting for an ETA and leased ones: through their own (small) indexes
             for queue, eta in store.db.read("SELECT queue, eta FROM messages WHERE state=1"):
                 if queue in counts:
@@ -611,7 +610,7 @@ class SQLiteBroker(Broker):
         ]
 
     @staticmethod
-    def _ready_counts(store: _Store, queues: list[str]) -> list[tuple[str, int, float | None]]:
+    def _ready_counts(store: _Store, queues: list[str]) -> list[tuple[str, int, float]]:
         """Per queue with ready messages: how many, and the oldest one's publish time.
 
         Read in one snapshot, through the index of ready messages only: a count of each
@@ -620,27 +619,28 @@ class SQLiteBroker(Broker):
         fast as one ``GROUP BY queue`` over the index, which compares every entry's queue name.
         """
 
-        def read(conn: sqlite3.Connection) -> list[tuple[str, int, float | None]]:
-            firsts: list[tuple[str, int, int | None]] = []
+        def read(conn: sqlite3.Connection) -> list[tuple[str, int, float]]:
+            firsts: list[tuple[str, int, int]] = []
             for queue in queues:
                 (count,) = conn.execute(_COUNT_READY, (queue,)).fetchone()
                 if not count:
                     continue
-                first, below = None, math.inf
+                priorities, below = [], math.inf
                 while (row := conn.execute(_NEXT_PRIORITY, (queue, below)).fetchone()) is not None:
                     below = row[0]
-                    (lowest,) = conn.execute(_FIRST_READY, (queue, below)).fetchone()
-                    first = lowest if first is None else min(first, lowest)
+                    priorities.append(below)
+                first = min(conn.execute(_FIRST_READY, (queue, p)).fetchone()[0] for p in priorities)
                 firsts.append((queue, count, first))
             published: dict[int, float] = {}
             for i in range(0, len(firsts), 500):
-                ids = [first for _, _, first in firsts[i : i + 500] if first is not None]
+                ids = [first for _, _, first in firsts[i : i + 500]]
                 published.update(
                     conn.execute(
                         f"SELECT id, published_at FROM messages WHERE id IN ({placeholders(len(ids))})", ids
                     )
                 )
-            return [(queue, count, published.get(first)) for queue, count, first in firsts]
+            # one snapshot: every oldest id is still there to be read
+            return [(queue, count, published[first]) for queue, count, first in firsts]
 
         return store.db.snapshot(read)
 
