@@ -390,8 +390,9 @@ class RedisBroker(Broker):
             "reading held messages", lambda client: client.hkeys(self._k(f"celeriac.held.{consumer}"))
         )
         known = {tag for tag, owner in self._owner.items() if owner == consumer}
-        strays = [t for t in (h.decode() if isinstance(h, bytes) else str(h) for h in held) if t not in known]
-        strays = [t for t in strays if not t.startswith("~")]  # "~wait": the landing list's entry
+        tags = (h.decode() if isinstance(h, bytes) else str(h) for h in held)
+        # "~wait" is the landing list's entry, not a message
+        strays = [t for t in tags if t not in known and not t.startswith("~")]
         if strays:
             self._run("REJECT", [consumer, "1", "", *strays], "handing back messages of a lost reply")
             logger.warning(
