@@ -54,7 +54,7 @@ class Setting:
 
 
 def _fail(name: str, value: Any, expected: str) -> ConfigurationError:
-    return ConfigurationError(f"setting {name}={value!r} is invalid: expected {expected}")
+    return ConfigurationError(f"{name}={value!r} is invalid: expected {expected}")
 
 
 # -- validators ----------------------------------------------------------------------------------
@@ -289,6 +289,12 @@ def _timezone(name: str, value: Any) -> str:
     except (ZoneInfoNotFoundError, ValueError):
         raise _fail(name, value, "a time zone name such as 'UTC' or 'Europe/Paris'") from None
     return value
+
+
+#: The table's validators, for values that are not settings (``apply_async``'s options).
+seconds_validator = _seconds
+int_validator = _int_at_least
+priority_validator = _optional_priority
 
 
 # -- the table -----------------------------------------------------------------------------------

@@ -1,8 +1,73 @@
-"""Execution context shared by the worker and the result handles."""
+"""Execution context: the request of the task running now, and whether a worker runs it.
+
+:class:`Request` is what a running task knows about its own invocation
+(``self.request``). The worker (or ``Task.apply``) pushes one around each task
+with :func:`push_request`; :func:`current_request` reads it, for example to give a
+task sent from inside another task its parent and root ids.
+"""
 
 from __future__ import annotations
 
 import contextvars
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from celeriac.errors import Retry
+from celeriac.protocol.message import TaskMessage
 
 #: True while a worker runs task code, so ``AsyncResult.get()`` inside a task can refuse.
 in_worker_task: contextvars.ContextVar[bool] = contextvars.ContextVar("in_worker_task", default=False)
+
+
+@dataclass(slots=True)
+class Request:
+    """What a running task knows about its own invocation (``self.request``)."""
+
+    id: str | None = None
+    task: str | None = None
+    args: Sequence[Any] = ()
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    retries: int = 0
+    eta: datetime | None = None
+    expires: datetime | None = None
+    root_id: str | None = None
+    parent_id: str | None = None
+    group: str | None = None
+    origin: str | None = None
+    hostname: str | None = None
+    timelimit: tuple[float | None, float | None] = (None, None)
+    delivery_info: dict[str, Any] = field(default_factory=dict)
+    is_eager: bool = False
+    called_directly: bool = True
+    message: TaskMessage | None = None
+    acks_late: bool = False
+    ignore_result: bool = False
+    track_started: bool = False
+    #: a ``Task.retry(throw=False)`` made while this request ran: the worker sends it
+    #: once the task returns (see ``worker/execute.py``)
+    pending_retry: Retry | None = None
+
+    @property
+    def correlation_id(self) -> str | None:
+        """The task id (AMQP's name for it)."""
+        return self.id
+
+
+_current: contextvars.ContextVar[Request | None] = contextvars.ContextVar("celeriac_request", default=None)
+
+
+def current_request() -> Request | None:
+    """The request of the task running in this context, if any."""
+    return _current.get()
+
+
+def push_request(request: Request) -> contextvars.Token[Request | None]:
+    """Make ``request`` current (the worker calls this around each task)."""
+    return _current.set(request)
+
+
+def pop_request(token: contextvars.Token[Request | None]) -> None:
+    """Undo :func:`push_request`."""
+    _current.reset(token)

@@ -105,14 +105,24 @@ class TaskControl(CeleriacError):
 
 
 class Retry(TaskControl):
-    """The task was scheduled to run again (raised by ``Task.retry``)."""
+    """The task will run again (raised by ``Task.retry``).
+
+    ``outbound`` is the next attempt's message and route, built by ``Task.retry``;
+    the worker stores RETRY, publishes it and then settles this delivery (a Retry
+    raised by hand, without it, stores RETRY and sends nothing).
+    """
 
     def __init__(
-        self, message: str | None = None, exc: BaseException | None = None, when: Any = None
+        self,
+        message: str | None = None,
+        exc: BaseException | None = None,
+        when: Any = None,
+        outbound: Any = None,
     ) -> None:
         self.message = message
         self.exc = exc
         self.when = when
+        self.outbound = outbound
         super().__init__(message or f"Retry in {when}: {exc!r}")
 
 

@@ -16,24 +16,43 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+# The states lived here first; ``celeriac.states`` is their home (as ``celery.states``).
+from celeriac.states import (
+    FAILURE,
+    IGNORED,
+    PENDING,
+    READY_STATES,
+    REJECTED,
+    RETRY,
+    REVOKED,
+    STARTED,
+    SUCCESS,
+)
+
 if TYPE_CHECKING:
+    from celeriac.context import Request
     from celeriac.errors import Retry
-    from celeriac.task import Request
 
 logger = logging.getLogger("celeriac.hooks")
 
-# Task states, as Celery names them.
-PENDING = "PENDING"
-STARTED = "STARTED"
-RETRY = "RETRY"
-SUCCESS = "SUCCESS"
-FAILURE = "FAILURE"
-REVOKED = "REVOKED"
-#: States after which a result will not change.
-READY_STATES = frozenset({SUCCESS, FAILURE, REVOKED})
-#: Outcomes that record nothing: the task raised Ignore, or Reject.
-IGNORED = "IGNORED"
-REJECTED = "REJECTED"
+
+#: Admission verdicts: run the task now, defer it to a later time, or revoke it unrun.
+RUN, DEFER, REVOKE = "run", "defer", "revoke"
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """The answer of the worker's admission step: may this delivery run now?"""
+
+    verdict: str
+    #: DEFER: when it may run (a POSIX timestamp); the message goes back to the broker until then
+    until: float = 0.0
+    #: why it was deferred or revoked (logged, and the REVOKED result's message)
+    reason: str = ""
+
+
+#: The usual answer: run now.
+ADMIT = Admission(RUN)
 
 
 @dataclass(slots=True)
@@ -76,6 +95,12 @@ class Hooks:
     def after_child_start(self, index: int) -> None:
         """A child process started (after fork): open per-process connections here."""
 
+    def admit(self, request: Request) -> Admission:
+        """May ``request`` run now? :data:`ADMIT`, ``Admission(DEFER, until=timestamp)`` or
+        ``Admission(REVOKE, reason=...)``. Asked before ``before_task``, after the worker's own
+        checks (an early ETA, expiry); the first hook that does not admit decides."""
+        return ADMIT
+
     def before_task(self, request: Request) -> None:
         """A task is about to run."""
 
@@ -107,13 +132,19 @@ class HookChain(Hooks):
     """Dispatches each hook to every registered :class:`Hooks` object."""
 
     def __init__(self, hooks: Sequence[Hooks] = ()) -> None:
-        self._hooks: list[Hooks] = list(hooks)
-        self._reversed: list[Hooks] = list(reversed(self._hooks))
+        self._hooks: list[Hooks] = []
+        self._reversed: list[Hooks] = []
+        #: the hooks that answer admit (most answer nothing: the worker skips them per task)
+        self._admitters: list[Hooks] = []
+        for each in hooks:
+            self.add(each)
 
     def add(self, hooks: Hooks) -> None:
         """Register ``hooks`` after the ones already registered."""
         self._hooks.append(hooks)
         self._reversed = list(reversed(self._hooks))
+        if type(hooks).admit is not Hooks.admit:
+            self._admitters.append(hooks)
 
     def __len__(self) -> int:
         return len(self._hooks)
@@ -127,6 +158,17 @@ class HookChain(Hooks):
 
     def after_child_start(self, index: int) -> None:
         self._emit("after_child_start", index)
+
+    def admit(self, request: Request) -> Admission:
+        for hooks in self._admitters:
+            try:
+                answer = hooks.admit(request)
+            except Exception:
+                logger.exception("hook %s.admit failed; the task runs", type(hooks).__name__)
+                continue
+            if answer.verdict != RUN:
+                return answer
+        return ADMIT
 
     def before_task(self, request: Request) -> None:
         self._emit("before_task", request)
@@ -151,3 +193,26 @@ class HookChain(Hooks):
 
     def on_heartbeat(self) -> None:
         self._emit("on_heartbeat")
+
+
+__all__ = [
+    "ADMIT",
+    "DEFER",
+    "FAILURE",
+    "IGNORED",
+    "PENDING",
+    "READY_STATES",
+    "REJECTED",
+    "RETRY",
+    "REVOKE",
+    "REVOKED",
+    "RUN",
+    "STARTED",
+    "SUCCESS",
+    "Admission",
+    "DeadLettered",
+    "HookChain",
+    "Hooks",
+    "LostTask",
+    "Outcome",
+]

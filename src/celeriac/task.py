@@ -14,69 +14,34 @@ import random
 import traceback as tb
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from celeriac.chunks import Chunks
+from celeriac.canvas.chunks import Chunks
+from celeriac.context import Request, _current, current_request, pop_request, push_request
 from celeriac.errors import Ignore, MaxRetriesExceededError, Reject, Retry
-from celeriac.hooks import FAILURE, SUCCESS
-from celeriac.protocol.message import TaskMessage
 from celeriac.results.result import AsyncResult, EagerResult
+from celeriac.states import FAILURE, SUCCESS
 
 if TYPE_CHECKING:
     from celeriac.app import Celeriac
+    from celeriac.protocol.message import TaskMessage
+
+# ``Request`` and the request functions live in ``celeriac.context``; imported from here
+# before, they still are.
+__all__ = [
+    "Request",
+    "Task",
+    "backoff_countdown",
+    "current_request",
+    "make_task",
+    "pop_request",
+    "push_request",
+]
 
 
-@dataclass(slots=True)
-class Request:
-    """What a running task knows about its own invocation (``self.request``)."""
-
-    id: str | None = None
-    task: str | None = None
-    args: Sequence[Any] = ()
-    kwargs: Mapping[str, Any] = field(default_factory=dict)
-    retries: int = 0
-    eta: datetime | None = None
-    expires: datetime | None = None
-    root_id: str | None = None
-    parent_id: str | None = None
-    group: str | None = None
-    origin: str | None = None
-    hostname: str | None = None
-    timelimit: tuple[float | None, float | None] = (None, None)
-    delivery_info: dict[str, Any] = field(default_factory=dict)
-    is_eager: bool = False
-    called_directly: bool = True
-    message: TaskMessage | None = None
-    acks_late: bool = False
-    ignore_result: bool = False
-    track_started: bool = False
-
-    @property
-    def correlation_id(self) -> str | None:
-        """The task id (AMQP's name for it)."""
-        return self.id
-
-
-_current: contextvars.ContextVar[Request | None] = contextvars.ContextVar("celeriac_request", default=None)
 #: The task the worker (or ``apply``) is entering through ``__call__`` right now.
 _invoking: contextvars.ContextVar[Task | None] = contextvars.ContextVar("celeriac_invoking", default=None)
-
-
-def current_request() -> Request | None:
-    """The request of the task running in this context, if any."""
-    return _current.get()
-
-
-def push_request(request: Request) -> contextvars.Token[Request | None]:
-    """Make ``request`` current (the worker calls this around each task)."""
-    return _current.set(request)
-
-
-def pop_request(token: contextvars.Token[Request | None]) -> None:
-    """Undo :func:`push_request`."""
-    _current.reset(token)
 
 
 def backoff_countdown(factor: int, retries: int, maximum: int, full_jitter: bool) -> int:
@@ -205,7 +170,7 @@ class Task:
         kwargs = dict(kwargs or {})
         self._check_arguments(args, kwargs)
         if self.app.conf.task_always_eager:
-            self.app.build_message(self.name, args, kwargs, task_id, self, **options)  # same checks as a send
+            self.app.producer.validate(self.name, args, kwargs, self, options)  # same checks as a send
             return self.apply(args, kwargs, task_id=task_id, throw=self.app.conf.task_eager_propagates)
         return self.app.send_task(self.name, args, kwargs, task_id=task_id, task=self, **options)
 
@@ -224,6 +189,10 @@ class Task:
         ``.get()`` on what that returns gives one list of return values per chunk.
         """
         return Chunks(self, it, n)
+
+    def report_name(self, message: TaskMessage) -> str:
+        """The name the worker logs and counts a run of ``message`` under (the task's own)."""
+        return self.name
 
     def AsyncResult(self, task_id: str) -> AsyncResult:
         """A handle on the result of ``task_id``."""
@@ -311,10 +280,13 @@ class Task:
         max_retries: int | None = None,
         **options: Any,
     ) -> Retry:
-        """Send this task again (same id, retries + 1) and raise :class:`Retry`.
+        """Run this task again (same id, retries + 1): build the next attempt and raise
+        :class:`Retry` carrying it.
 
-        Past ``max_retries`` the given ``exc`` is re-raised, or
-        :class:`MaxRetriesExceededError` if there is none.
+        The worker catching the Retry stores RETRY, publishes the next attempt, then
+        settles this delivery. With ``throw=False`` the Retry is returned instead and
+        the worker does the same once the task returns. Past ``max_retries`` the given
+        ``exc`` is re-raised, or :class:`MaxRetriesExceededError` if there is none.
         """
         request = self.request
         if request.called_directly:
@@ -332,13 +304,16 @@ class Task:
             delay = self.default_retry_delay
             countdown = self.app.conf.task_default_retry_delay if delay is None else delay
         when = eta if eta is not None else countdown
-        retry = Retry(exc=exc, when=when)
+        outbound = None
         if not request.is_eager:
-            # RETRY is stored before the retry is sent: the next attempt may finish first
-            self.app.hooks.before_retry(request, retry)
-            self.app.send_retry(request, args=args, kwargs=kwargs, eta=eta, countdown=countdown, **options)
+            outbound = self.app.producer.retry(
+                request, args=args, kwargs=kwargs, eta=eta, countdown=countdown, **options
+            )
+        retry = Retry(exc=exc, when=when, outbound=outbound)
         if throw:
             raise retry
+        if not request.is_eager:
+            request.pending_retry = retry
         return retry
 
     def _sets_max_retries(self) -> bool:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from celeriac.chunks import STARMAP
+from celeriac.canvas.chunks import STARMAP
 from tests.interop.shared_tasks import ADD, make_celeriac, make_celery
 
 pytestmark = pytest.mark.process

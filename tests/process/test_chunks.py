@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from celeriac.chunks import STARMAP
+from celeriac.canvas.chunks import STARMAP
 from celeriac.errors import NotRegisteredError
 
 pytestmark = pytest.mark.process

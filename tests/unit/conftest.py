@@ -93,7 +93,7 @@ class InlineWorker:
             self.broker.reject([delivery], requeue=True)
 
     def run(self, delivery: Delivery) -> Settlement:
-        settlement = self.executor.execute(delivery)
+        settlement = self.executor.execute(delivery).settlement
         self.settle(delivery, settlement)
         return settlement
 

@@ -10,10 +10,10 @@ import pytest
 
 from celeriac import AsyncResult, Celeriac
 from celeriac.errors import ConfigurationError, MessageTooLargeError, NotRegisteredError
-from celeriac.hooks import SUCCESS
 from celeriac.protocol import PERSISTENT, TRANSIENT, TaskMessage, decode
 from celeriac.protocol.serializers import JSON
 from celeriac.results.base import PendingResult
+from celeriac.states import SUCCESS
 
 
 @pytest.fixture

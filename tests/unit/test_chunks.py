@@ -7,7 +7,7 @@ import orjson
 import pytest
 
 from celeriac import Queue
-from celeriac.chunks import BATCH_SIZE, STARMAP, Chunks
+from celeriac.canvas.chunks import BATCH_SIZE, STARMAP, Chunks
 from celeriac.errors import NotRegisteredError, TimeoutError
 from celeriac.protocol import TaskMessage, decode
 from celeriac.protocol.serializers import JSON

@@ -15,8 +15,8 @@ import orjson
 import pytest
 
 from celeriac import cli
-from celeriac.hooks import FAILURE, SUCCESS
 from celeriac.results.base import PendingResult
+from celeriac.states import FAILURE, SUCCESS
 
 
 def run(argv: list[str], capsys) -> tuple[int, str, str]:

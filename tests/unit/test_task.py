@@ -6,8 +6,8 @@ import pytest
 
 from celeriac import Celeriac, Task, shared_task
 from celeriac.errors import ConfigurationError, MaxRetriesExceededError
-from celeriac.hooks import FAILURE, SUCCESS
 from celeriac.results.result import EagerResult
+from celeriac.states import FAILURE, SUCCESS
 
 # -- naming -----------------------------------------------------------------------------------
 

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from celeriac.errors import MaxRetriesExceededError
-from celeriac.hooks import FAILURE, RETRY, SUCCESS
 from celeriac.protocol import TaskMessage, decode
 from celeriac.protocol.serializers import JSON
+from celeriac.states import FAILURE, RETRY, SUCCESS
 from celeriac.task import backoff_countdown
 from celeriac.worker.execute import ACK, Settlement
 

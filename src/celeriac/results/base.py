@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from celeriac.errors import ProtocolError
-from celeriac.hooks import FAILURE, READY_STATES, RETRY, REVOKED
 from celeriac.protocol import serializers
+from celeriac.states import FAILURE, READY_STATES, RETRY, REVOKED
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,14 +8,16 @@ import traceback
 from typing import TYPE_CHECKING
 
 from celeriac.errors import DeadLetteredError, NotRegisteredError, Retry, TaskRevokedError
-from celeriac.hooks import FAILURE, RETRY, REVOKED, STARTED, SUCCESS, DeadLettered, Hooks, LostTask, Outcome
+from celeriac.hooks import DeadLettered, Hooks, LostTask, Outcome
 from celeriac.results.base import PendingResult, ResultBackend
+from celeriac.states import FAILURE, RETRY, REVOKED, STARTED, SUCCESS
 
 if TYPE_CHECKING:
     from celeriac.app import Celeriac
-    from celeriac.task import Request
+    from celeriac.context import Request
 
-_STORED = frozenset({SUCCESS, FAILURE, RETRY, REVOKED})
+#: States after_task buffers (RETRY is stored by before_retry, at once).
+_STORED = frozenset({SUCCESS, FAILURE, REVOKED})
 #: How often the master deletes expired results (seconds).
 CLEANUP_INTERVAL = 300.0
 
@@ -23,17 +25,16 @@ CLEANUP_INTERVAL = 300.0
 class ResultHooks(Hooks):
     """Stores task states. Finished states are buffered and written before the ack.
 
-    RETRY is the exception: it is written at once, before the retry is sent. Buffered, it
-    could land after the next attempt's SUCCESS (a retry without countdown runs in another
-    child within a millisecond) and leave a finished task in RETRY for good.
+    RETRY is the exception: the worker calls ``before_retry`` before it sends the next
+    attempt, and it is written at once. Buffered, it could land after the next attempt's
+    SUCCESS (a retry without countdown runs in another child within a millisecond) and
+    leave a finished task in RETRY for good.
     """
 
     def __init__(self, app: Celeriac) -> None:
         self.app = app
         self._buffer: list[PendingResult] = []
         self._next_cleanup = 0.0
-        #: id of the request whose RETRY state before_retry already stored
-        self._retry_stored: str | None = None
 
     @property
     def _backend(self) -> ResultBackend:
@@ -74,15 +75,11 @@ class ResultHooks(Hooks):
                 self._worker(request),
             )
         )
-        self._retry_stored = request.id
 
     def after_task(self, request: Request, outcome: Outcome) -> None:
-        stored, self._retry_stored = self._retry_stored, None
         if outcome.state not in _STORED or request.ignore_result:
             return
-        if outcome.state == RETRY and stored == request.id:
-            return
-        value = outcome.exc if outcome.state in (FAILURE, RETRY) else outcome.result
+        value = outcome.exc if outcome.state == FAILURE else outcome.result
         if outcome.state == REVOKED:
             value = outcome.exc or TaskRevokedError("revoked")
             state = REVOKED

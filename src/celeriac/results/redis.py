@@ -36,7 +36,6 @@ from typing import Any
 
 from celeriac.brokers.redisconn import RedisConnector
 from celeriac.errors import ConfigurationError, DecodeError, ProtocolError
-from celeriac.hooks import PENDING, READY_STATES
 from celeriac.protocol import serializers
 from celeriac.results.base import (
     _EXCEPTION_STATES,
@@ -46,6 +45,7 @@ from celeriac.results.base import (
     exception_from_dict,
     exception_to_dict,
 )
+from celeriac.states import PENDING, READY_STATES
 
 #: Celery's key prefix for task results; the key is also the PUBLISH channel.
 TASK_KEY_PREFIX = "celery-task-meta-"

@@ -10,8 +10,8 @@ from typing import Any
 
 from celeriac.context import in_worker_task
 from celeriac.errors import ConfigurationError, TimeoutError
-from celeriac.hooks import FAILURE, PENDING, READY_STATES, SUCCESS
 from celeriac.results.base import ResultBackend, ResultRecord
+from celeriac.states import FAILURE, PENDING, READY_STATES, SUCCESS
 
 
 class AsyncResult:

@@ -99,6 +99,8 @@ class Child:
         self._acks: list[Delivery] = []
         self._unsettled = 0
         self._oldest = 0.0
+        #: the name of the last task run (for the exit and recycle reasons)
+        self._last_name: str | None = None
 
     # -- signals ----------------------------------------------------------------------------
 
@@ -171,7 +173,7 @@ class Child:
             if uss is not None:
                 return ExitReason.MAX_MEMORY, (
                     f"own memory (USS) {uss} KiB > worker_max_memory_per_child={memory_limit} KiB "
-                    f"after {self.slot.done} tasks, the last one {self.executor.last_name}"
+                    f"after {self.slot.done} tasks, the last one {self._last_name}"
                 )
         return None
 
@@ -186,11 +188,12 @@ class Child:
                 self._rss, self._peak = memory.rss_kib(), memory.peak_kib()
             rss_before, peak_before = self._rss, self._peak
         started = time.perf_counter()
-        settlement = self.executor.execute(delivery)
+        executed = self.executor.execute(delivery)
         runtime = time.perf_counter() - started
-        name = self.executor.last_name
+        name = executed.name
         if name is not None:
-            self.runs.add(delivery.queue, name, self.executor.last_state, runtime)
+            self._last_name = name
+            self.runs.add(delivery.queue, name, executed.state, runtime)
         if measure:
             # one reading is this task's "after" and, unless the child settles or fetches
             # first, the next task's "before"
@@ -201,9 +204,10 @@ class Child:
             self._rss = None
             if name is not None:
                 tally.add(name, runtime)
-        if settlement.action == ACK:
+        action = executed.settlement.action
+        if action == ACK:
             self._acks.append(delivery)
-        elif settlement.action == REQUEUE:
+        elif action == REQUEUE:
             self.broker.reject([delivery], requeue=True)
         if not self._unsettled:
             self._oldest = time.monotonic()
@@ -295,7 +299,7 @@ class Child:
             event="exit",
             reason=reason.value,
             detail=detail,
-            task=self.executor.last_name,
+            task=self._last_name,
             busy_s=self.tally.busy_s,
             tasks=self.tally.flush(),
             runs=self.runs.flush(),

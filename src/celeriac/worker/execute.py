@@ -1,4 +1,20 @@
-"""Execute one delivery, as small steps: decode → validate → hooks → call → classify → settle.
+"""Execute one delivery, as small steps: decode → validate → admit → hooks → call → classify → settle.
+
+:meth:`Executor.execute` returns one :class:`Executed` record: what is left to do
+with the delivery (its :class:`Settlement`), the name the run is logged and counted
+under, and the outcome's state.
+
+Admission: before a task runs, :meth:`Executor.admit` decides whether it runs now.
+A message that arrived before its ETA is deferred (published again, unchanged, to be
+due at its ETA, and this delivery acked); an expired one is revoked (REVOKED stored,
+acked, not run); then the hooks' ``admit`` may defer or revoke it too.
+
+A retry is one event, handled here: ``Task.retry`` builds the next attempt and raises
+:class:`~celeriac.errors.Retry` carrying it; the executor then, in this order,
+(1) stores RETRY at once through the ``before_retry`` hook (not buffered: the next
+attempt may finish within a millisecond in another child), (2) publishes the next
+attempt, (3) settles this delivery (ack) with the rest. A publish that fails makes
+the run a failure, so the task is never lost silently.
 
 Nothing here raises for bad input: a message that cannot run is dead-lettered
 with its reason, and the caller goes on with the next one.
@@ -24,42 +40,24 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from celeriac.brokers.base import Broker, Delivery, Outgoing
-from celeriac.chunks import STARMAP, inner_task_name
-from celeriac.context import in_worker_task
+from celeriac.brokers.base import Broker, Delivery
+from celeriac.context import Request, in_worker_task, pop_request, push_request
 from celeriac.errors import BrokerError, Ignore, Reject, Retry, TaskRevokedError
-from celeriac.hooks import (
-    FAILURE,
-    IGNORED,
-    REJECTED,
-    RETRY,
-    REVOKED,
-    SUCCESS,
-    DeadLettered,
-    HookChain,
-    Outcome,
-)
+from celeriac.hooks import ADMIT, DEFER, REVOKE, RUN, Admission, DeadLettered, HookChain, Outcome
 from celeriac.protocol import serializers
 from celeriac.protocol.message import TaskMessage
 from celeriac.protocol.validate import InvalidMessage, decode
-from celeriac.task import Request, Task, pop_request, push_request
+from celeriac.states import FAILURE, IGNORED, REJECTED, RETRY, REVOKED, SUCCESS
 
 if TYPE_CHECKING:
     from celeriac.app import Celeriac
     from celeriac.config import Settings
+    from celeriac.task import Task
     from celeriac.worker.slots import Slot
 
 
 #: Parts of a protocol 2 body celeriac does not run.
 _CANVAS = ("callbacks", "errbacks", "chain", "chord")
-
-
-def _chunks_name(message: TaskMessage) -> str:
-    """A chunk of ``Task.chunks`` is reported under its inner task's name."""
-    try:
-        return f"{inner_task_name(message.kwargs.get('task'))} (chunks)"
-    except TypeError:
-        return message.task
 
 
 class NotStarted(BrokerError):
@@ -83,6 +81,17 @@ class Settlement:
 
 _SETTLED = Settlement(SETTLED)
 _ACK = Settlement(ACK)
+
+
+@dataclass(frozen=True, slots=True)
+class Executed:
+    """What :meth:`Executor.execute` did with one delivery."""
+
+    settlement: Settlement
+    #: the name the run is logged and counted under (None: the delivery named no known task)
+    name: str | None = None
+    #: the outcome's state (None: the task did not run)
+    state: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +149,7 @@ class Executor:
     ) -> None:
         self.app = app
         self.broker = broker
+        self.producer = app.producer
         self.hooks = hooks
         self.hostname = hostname
         self.slot = slot
@@ -150,11 +160,6 @@ class Executor:
         self._policies: dict[str, TaskPolicy] = {}
         #: True only while task code runs (the soft time limit fires only then).
         self.in_body = False
-        #: name of the task the last delivery asked for (None if it named no known task; for a
-        #: chunk of ``Task.chunks``, its inner task's name and " (chunks)")
-        self.last_name: str | None = None
-        #: the result state of the last run (None: the delivery was not run)
-        self.last_state: str | None = None
 
     # -- steps ------------------------------------------------------------------------------
 
@@ -227,6 +232,8 @@ class Executor:
         try:
             outcome = self._body(task, request)
             outcome.runtime = time.perf_counter() - started
+            if request.pending_retry is not None:
+                outcome = self._retry(request, request.pending_retry, outcome)
             self._handlers(task, request, outcome)
             self.hooks.after_task(request, outcome)
         finally:
@@ -244,6 +251,7 @@ class Executor:
                 self.in_body = False
             return Outcome(SUCCESS, value)
         except Retry as retry:
+            request.pending_retry = retry
             return Outcome(RETRY, exc=retry.exc or retry, traceback=user_traceback(retry.exc or retry))
         except Ignore:
             return Outcome(IGNORED)
@@ -251,6 +259,18 @@ class Executor:
             return Outcome(REJECTED, exc=reject)
         except (Exception, SystemExit, KeyboardInterrupt) as exc:
             return Outcome(FAILURE, exc=exc, traceback=user_traceback(exc))
+
+    def _retry(self, request: Request, retry: Retry, outcome: Outcome) -> Outcome:
+        """The retry event: store RETRY now, then publish the next attempt (see the module doc)."""
+        self.hooks.before_retry(request, retry)
+        if retry.outbound is None:  # a Retry raised by hand: nothing to send
+            return outcome
+        try:
+            self.producer.publish((retry.outbound,))
+        except Exception as exc:
+            logger.error("Task %s[%s] could not send its retry: %r", request.task, request.id, exc)
+            return Outcome(FAILURE, exc=exc, traceback=user_traceback(exc), runtime=outcome.runtime)
+        return outcome
 
     @staticmethod
     def _handlers(task: Task, request: Request, outcome: Outcome) -> None:
@@ -308,30 +328,36 @@ class Executor:
             return Settlement(DEAD, f"task raised {outcome.exc!r}")
         return _ACK
 
-    def _reschedule(self, delivery: Delivery, message: TaskMessage) -> Settlement:
-        """A producer that does not schedule on the broker sent a task before its ETA:
-        store it again as scheduled (due at its ETA) and ack this delivery."""
-        priority = delivery.envelope.properties.get("priority") or 0
-        self.broker.publish(
-            [
-                Outgoing(
-                    delivery.queue, delivery.envelope, delivery.persistent, message.eta_timestamp, priority
-                )
-            ]
-        )
-        logger.info("Task %s[%s] arrived before its ETA %s: scheduled", message.task, message.id, message.eta)
-        return _ACK
+    def admit(self, message: TaskMessage, request: Request) -> Admission:
+        """May this delivery run now? An early ETA defers it, expiry revokes it, then the hooks."""
+        eta = message.eta_timestamp
+        if eta is not None and eta > time.time() + ETA_TOLERANCE_S:
+            return Admission(DEFER, eta, f"arrived before its ETA {message.eta}")
+        if message.expires is not None and datetime.now(UTC) > message.expires:
+            return Admission(REVOKE, reason=f"expired at {message.expires.isoformat()}")
+        return self.hooks.admit(request)
+
+    def _not_admitted(self, delivery: Delivery, request: Request, admission: Admission) -> str | None:
+        """Carry out a defer or revoke; return the state to count (None: not run, not counted)."""
+        if admission.verdict == DEFER:
+            # acked only once the copy is stored: a failed publish leaves this delivery unsettled
+            self.producer.defer(delivery, admission.until)
+            logger.info("Task %s[%s] deferred: %s", request.task, request.id, admission.reason)
+            return None
+        logger.warning("Task %s[%s] revoked: %s: not run", request.task, request.id, admission.reason)
+        outcome = Outcome(REVOKED, exc=TaskRevokedError(admission.reason))
+        self.hooks.after_task(request, outcome)
+        return REVOKED
 
     # -- the whole thing --------------------------------------------------------------------
 
-    def execute(self, delivery: Delivery) -> Settlement:
-        """Handle one delivery; the returned settlement says what is left to do."""
-        self.last_name = self.last_state = None
+    def execute(self, delivery: Delivery) -> Executed:
+        """Handle one delivery; the record says what is left to do and what ran."""
         resolved = self._resolve(delivery)
         if isinstance(resolved, InvalidMessage):
-            return self.dead_letter(delivery, resolved.reason, resolved.task_id, resolved.task_name)
+            return Executed(self.dead_letter(delivery, resolved.reason, resolved.task_id, resolved.task_name))
         message, task = resolved
-        self.last_name = message.task if message.task != STARMAP else _chunks_name(message)
+        name = task.report_name(message)
         if message.task not in self._canvas_warned and any(message.embed.get(k) for k in _CANVAS):
             self._canvas_warned.add(message.task)
             logger.warning(
@@ -340,18 +366,11 @@ class Executor:
                 message.task,
                 message.id,
             )
-        if message.eta is not None and message.eta.timestamp() > time.time() + ETA_TOLERANCE_S:
-            return self._reschedule(delivery, message)
         policy = self.policy(task)
         request = self._request(message, task, policy, delivery)
-        if message.expires is not None and datetime.now(UTC) > message.expires:
-            logger.warning(
-                "Task %s[%s] expired at %s: not run", message.task, message.id, message.expires.isoformat()
-            )
-            outcome = Outcome(REVOKED, exc=TaskRevokedError(f"expired at {message.expires.isoformat()}"))
-            self.last_state = REVOKED
-            self.hooks.after_task(request, outcome)
-            return _ACK
+        admission = self.admit(message, request)
+        if admission is not ADMIT and admission.verdict != RUN:
+            return Executed(_ACK, name, self._not_admitted(delivery, request, admission))
         slot = self.slot
         if slot is not None:
             # before the early ack: a child dying from here on is seen running this task
@@ -374,12 +393,11 @@ class Executor:
                     slot.abandon()
                 raise NotStarted(str(exc)) from exc
         outcome = self._call(task, request)
-        self.last_state = outcome.state
         if slot is not None:
             slot.finish(outcome.state == FAILURE)
         self._log(request, outcome)
         settlement = self._settle(request, policy, outcome)
         if settlement.action == DEAD:
             self.dead_letter(delivery, settlement.reason, message.id, message.task)
-            return _SETTLED
-        return settlement
+            settlement = _SETTLED
+        return Executed(settlement, name, outcome.state)

@@ -12,8 +12,8 @@ from __future__ import annotations
 from bisect import bisect_left
 from typing import Any
 
-from celeriac.hooks import FAILURE, RETRY, SUCCESS
 from celeriac.observe.records import RUNTIME_BUCKETS, TaskRuns
+from celeriac.states import FAILURE, RETRY, SUCCESS
 
 _OUTCOME = {SUCCESS: 0, FAILURE: 1, RETRY: 2}
 #: row layout: succeeded, failed, retried, other outcomes, seconds, then one count per bucket

@@ -19,11 +19,11 @@ import pytest
 from celeriac import AsyncResult
 from celeriac import TimeoutError as CeleriacTimeout
 from celeriac.errors import ConfigurationError, ContentDisallowedError, TaskRevokedError
-from celeriac.hooks import FAILURE, PENDING, RETRY, REVOKED, STARTED, SUCCESS
 from celeriac.results import backend_from_url
 from celeriac.results import redis as redis_results
 from celeriac.results.base import PendingResult
 from celeriac.results.redis import RedisResultBackend, task_key
+from celeriac.states import FAILURE, PENDING, RETRY, REVOKED, STARTED, SUCCESS
 
 celery = pytest.importorskip("celery")
 

@@ -9,9 +9,9 @@ import pytest
 import celeriac
 from celeriac import AsyncResult
 from celeriac.errors import ConfigurationError
-from celeriac.hooks import FAILURE, PENDING, RETRY, REVOKED, STARTED, SUCCESS
 from celeriac.results.base import PendingResult
 from celeriac.results.memory import MemoryResultBackend
+from celeriac.states import FAILURE, PENDING, RETRY, REVOKED, STARTED, SUCCESS
 
 
 @pytest.fixture

@@ -9,11 +9,11 @@ import pytest
 
 from celeriac import AsyncResult
 from celeriac.errors import ConfigurationError
-from celeriac.hooks import FAILURE, SUCCESS
 from celeriac.results import backend_from_url
 from celeriac.results import sqlite as sqlite_results
 from celeriac.results.base import PendingResult
 from celeriac.results.sqlite import SQLiteResultBackend
+from celeriac.states import FAILURE, SUCCESS
 
 
 @pytest.fixture

@@ -9,7 +9,8 @@ import signal
 import orjson
 import pytest
 
-from celeriac.hooks import SUCCESS, Hooks
+from celeriac.hooks import Hooks
+from celeriac.states import SUCCESS
 from celeriac.worker.child import Child
 from celeriac.worker.options import WorkerOptions
 from celeriac.worker.slots import SlotTable

@@ -12,8 +12,9 @@ import pytest
 from celeriac import Ignore, Reject, Task
 from celeriac.brokers.base import Outgoing
 from celeriac.errors import DeadLetteredError, NotRegisteredError, TaskRevokedError
-from celeriac.hooks import FAILURE, IGNORED, PENDING, REJECTED, REVOKED, STARTED, SUCCESS, Hooks
+from celeriac.hooks import Hooks
 from celeriac.protocol import Envelope, TaskMessage, encode
+from celeriac.states import FAILURE, IGNORED, PENDING, REJECTED, REVOKED, STARTED, SUCCESS
 from celeriac.worker.execute import ACK, REQUEUE
 from celeriac.worker.slots import SlotTable
 
@@ -83,7 +84,7 @@ def test_late_ack_message_stays_leased_while_the_task_runs_and_is_acked_after(ma
     job.delay()
     worker = inline_worker(app)
     delivery = worker.fetch_one()
-    settlement = worker.executor.execute(delivery)
+    settlement = worker.executor.execute(delivery).settlement
     assert seen["length"].reserved == 1
     assert settlement.action == ACK
     assert app.broker.queue_length("celery").reserved == 1  # not acked until settled

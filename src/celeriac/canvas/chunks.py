@@ -32,7 +32,7 @@ never sits in memory at once.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from itertools import islice
 from typing import TYPE_CHECKING, Any
 
@@ -41,13 +41,11 @@ from celeriac.results.result import AsyncResult, GroupResult
 if TYPE_CHECKING:
     from celeriac.app import Celeriac
     from celeriac.protocol.message import TaskMessage
-    from celeriac.routing import Route
+    from celeriac.sending import Outbound
     from celeriac.task import Task
 
-#: The builtin task that runs one chunk (Celery's name).
+#: The builtin task that runs one chunk (Celery's name; registered by ``canvas/builtins.py``).
 STARMAP = "celery.starmap"
-#: Builtin task names: registered in every app, left out of the task lists users read.
-BUILTIN_TASKS = frozenset({STARMAP})
 #: Chunk messages built and published per broker round trip.
 BATCH_SIZE = 500
 
@@ -55,28 +53,6 @@ BATCH_SIZE = 500
 def signature_of(name: str) -> dict[str, Any]:
     """The signature dict of a call of task ``name`` without arguments, as Celery lays it out."""
     return {"task": name, "args": [], "kwargs": {}, "options": {}, "subtask_type": None, "immutable": False}
-
-
-def inner_task_name(task: Any) -> str:
-    """The task name in a ``celery.starmap`` message's ``task`` argument (a signature or a name)."""
-    if isinstance(task, str):
-        return task
-    if isinstance(task, Mapping) and isinstance(task.get("task"), str):
-        return str(task["task"])
-    raise TypeError(
-        f"{STARMAP}: 'task' must be a task name or a signature dict with a 'task' name, got {task!r:.200}"
-    )
-
-
-def register_builtins(app: Celeriac) -> None:
-    """Register the builtin ``celery.starmap`` task with ``app`` (every app has it)."""
-
-    def starmap(task: Any, it: Iterable[Sequence[Any]]) -> list[Any]:
-        """Call the task named in ``task`` once per argument list in ``it``, here, in order."""
-        inner = app.get_task(inner_task_name(task))
-        return [inner(*args) for args in it]
-
-    app.register(starmap, name=STARMAP)
 
 
 class _BadItem(Exception):
@@ -136,7 +112,7 @@ class Chunks:
                 if app.conf.task_always_eager:
                     group.extend(self._run_here(app, message) for message, _ in built)
                 else:
-                    app.publish_batch(built)
+                    app.producer.publish(built)
                     group.extend(AsyncResult(message.id, app.backend, STARMAP) for message, _ in built)
         except _BadItem as exc:
             sent = f" ({len(group)} chunks before it were already sent)" if group else ""
@@ -188,9 +164,9 @@ class Chunks:
         index: int,
         part: list[Sequence[Any]],
         options: dict[str, Any],
-    ) -> tuple[TaskMessage, Route]:
+    ) -> Outbound:
         kwargs = {"task": signature, "it": part}
-        message, route = app.build_message(
+        message, route = app.producer.build(
             STARMAP, (), kwargs, None, self.task, route_name=self.task.name, **options
         )
         return message.with_changes(group=group_id, group_index=index), route
