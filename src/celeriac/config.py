@@ -428,6 +428,20 @@ def _unknown(name: str) -> ConfigurationError:
     )
 
 
+def validate(name: str, value: Any) -> Any:
+    """``value`` as setting ``name`` stores it, checked by the setting's own validator.
+
+    The check ``app.conf[name] = value`` makes, without storing anything: for callers that
+    take a setting's value from elsewhere (a worker's command line). Raises
+    :class:`~celeriac.errors.ConfigurationError` naming the setting and what it expects, or
+    the closest valid name for an unknown one.
+    """
+    setting = SETTINGS_BY_NAME.get(name)
+    if setting is None:
+        raise _unknown(name)
+    return setting.validate(name, value)
+
+
 def parse_env_value(setting: Setting, raw: str) -> Any:
     """Turn an environment string into a value of the setting's type."""
     text = raw.strip()

@@ -14,7 +14,8 @@ import uuid
 import orjson
 import pytest
 
-from celeriac import cli
+from celeriac.cli import main as cli_main
+from celeriac.cli.worker import cmd_worker
 from celeriac.results.base import PendingResult
 from celeriac.states import FAILURE, SUCCESS
 
@@ -22,7 +23,7 @@ from celeriac.states import FAILURE, SUCCESS
 def run(argv: list[str], capsys) -> tuple[int, str, str]:
     """``celeriac <argv>``: exit code, stdout, stderr (argparse exits are caught)."""
     try:
-        code = cli.main(argv)
+        code = cli_main.main(argv)
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
     out, err = capsys.readouterr()
@@ -311,7 +312,7 @@ def test_deadletters_requeue_puts_them_back(capsys, app_module):
 
 
 def test_build_parser_parses_worker_options():
-    args = cli.build_parser().parse_args(
+    args = cli_main.build_parser().parse_args(
         ["worker", "-A", "proj", "-c", "3", "--prefetch-multiplier", "auto", "-Q", "a, b", "-l", "INFO"]
     )
     assert (args.app, args.concurrency, args.prefetch_multiplier, args.queues, args.loglevel) == (
@@ -321,7 +322,7 @@ def test_build_parser_parses_worker_options():
         ["a", "b"],
         "info",
     )
-    assert args.func is cli.cmd_worker
+    assert args.func is cmd_worker
 
 
 # -- inspect memory ---------------------------------------------------------------------------
@@ -418,7 +419,7 @@ def test_inspect_refuses_an_unknown_report(capsys, app_module):
 def test_commands_start_without_loading_the_monitor():
     # every command builds the whole parser, a worker's start among them: the monitor, its
     # HTTP client and the Prometheus library load only when `monitor` or `top` runs
-    code = "import sys; from celeriac import cli; cli.build_parser(); print(' '.join(sys.modules))"
+    code = "import sys; from celeriac.cli import main; main.build_parser(); print(' '.join(sys.modules))"
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     loaded = set(run.stdout.split())
     assert "celeriac.observe.munin" in loaded, "the parser was built"
@@ -431,3 +432,34 @@ def test_commands_start_without_loading_the_monitor():
         "prometheus_client",
     }
     assert sorted(loaded & heavy) == []
+
+
+def test_cli_modules_import_downward_only():
+    # common serves every command and imports none; a command module never imports main
+    # (which imports them all); the package itself imports nothing; no cycle among them
+    from tests.unit.test_layers import MODULES, imports_of
+
+    cli = sorted(name for name in MODULES if name == "celeriac.cli" or name.startswith("celeriac.cli."))
+    graph = {name: {i.target for i in imports_of(name)} & set(cli) for name in cli}
+    commands = set(cli) - {"celeriac.cli", "celeriac.cli.common", "celeriac.cli.main"}
+    assert {
+        "celeriac.cli.worker",
+        "celeriac.cli.inspect",
+        "celeriac.cli.monitor",
+        "celeriac.cli.munin",
+    } <= commands
+    assert graph["celeriac.cli"] == set()
+    assert graph["celeriac.cli.common"] == set()
+    assert [name for name in commands if "celeriac.cli.main" in graph[name]] == []
+    assert graph["celeriac.cli.main"] >= commands
+    done: set[str] = set()
+
+    def visit(name: str, path: tuple[str, ...]) -> None:
+        assert name not in path, f"import cycle: {' -> '.join((*path, name))}"
+        if name not in done:
+            for target in graph[name]:
+                visit(target, (*path, name))
+            done.add(name)
+
+    for name in cli:
+        visit(name, ())

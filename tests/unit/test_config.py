@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from celeriac import Celeriac, Queue
-from celeriac.config import CELERY_IGNORED, SETTINGS, Settings, from_object, settings_markdown
+from celeriac.config import CELERY_IGNORED, SETTINGS, Settings, from_object, settings_markdown, validate
 from celeriac.errors import ConfigurationError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -131,6 +131,17 @@ def test_values_are_normalised_when_set():
     assert conf.accept_content == ("json", "pickle")
     assert conf.task_default_delivery_mode == 1
     assert conf.worker_prefetch_multiplier == "auto"
+
+
+def test_validate_checks_and_normalises_a_value_without_storing_it():
+    assert validate("task_time_limit", timedelta(minutes=2)) == 120.0
+    assert validate("worker_prefetch_multiplier", "auto") == "auto"
+    with pytest.raises(
+        ConfigurationError, match=r"worker_prefetch_multiplier=-1 is invalid: expected an integer >= 0"
+    ):
+        validate("worker_prefetch_multiplier", -1)
+    with pytest.raises(ConfigurationError, match="did you mean 'worker_concurrency'"):
+        validate("worker_concurency", 2)
 
 
 def test_duplicate_queue_names_are_refused():

@@ -57,7 +57,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ),
     ("worker", ("celeriac.worker",)),
     ("observe", ("celeriac.observe",)),
-    ("cli", ("celeriac.cli", "celeriac.cli_monitor", "celeriac.__main__")),
+    ("cli", ("celeriac.cli", "celeriac.__main__")),
 )
 #: The only part of observe the worker may import.
 WORKER_MAY_IMPORT_FROM_OBSERVE = frozenset({"celeriac.observe.records"})

@@ -15,7 +15,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from celeriac import Celeriac
-from celeriac.cli import main
+from celeriac.cli.main import main
 from celeriac.observe import promexport
 from celeriac.observe.alerts import AlertBook, Condition, Outbox, command_sink
 from celeriac.observe.history import History, QueuePoint

@@ -20,7 +20,6 @@ Warning and critical levels come from the ``monitor_thresholds`` setting
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import sys
@@ -80,32 +79,6 @@ GRAPHS: dict[str, Graph] = {
         threshold="oldest_age",
     ),
 }
-
-HELP_EPILOG = f"""\
-Munin runs wildcard plugins through symlinks; celeriac is one. `celeriac munin
-install` links celeriac_length and celeriac_age in --plugins-dir (default
-{DEFAULT_PLUGINS_DIR}) to the celeriac executable and writes
---conf-dir/{CONF_NAME} (default {DEFAULT_CONF_DIR}) setting env.CELERIAC_APP and
-env.PYTHONPATH for them. Invoked as celeriac_<graph>, celeriac acts as that
-plugin and takes the app from $CELERIAC_APP.
-
-graphs (one line per queue):
-  length   messages not yet finished: ready + scheduled + reserved + running
-  age      seconds the oldest ready message has waited (U: the broker cannot tell)
-
-actions (what munin-node passes):
-  (none) or fetch   print <field>.value lines
-  config            graph and field definitions; warning/critical from monitor_thresholds
-  autoconf          yes, or no (reason); always exits 0
-  suggest           the graph names, one a line
-
-examples:
-  celeriac munin -A proj length config
-  celeriac munin -A proj age
-  celeriac munin install -A proj [--graphs length,age] [--force]
-  munin-run celeriac_length
-"""
-
 
 # -- which queues, which fields --------------------------------------------------------------------
 
@@ -243,11 +216,11 @@ def plugin(app_loader: Callable[[], Celeriac], graph: str, action: str | None) -
     if action not in ACTIONS:
         raise ConfigurationError(f"unknown action {action!r}: use one of {', '.join(ACTIONS)} (or none)")
     if action == "suggest":
-        _emit(suggest_lines())
+        emit(suggest_lines())
         return EXIT_OK
     check_graph(graph)
     if action == "autoconf":
-        _emit([autoconf_line(app_loader)])
+        emit([autoconf_line(app_loader)])
         return EXIT_OK
     app = app_loader()
     try:
@@ -263,11 +236,12 @@ def plugin(app_loader: Callable[[], Celeriac], graph: str, action: str | None) -
     except (CeleriacError, OSError) as exc:
         print(f"celeriac_{graph}: cannot read the broker {app.broker.location}: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    _emit(lines)
+    emit(lines)
     return EXIT_OK
 
 
-def _emit(lines: Iterable[str]) -> None:
+def emit(lines: Iterable[str]) -> None:
+    """Print ``lines`` for munin-node, one a line, and flush."""
     sys.stdout.write("".join(f"{line}\n" for line in lines))
     sys.stdout.flush()
 
@@ -361,97 +335,3 @@ def install(
         conf_file.write_text(text)
         done.append(f"wrote   {conf_file}")
     return done
-
-
-def _graph_list(text: str) -> list[str]:
-    names = [part.strip() for part in text.split(",") if part.strip()]
-    unknown = [n for n in names if n not in GRAPHS]
-    if not names or unknown:
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: give graphs out of {', '.join(GRAPHS)}, comma-separated (e.g. length,age)"
-        )
-    return list(dict.fromkeys(names))
-
-
-# -- command line ------------------------------------------------------------------------------------
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add the arguments of ``celeriac munin`` to ``parser``; return it."""
-    parser.usage = (
-        f"%(prog)s [-A APP] [GRAPH] [{'|'.join(ACTIONS)}]\n"
-        "       %(prog)s install [-A APP] [--plugins-dir DIR] [--conf-dir DIR] [--graphs length,age]"
-        " [--force]"
-    )
-    parser.add_argument(
-        "graph", nargs="?", metavar="GRAPH", help=f"{' or '.join(GRAPHS)} (default length); or: install"
-    )
-    parser.add_argument("action", nargs="?", metavar="ACTION", help=f"{', '.join(ACTIONS)} (default fetch)")
-    parser.add_argument(
-        "--plugins-dir",
-        metavar="DIR",
-        help=f"install: Munin's plugins directory (default {DEFAULT_PLUGINS_DIR})",
-    )
-    parser.add_argument(
-        "--conf-dir", metavar="DIR", help=f"install: Munin's plugin-conf.d (default {DEFAULT_CONF_DIR})"
-    )
-    parser.add_argument("--graphs", type=_graph_list, help="install: which graphs (default length,age)")
-    parser.add_argument(
-        "--force", action="store_true", help="install: replace existing links and configuration"
-    )
-    return parser
-
-
-def run(args: argparse.Namespace, load_app: Callable[[str | None], Celeriac]) -> int:
-    """``celeriac munin``: be the plugin, or install it."""
-    graph, action = args.graph, args.action
-    if graph in (*ACTIONS, "install") and action is None:
-        graph, action = None, graph
-    if action == "install":
-        if graph is not None:
-            raise ConfigurationError("install takes no GRAPH: pick graphs with --graphs length,age")
-        return _cmd_install(args, load_app)
-    given = [
-        option
-        for option, value in (
-            ("--plugins-dir", args.plugins_dir),
-            ("--conf-dir", args.conf_dir),
-            ("--graphs", args.graphs),
-            ("--force", args.force or None),
-        )
-        if value is not None
-    ]
-    if given:
-        raise ConfigurationError(f"{', '.join(given)}: only for `celeriac munin install`")
-    return plugin(lambda: load_app(args.app), graph or "length", action)
-
-
-def _cmd_install(args: argparse.Namespace, load_app: Callable[[str | None], Celeriac]) -> int:
-    spec = args.app or os.environ.get("CELERIAC_APP")
-    if not spec:
-        raise ConfigurationError("install needs the app: pass -A module (as you would to `celeriac worker`)")
-    load_app(spec)  # fail now, not in munin-node's log
-    graphs = args.graphs or list(GRAPHS)
-    plugins_dir = os.path.abspath(args.plugins_dir or DEFAULT_PLUGINS_DIR)
-    conf_dir = os.path.abspath(args.conf_dir or DEFAULT_CONF_DIR)
-    try:
-        done = install(spec, graphs, plugins_dir, conf_dir, force=args.force)
-    except OSError as exc:
-        print(
-            f"celeriac munin install: {exc} (run as root, or pass --plugins-dir/--conf-dir)", file=sys.stderr
-        )
-        return EXIT_FAILED
-    test = "munin-run"
-    if plugins_dir != DEFAULT_PLUGINS_DIR:
-        test += f" --servicedir {plugins_dir}"
-    if conf_dir != DEFAULT_CONF_DIR:
-        test += f" --sconfdir {conf_dir}"
-    first = f"{PLUGIN_PREFIX}{graphs[0]}"
-    _emit(
-        [
-            *done,
-            f"test:   {test} {first} config && {test} {first}",
-            "then:   systemctl restart munin-node   (munin-node reads its plugins at start)",
-        ]
-    )
-    return EXIT_OK

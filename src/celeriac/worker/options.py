@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from celeriac.config import validate
 from celeriac.errors import ConfigurationError
 from celeriac.protocol.entities import Queue
 
@@ -55,7 +56,12 @@ class WorkerOptions:
         max_memory_per_child_hard: int | None = None,
         nodename: str | None = None,
     ) -> WorkerOptions:
-        """Settings of ``app``, with the given overrides validated like settings."""
+        """Settings of ``app``, with the given overrides validated like settings.
+
+        The overrides are checked by the settings table's validators but not written into
+        ``app.conf``: they belong to this node, and changing the app's settings would also
+        drop its cached broker, result backend and router.
+        """
         conf = app.conf
         overrides: dict[str, Any] = {
             "worker_concurrency": concurrency,
@@ -64,10 +70,10 @@ class WorkerOptions:
             "worker_max_memory_per_child": max_memory_per_child,
             "worker_max_memory_per_child_hard": max_memory_per_child_hard,
         }
-        for name, value in overrides.items():
-            if value is not None:
-                conf[name] = value
-        soft, hard = conf.worker_max_memory_per_child, conf.worker_max_memory_per_child_hard
+        values = {
+            name: conf[name] if value is None else validate(name, value) for name, value in overrides.items()
+        }
+        soft, hard = values["worker_max_memory_per_child"], values["worker_max_memory_per_child_hard"]
         if soft is not None and hard is not None and hard <= soft:
             raise ConfigurationError(
                 f"worker_max_memory_per_child_hard={hard} KiB must be above worker_max_memory_per_child="
@@ -79,11 +85,11 @@ class WorkerOptions:
             raise ConfigurationError("the worker has no queue to consume: pass -Q or set task_queues")
         return cls(
             queues=tuple(chosen),
-            concurrency=conf.worker_concurrency or os.cpu_count() or 1,
-            prefetch_multiplier=conf.worker_prefetch_multiplier,
-            max_tasks_per_child=conf.worker_max_tasks_per_child,
-            max_memory_per_child=conf.worker_max_memory_per_child,
-            max_memory_per_child_hard=conf.worker_max_memory_per_child_hard,
+            concurrency=values["worker_concurrency"] or os.cpu_count() or 1,
+            prefetch_multiplier=values["worker_prefetch_multiplier"],
+            max_tasks_per_child=values["worker_max_tasks_per_child"],
+            max_memory_per_child=values["worker_max_memory_per_child"],
+            max_memory_per_child_hard=values["worker_max_memory_per_child_hard"],
             memory_interval=conf.worker_memory_interval,
             nodename=expand_nodename(nodename or "celeriac@%h"),
             proc_alive_timeout=conf.worker_proc_alive_timeout,

@@ -42,11 +42,48 @@ def test_command_line_overrides_win(make_app):
         ({"concurrency": 0}, "worker_concurrency"),
         ({"prefetch_multiplier": -2}, "worker_prefetch_multiplier"),
         ({"max_memory_per_child": -1}, "worker_max_memory_per_child"),
+        ({"prefetch_multiplier": -1}, "worker_prefetch_multiplier"),
+        ({"max_tasks_per_child": 0}, "worker_max_tasks_per_child"),
+        ({"max_memory_per_child": 0}, "worker_max_memory_per_child"),
+        ({"max_memory_per_child_hard": 0}, "worker_max_memory_per_child_hard"),
     ],
 )
 def test_bad_overrides_are_rejected_naming_the_setting(make_app, override, setting):
     with pytest.raises(ConfigurationError, match=setting):
         WorkerOptions.from_app(make_app(), **override)
+
+
+def test_overrides_are_not_written_into_the_app_settings(make_app):
+    app = make_app(worker_concurrency=8, worker_max_tasks_per_child=100)
+    before = app.conf.as_dict()
+    options = WorkerOptions.from_app(
+        app,
+        concurrency=3,
+        prefetch_multiplier=1,
+        max_tasks_per_child=5,
+        max_memory_per_child=200_000,
+        max_memory_per_child_hard=400_000,
+    )
+    assert app.conf.worker_concurrency == 8
+    assert app.conf.worker_prefetch_multiplier == 4
+    assert app.conf.as_dict() == before
+    assert (options.concurrency, options.prefetch_multiplier, options.max_tasks_per_child) == (3, 1, 5)
+    assert (options.max_memory_per_child, options.max_memory_per_child_hard) == (200_000, 400_000)
+
+
+def test_overrides_keep_the_apps_broker(make_app):
+    app = make_app()
+    broker = app.broker
+    WorkerOptions.from_app(app, concurrency=3, prefetch_multiplier=1)
+    assert app.broker is broker
+
+
+def test_a_bad_override_leaves_the_app_settings_as_they_were(make_app):
+    app = make_app()
+    before = app.conf.as_dict()
+    with pytest.raises(ConfigurationError, match="worker_prefetch_multiplier"):
+        WorkerOptions.from_app(app, concurrency=3, prefetch_multiplier=-1)
+    assert app.conf.as_dict() == before
 
 
 def test_every_declared_queue_is_consumed_by_default(make_app):
@@ -86,3 +123,27 @@ def test_hard_memory_ceiling_must_be_above_the_recycling_limit(make_app):
     )
     assert options.max_memory_per_child_hard == 400_000
     assert options.memory_interval == 1.0
+
+
+@pytest.mark.parametrize(
+    ("settings", "overrides"),
+    [
+        ({"worker_max_memory_per_child": 200_000}, {"max_memory_per_child_hard": 150_000}),
+        ({"worker_max_memory_per_child_hard": 150_000}, {"max_memory_per_child": 200_000}),
+    ],
+)
+def test_hard_memory_ceiling_is_checked_across_settings_and_command_line(make_app, settings, overrides):
+    with pytest.raises(ConfigurationError, match="raise the hard one or unset it") as info:
+        WorkerOptions.from_app(make_app(**settings), **overrides)
+    assert "worker_max_memory_per_child_hard=150000 KiB must be above" in str(info.value)
+
+
+def test_hard_memory_ceiling_from_settings_with_the_limit_from_the_command_line(make_app):
+    app = make_app(worker_max_memory_per_child_hard=400_000)
+    options = WorkerOptions.from_app(app, max_memory_per_child=200_000)
+    assert (options.max_memory_per_child, options.max_memory_per_child_hard) == (200_000, 400_000)
+    assert app.conf.worker_max_memory_per_child is None
+    app = make_app(worker_max_memory_per_child=200_000)
+    options = WorkerOptions.from_app(app, max_memory_per_child_hard=400_000)
+    assert (options.max_memory_per_child, options.max_memory_per_child_hard) == (200_000, 400_000)
+    assert app.conf.worker_max_memory_per_child_hard is None

@@ -1,4 +1,9 @@
-"""``celeriac monitor`` and ``celeriac top``: the command-line side of :mod:`celeriac.observe.monitor`."""
+"""``celeriac monitor``, ``celeriac top`` and ``status --watch``: the command-line side of
+:mod:`celeriac.observe.monitor`.
+
+Every command builds the whole parser, so this module loads only what registering its
+commands needs; the monitor, its history, alerts and web server load when a command runs.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +13,22 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from celeriac.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    LOG_LEVELS,
+    CommandFactory,
+    add_view_arguments,
+    load_app,
+    queue_list,
+    seconds,
+    setup_logging,
+)
 from celeriac.errors import ConfigurationError
 
 if TYPE_CHECKING:  # loaded by the commands only: every `celeriac` command builds this parser
@@ -25,27 +40,17 @@ logger = logging.getLogger("celeriac.monitor")
 SUMMARY_EVERY_S = 60.0
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: give a number of seconds > 0, e.g. 5")
-    return value
-
-
-def add_monitor_commands(command: Callable[..., argparse.ArgumentParser], queues: Any, levels: Any) -> None:
-    """Register ``monitor`` and ``top`` with the main parser (``command`` makes a subparser)."""
+def add_commands(command: CommandFactory) -> None:
+    """Register ``monitor`` and ``top`` (``command`` makes a subparser)."""
     mon = command(
         "monitor",
         "Watch every queue and worker: history, arrival and service rates, overload and threshold "
         "alerts (log, webhook, command); --web serves a live dashboard and Prometheus /metrics.",
     )
     mon.add_argument(
-        "-Q", "--queues", type=queues, help="also watch these queues (e.g. a Celery deployment's)"
+        "-Q", "--queues", type=queue_list, help="also watch these queues (e.g. a Celery deployment's)"
     )
-    mon.add_argument("--interval", type=_seconds, help="seconds between samples (default monitor_interval)")
+    mon.add_argument("--interval", type=seconds, help="seconds between samples (default monitor_interval)")
     mon.add_argument("--history", metavar="PATH", help="history file (default monitor_history_path)")
     mon.add_argument("--web", action="store_true", help="serve the dashboard and /metrics")
     mon.add_argument("--bind", metavar="HOST:PORT", help="where --web listens (default monitor_web_bind)")
@@ -53,25 +58,20 @@ def add_monitor_commands(command: Callable[..., argparse.ArgumentParser], queues
     mon.add_argument("--once", action="store_true", help="take one sample, print it and exit")
     mon.add_argument("--json", action="store_true", help="with --once: print JSON")
     mon.add_argument(
-        "-l", "--loglevel", default="info", type=str.lower, choices=levels, help="log level (default info)"
+        "-l",
+        "--loglevel",
+        default="info",
+        type=str.lower,
+        choices=LOG_LEVELS,
+        help="log level (default info)",
     )
     mon.add_argument("--logfile", help="log to this file instead of stderr")
     mon.set_defaults(func=cmd_monitor)
 
     top = command("top", "A live terminal view of queues (lengths, rates, time to drain) and workers.")
-    top.add_argument("-Q", "--queues", type=queues, help="also watch these queues")
+    top.add_argument("-Q", "--queues", type=queue_list, help="also watch these queues")
     add_view_arguments(top)
     top.set_defaults(func=cmd_top)
-
-
-def add_view_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--interval`` and ``-n`` of the live terminal view (``top``, ``status --watch``)."""
-    from celeriac.cli import _positive_int
-
-    parser.add_argument("--interval", type=_seconds, default=2.0, help="seconds between updates (default 2)")
-    parser.add_argument(
-        "-n", "--iterations", type=_positive_int, default=0, help="stop after N updates (default: until quit)"
-    )
 
 
 def _apply_overrides(app: Any, args: argparse.Namespace) -> None:
@@ -101,7 +101,6 @@ def state_json(state: MonitorState) -> bytes:
 
 
 def cmd_monitor(args: argparse.Namespace) -> int:
-    from celeriac.cli import load_app, setup_logging
     from celeriac.observe.history import History
     from celeriac.observe.monitor import Monitor
     from celeriac.observe.top import frame
@@ -122,7 +121,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
         finally:
             monitor.close()
         sys.stdout.write(state_json(state).decode() + "\n" if args.json else frame(state) + "\n")
-        return 1 if state.error else 0
+        return EXIT_FAILED if state.error else EXIT_OK
     web = None
     if args.web:
         from celeriac.observe.web import WebServer
@@ -146,7 +145,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
         if web is not None:
             web.stop()
         monitor.close()
-    return 0
+    return EXIT_OK
 
 
 def _banner(monitor: Monitor, url: str | None) -> None:
@@ -176,7 +175,6 @@ def summary(state: MonitorState) -> str:
 
 
 def cmd_top(args: argparse.Namespace) -> int:
-    from celeriac.cli import load_app
     from celeriac.observe.history import History
     from celeriac.observe.monitor import Monitor
     from celeriac.observe.top import frame
@@ -200,4 +198,4 @@ def cmd_top(args: argparse.Namespace) -> int:
         monitor.run(stop, show)
     finally:
         monitor.close()
-    return 0
+    return EXIT_OK

@@ -1,0 +1,112 @@
+"""``celeriac worker`` runs a worker node (a master and its prefork children); ``celeriac purge``
+empties the queues it consumes."""
+
+from __future__ import annotations
+
+import argparse
+
+from celeriac.cli.common import (
+    EXIT_OK,
+    LOG_LEVELS,
+    CommandFactory,
+    confirm,
+    load_app,
+    positive_int,
+    prefetch,
+    queue_list,
+    setup_logging,
+)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    app = load_app(args.app)
+    setup_logging(args.loglevel, app.conf.worker_log_format, args.logfile)
+    from celeriac.worker.master import Master
+    from celeriac.worker.options import WorkerOptions
+
+    app.import_task_modules()
+    options = WorkerOptions.from_app(
+        app,
+        queues=args.queues,
+        concurrency=args.concurrency,
+        prefetch_multiplier=args.prefetch_multiplier,
+        max_tasks_per_child=args.max_tasks_per_child,
+        max_memory_per_child=args.max_memory_per_child,
+        max_memory_per_child_hard=args.max_memory_per_child_hard,
+        nodename=args.hostname,
+    )
+    return Master(app, options).run()
+
+
+def cmd_purge(args: argparse.Namespace) -> int:
+    app = load_app(args.app)
+    names = args.queues or [q.name for q in app.queues_for(None)]
+    if not confirm(
+        f"This removes every waiting message from {', '.join(names)}; there is no undo", args.force
+    ):
+        print("Nothing removed.")
+        return EXIT_OK
+    total = 0
+    for name in names:
+        removed = app.broker.purge(name)
+        total += removed
+        print(f"{name}: removed {removed} message(s)")
+    print(f"Removed {total} message(s) from {len(names)} queue(s).")
+    return EXIT_OK
+
+
+def add_commands(command: CommandFactory) -> None:
+    """Register ``worker`` and ``purge`` (``command`` makes a subparser)."""
+    worker = command("worker", "Run a worker node: a master and prefork child processes.")
+    worker.add_argument(
+        "-Q",
+        "--queues",
+        type=queue_list,
+        help="comma-separated queues to consume (default: every queue in task_queues)",
+    )
+    worker.add_argument(
+        "-c",
+        "--concurrency",
+        type=positive_int,
+        help="number of child processes (default: worker_concurrency, else CPUs)",
+    )
+    worker.add_argument(
+        "--prefetch-multiplier",
+        type=prefetch,
+        help="messages each child fetches at a time: N, 0 (unlimited) or auto",
+    )
+    worker.add_argument("--max-tasks-per-child", type=positive_int, help="replace a child after N tasks")
+    worker.add_argument(
+        "--max-memory-per-child",
+        type=positive_int,
+        metavar="KIB",
+        help="replace a child after a task when its own memory (USS) exceeds KIB",
+    )
+    worker.add_argument(
+        "--max-memory-per-child-hard",
+        type=positive_int,
+        metavar="KIB",
+        help="kill a child at once, even mid-task, when its own memory (USS) exceeds KIB",
+    )
+    worker.add_argument(
+        "-n",
+        "--hostname",
+        help="node name (default celeriac@%%h; %%h host, %%n short host, %%d domain, %%i pid)",
+    )
+    worker.add_argument(
+        "-l",
+        "--loglevel",
+        default="warning",
+        type=str.lower,
+        choices=LOG_LEVELS,
+        help="log level (default warning; info logs every task)",
+    )
+    worker.add_argument("--logfile", help="log to this file instead of stderr")
+    worker.set_defaults(func=cmd_worker)
+
+    purge = command("purge", "Delete the waiting messages of queues.")
+    purge.add_argument(
+        "-Q", "--queues", type=queue_list, help="queues to purge (default: every queue in task_queues)"
+    )
+    purge.add_argument("-f", "--force", action="store_true", help="do not ask for confirmation")
+    purge.set_defaults(func=cmd_purge)
