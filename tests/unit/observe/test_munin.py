@@ -15,7 +15,7 @@ import pytest
 from celeriac import Celeriac, Queue
 from celeriac.errors import BrokerConnectionError
 from celeriac.observe import munin
-from tests.unit.test_cli import run
+from tests.unit.cli.test_cli import run
 
 ODD = "emails.high-priority"
 FIELD_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
