@@ -142,6 +142,11 @@ class StoreContract:
             store.add(k, b"v", None, "me")
         with pytest.raises(TypeError, match="int"):
             store.incr(k, 1.5)
+        with pytest.raises(TypeError, match="number of seconds"):
+            store.set_add(k, "m", "5")
+        with pytest.raises(TypeError, match="bytes"):
+            store.add(k, "text", LONG, "me")
+        assert store.set_members(k) == set()
         assert store.get(k) is None
 
     # -- counters -------------------------------------------------------------------------------
@@ -339,13 +344,14 @@ class StoreContract:
         store.set(k + "-v", b"v", ttl=self.short)
         store.add(k + "-lease", b"v", self.short, "alice")
         store.set_add(k + "-s", "gone", self.short)
+        store.set_add(k + "-s-all-gone", "gone", self.short)
         store.record_once(k + "-r", "gone", self.short)
         store.set(k + "-kept", b"v", ttl=LONG)
         store.set_add(k + "-s", "kept", LONG)
         store.record_once(k + "-kept", "kept", None)
         self.let_pass(self.short)
         removed = store.cleanup()
-        assert removed == (4 if self.cleanup_counts else 0)
+        assert removed == (5 if self.cleanup_counts else 0)
         assert store.cleanup() == 0
         assert store.get(k + "-kept") == b"v"
         assert store.set_members(k + "-s") == {"kept"}

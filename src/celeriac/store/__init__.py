@@ -63,7 +63,7 @@ def store_from_url(url: str, setting: str = "result_backend", **options: Any) ->
         )
     module_name, class_name = SCHEMES[scheme]
     store_class: type[Store] = getattr(importlib.import_module(module_name), class_name)
-    if scheme in ("redis", "rediss", "unix"):
+    if module_name == "celeriac.store.redis":  # its connection errors name the setting to fix
         options.setdefault("setting", setting)
     return store_class(url, **options)
 

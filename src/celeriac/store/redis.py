@@ -208,8 +208,6 @@ class RedisStore(Store):
         """Run ``fn(client)``; a lost connection or timeout becomes :class:`BrokerConnectionError`."""
         try:
             return self.conn.call(what, fn)
-        except BrokerConnectionError:
-            raise
         except BrokerError as exc:
             if is_connection_error(exc):
                 raise BrokerConnectionError(str(exc)) from exc.__cause__
