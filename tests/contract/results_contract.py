@@ -37,6 +37,8 @@ class ResultBackendContract:
     clock_module: ModuleType | None = None
     #: two backends made from the same URL see the same results (each memory:// backend is its own)
     shared_by_url = True
+    #: a known gap: ``wait`` misses a result stored between its read and its wait for a change
+    misses_a_result_stored_before_it_waits = False
 
     def make_backend(self, expires: float | None) -> ResultBackend:
         raise NotImplementedError
@@ -190,10 +192,11 @@ class ResultBackendContract:
 
     # -- waiting --------------------------------------------------------------------------------
 
-    def test_wait_returns_a_result_stored_after_the_waiter_looked(self, opened, monkeypatch):
+    def test_wait_returns_a_result_another_backend_stores_while_it_waits(self, opened, monkeypatch):
         backend = opened()
         writer = opened() if self.shared_by_url else backend  # as a worker would: not the waiter
         tid = self.tid()
+        backend.store(PendingResult(tid, STARTED))
         looked = threading.Event()
         real_get = backend.get
 
@@ -210,13 +213,39 @@ class ResultBackendContract:
 
         thread = threading.Thread(target=finish)
         thread.start()
-        started = time.monotonic()
         try:
-            record = backend.wait(tid, timeout=10)
+            record = backend.wait(tid, timeout=None)  # rechecks at least every second or so
         finally:
             thread.join(10)
+        assert record is not None and (record.state, record.result) == (SUCCESS, 42)
+
+    def test_a_result_stored_between_looking_and_waiting_is_not_missed(self, opened, monkeypatch, request):
+        """The result lands just after the waiter's read found nothing, before it starts
+        waiting for a change: the waiter must not sleep until its timeout."""
+        if self.misses_a_result_stored_before_it_waits:
+            request.applymarker(
+                pytest.mark.xfail(
+                    strict=True,
+                    reason="known: _wait_for_change only notices changes made after it starts, so "
+                    "a result stored right after the read is seen only at the timeout",
+                )
+            )
+        backend = opened()
+        writer = opened() if self.shared_by_url else backend
+        tid = self.tid()
+        real_get = backend.get
+
+        def get(task_id):
+            record = real_get(task_id)
+            if record is None:
+                writer.store(PendingResult(tid, SUCCESS, 42))
+            return record
+
+        monkeypatch.setattr(backend, "get", get)
+        started = time.monotonic()
+        record = backend.wait(tid, timeout=2)
         assert record is not None and record.result == 42
-        assert time.monotonic() - started < 5, "the waiter slept through the change"
+        assert time.monotonic() - started < 1, "the waiter slept until its timeout"
 
     def test_wait_times_out_on_an_unfinished_task(self, backend):
         tid = self.tid()
