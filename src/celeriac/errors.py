@@ -8,8 +8,8 @@
     │   ├── ContentDisallowedError  content type not in accept_content (pickle is off by default)
     │   ├── DecodeError             body or headers cannot be decoded
     │   └── MessageTooLargeError    over task_message_max_bytes
-    ├── BrokerError                 the broker refused or failed an operation
-    │   └── BrokerConnectionError   the broker cannot be reached (retry may help)
+    ├── BrokerError                 the broker (or the store beside it) refused or failed an operation
+    │   └── BrokerConnectionError   the broker or store cannot be reached (retry may help)
     ├── NotRegisteredError          no task of that name in this app
     ├── TimeoutError                AsyncResult.get() waited longer than its timeout
     ├── MaxRetriesExceededError     Task.retry() past max_retries
@@ -58,7 +58,7 @@ class MessageTooLargeError(ProtocolError):
 
 
 class BrokerError(CeleriacError):
-    """The broker failed an operation."""
+    """The broker, or the store on the broker's or result backend's server, failed an operation."""
 
 
 class BrokerConnectionError(BrokerError):

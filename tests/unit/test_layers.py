@@ -37,7 +37,7 @@ SRC = Path(celeriac.__file__).resolve().parent
 
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("protocol", ("celeriac.errors", "celeriac.protocol")),
-    ("brokers", ("celeriac.brokers",)),
+    ("brokers", ("celeriac.brokers", "celeriac.store")),
     (
         "producer",
         (
@@ -72,6 +72,7 @@ BROKER_DRIVERS: dict[str, frozenset[str]] = {
     "celeriac.brokers.amqpwire": frozenset({"amqp"}),
     "celeriac.brokers.amqpside": frozenset({"amqp"}),
     "celeriac.brokers.amqpdeclare": frozenset({"amqp"}),
+    "celeriac.store.redis": frozenset({"redis", "hiredis"}),
 }
 ALL_DRIVERS = frozenset().union(*BROKER_DRIVERS.values())
 

@@ -1,0 +1,16 @@
+"""The result-backend contract on the in-process backend."""
+
+from __future__ import annotations
+
+from celeriac.results import memory
+from celeriac.results.memory import MemoryResultBackend
+from tests.contract.results_contract import ResultBackendContract
+
+
+class TestMemoryResultBackend(ResultBackendContract):
+    misses_a_result_stored_before_it_waits = True
+    clock_module = memory
+    shared_by_url = False
+
+    def make_backend(self, expires: float | None) -> MemoryResultBackend:
+        return MemoryResultBackend("memory://", expires=expires)
