@@ -37,8 +37,6 @@ class ResultBackendContract:
     clock_module: ModuleType | None = None
     #: two backends made from the same URL see the same results (each memory:// backend is its own)
     shared_by_url = True
-    #: a known gap: ``wait`` misses a result stored between its read and its wait for a change
-    misses_a_result_stored_before_it_waits = False
 
     def make_backend(self, expires: float | None) -> ResultBackend:
         raise NotImplementedError
@@ -219,17 +217,9 @@ class ResultBackendContract:
             thread.join(10)
         assert record is not None and (record.state, record.result) == (SUCCESS, 42)
 
-    def test_a_result_stored_between_looking_and_waiting_is_not_missed(self, opened, monkeypatch, request):
+    def test_a_result_stored_between_looking_and_waiting_is_not_missed(self, opened, monkeypatch):
         """The result lands just after the waiter's read found nothing, before it starts
         waiting for a change: the waiter must not sleep until its timeout."""
-        if self.misses_a_result_stored_before_it_waits:
-            request.applymarker(
-                pytest.mark.xfail(
-                    strict=True,
-                    reason="known: _wait_for_change only notices changes made after it starts, so "
-                    "a result stored right after the read is seen only at the timeout",
-                )
-            )
         backend = opened()
         writer = opened() if self.shared_by_url else backend
         tid = self.tid()

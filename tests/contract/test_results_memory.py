@@ -8,7 +8,6 @@ from tests.contract.results_contract import ResultBackendContract
 
 
 class TestMemoryResultBackend(ResultBackendContract):
-    misses_a_result_stored_before_it_waits = True
     clock_module = memory
     shared_by_url = False
 

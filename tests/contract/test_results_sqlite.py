@@ -10,7 +10,6 @@ from tests.contract.results_contract import ResultBackendContract
 
 
 class TestSQLiteResultBackend(ResultBackendContract):
-    misses_a_result_stored_before_it_waits = True
     clock_module = sqlite
 
     @pytest.fixture(autouse=True)

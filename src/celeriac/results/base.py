@@ -177,21 +177,27 @@ class ResultBackend(abc.ABC):
     def cleanup(self) -> int:
         """Delete results older than ``result_expires``; return how many."""
 
-    def _wait_for_change(self, until: float) -> None:
-        """Block until the store may have changed, or ``until`` (monotonic)."""
+    def _change_token(self) -> Any:
+        """A mark of the store's state, taken before a read, that :meth:`_wait_for_change` compares
+        against: a change made between the read and the wait is then not missed."""
+        return None
+
+    def _wait_for_change(self, token: Any, until: float) -> None:
+        """Block until the store may have changed since ``token`` was taken, or ``until`` (monotonic)."""
         time.sleep(max(0.0, min(0.05, until - time.monotonic())))
 
     def wait(self, task_id: str, timeout: float | None) -> ResultRecord | None:
         """Wait until ``task_id`` is ready; return its record, or None on timeout."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
+            token = self._change_token()
             record = self.get(task_id)
             if record is not None and record.ready:
                 return record
             now = time.monotonic()
             if deadline is not None and now >= deadline:
                 return None
-            self._wait_for_change(now + 1.0 if deadline is None else deadline)
+            self._wait_for_change(token, now + 1.0 if deadline is None else deadline)
 
     def close(self) -> None:
         """Release connections."""

@@ -16,6 +16,8 @@ class MemoryResultBackend(ResultBackend):
         super().__init__(url, **kwargs)  # type: ignore[arg-type]
         self._cond = threading.Condition()
         self._rows: dict[str, tuple[str, str, bytes, PendingResult, float]] = {}
+        #: raised by every store, so a waiter notices a store made between its read and its wait
+        self._version = 0
 
     def store_many(self, items: Sequence[PendingResult]) -> None:
         now = time.time()
@@ -23,6 +25,7 @@ class MemoryResultBackend(ResultBackend):
             for item in items:
                 content_type, raw = self.encode(item)
                 self._rows[item.task_id] = (item.state, content_type, raw, item, now)
+            self._version += 1
             self._cond.notify_all()
 
     def get(self, task_id: str) -> ResultRecord | None:
@@ -57,6 +60,10 @@ class MemoryResultBackend(ResultBackend):
                 del self._rows[key]
         return len(old)
 
-    def _wait_for_change(self, until: float) -> None:
+    def _change_token(self) -> int:
         with self._cond:
-            self._cond.wait(max(0.0, until - time.monotonic()))
+            return self._version
+
+    def _wait_for_change(self, token: int, until: float) -> None:
+        with self._cond:
+            self._cond.wait_for(lambda: self._version != token, max(0.0, until - time.monotonic()))

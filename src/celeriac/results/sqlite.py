@@ -104,12 +104,12 @@ class SQLiteResultBackend(ResultBackend):
             lambda conn: conn.execute("DELETE FROM results WHERE date_done<?", (cutoff,)).rowcount
         )
 
-    def _wait_for_change(self, until: float) -> None:
-        version = self.db.data_version()
-        while time.monotonic() < until:
+    def _change_token(self) -> int:
+        return self.db.data_version()
+
+    def _wait_for_change(self, token: int, until: float) -> None:
+        while self.db.data_version() == token and time.monotonic() < until:
             time.sleep(POLL_INTERVAL)
-            if self.db.data_version() != version:
-                return
 
     def close(self) -> None:
         self.db.close()

@@ -90,9 +90,9 @@ def test_get_waits_for_a_result_stored_later(backend, monkeypatch):
     waiting = threading.Event()
     wait = backend._wait_for_change
 
-    def signalling_wait(until: float) -> None:
+    def signalling_wait(token: object, until: float) -> None:
         waiting.set()
-        wait(until)
+        wait(token, until)
 
     monkeypatch.setattr(backend, "_wait_for_change", signalling_wait)
 
