@@ -25,7 +25,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from celeriac import config
@@ -103,6 +103,17 @@ def _seconds(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ConfigurationError(f"{name}={value!r}: expected a number of seconds")
     return float(value)
+
+
+class _Checked(NamedTuple):
+    """What steps 1-3 found valid: the times, limits and retries of a send, and its route."""
+
+    eta: datetime | None
+    expires: datetime | None
+    time_limit: float | None
+    soft_time_limit: float | None
+    retries: int
+    route: Route
 
 
 class Producer:
@@ -198,17 +209,22 @@ class Producer:
         task: Task | None,
         route_name: str | None,
         options: Mapping[str, Any],
-    ) -> tuple[datetime | None, datetime | None, Route]:
+    ) -> _Checked:
         """Steps 1-3: check, times, route."""
         self.check_options(options)
         if not isinstance(args, list | tuple):
             raise TypeError(f"{name}: task args must be a list or tuple, got {type(args).__name__}")
         if kwargs is not None and not isinstance(kwargs, Mapping):
             raise TypeError(f"{name}: task kwargs must be a mapping, got {type(kwargs).__name__}")
-        eta = self.eta_of(options.get("countdown"), options.get("eta"))
-        expires = self._expires(options, task)
         _optional_priority("priority", options.get("priority"))
-        return eta, expires, self._route(name, args, kwargs, options, task, route_name)
+        return _Checked(
+            self.eta_of(options.get("countdown"), options.get("eta")),
+            self._expires(options, task),
+            _optional_seconds("time_limit", options.get("time_limit")),
+            _optional_seconds("soft_time_limit", options.get("soft_time_limit")),
+            _optional_retries("retries", options.get("retries")) or 0,
+            self._route(name, args, kwargs, options, task, route_name),
+        )
 
     def validate(
         self,
@@ -238,7 +254,8 @@ class Producer:
         ``route_name``: route the message as if it were this task (Celery's
         ``route_name``); a route for ``name`` applies only if none matches it.
         """
-        eta, expires, route = self._prepare(name, args, kwargs, task, route_name, options)
+        checked = self._prepare(name, args, kwargs, task, route_name, options)
+        route = checked.route
         parent = current_request()
         if parent is not None and parent.called_directly:
             parent = None
@@ -252,11 +269,11 @@ class Producer:
             task=name,
             args=tuple(args),
             kwargs=dict(kwargs or {}),
-            retries=_optional_retries("retries", options.get("retries")) or 0,
-            eta=eta,
-            expires=expires,
-            time_limit=_optional_seconds("time_limit", options.get("time_limit")),
-            soft_time_limit=_optional_seconds("soft_time_limit", options.get("soft_time_limit")),
+            retries=checked.retries,
+            eta=checked.eta,
+            expires=checked.expires,
+            time_limit=checked.time_limit,
+            soft_time_limit=checked.soft_time_limit,
             root_id=options.get("root_id") or (parent.root_id if parent else None) or task_id,
             parent_id=options.get("parent_id") or (parent.id if parent else None),
             shadow=options.get("shadow"),
