@@ -25,6 +25,7 @@ from celeriac.results import ResultBackend, backend_from_url
 from celeriac.results.result import AsyncResult
 from celeriac.routing import Router
 from celeriac.sending import Outbound, Producer
+from celeriac.store import Store, select_store
 from celeriac.task import Task, make_task
 
 #: Settings whose change means a new broker / result backend / router.
@@ -116,9 +117,9 @@ class Celeriac:
         """
         stale: set[str] = set()
         if changed & _BROKER_SETTINGS:
-            stale |= {"broker", "backend", "hooks", "producer"}
+            stale |= {"broker", "backend", "hooks", "producer", "store"}
         if changed & _BACKEND_SETTINGS:
-            stale |= {"backend", "hooks"}
+            stale |= {"backend", "hooks", "store"}
         if changed & _ROUTER_SETTINGS:
             stale |= {"router", "producer"}
         for name in stale:
@@ -154,6 +155,16 @@ class Celeriac:
             self.conf.result_accept_content or self.conf.accept_content,
             self.conf.result_expires,
         )
+
+    @cached_property
+    def store(self) -> Store:
+        """The key-value store that chords, revoke, rate limits and beat keep their state in.
+
+        At ``result_backend`` when set, else in the broker's SQLite file or Redis server;
+        a RabbitMQ broker without a result backend raises ConfigurationError naming
+        ``result_backend`` (see ``docs/store.md``).
+        """
+        return select_store(self.conf.result_backend, self.conf.broker_url)
 
     @cached_property
     def router(self) -> Router:
@@ -314,6 +325,8 @@ class Celeriac:
             self.broker.close()
         if "backend" in self.__dict__ and self.backend is not None:
             self.backend.close()
+        if "store" in self.__dict__:
+            self.store.close()
 
 
 Celery = Celeriac
