@@ -9,8 +9,8 @@ import uuid
 import amqp
 import pytest
 
-from celeriac.brokers.amqp import AMQPBroker
-from celeriac.brokers.amqpwire import delay_level
+from celeriac.brokers.amqp.broker import AMQPBroker
+from celeriac.brokers.amqp.wire import delay_level
 from celeriac.brokers.base import BrokerOptions
 from celeriac.errors import BrokerError, ConfigurationError
 from celeriac.protocol.entities import Exchange, Queue
@@ -39,7 +39,7 @@ class TestAMQPBroker(BrokerContract):
     @pytest.fixture
     def raw(self, amqp_url):
         """A plain py-amqp channel on the test vhost."""
-        from celeriac.brokers.amqpconn import parse_url
+        from celeriac.brokers.amqp.connection import parse_url
 
         p = parse_url(amqp_url)
         connection = amqp.Connection(
@@ -303,7 +303,7 @@ class TestAMQPBroker(BrokerContract):
         assert labels(got) == ["parent-before", "child", "parent-after"]
 
     def test_housekeeping_compacts_the_queue_registry(self, broker, q, amqp_url, monkeypatch):
-        import celeriac.brokers.amqpside as amqp_side
+        import celeriac.brokers.amqp.sidequeues as amqp_side
 
         for _ in range(3):  # three processes declaring the same queue
             other = AMQPBroker(amqp_url)

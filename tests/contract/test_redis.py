@@ -11,7 +11,7 @@ import uuid
 import pytest
 
 from celeriac.brokers.base import BrokerOptions
-from celeriac.brokers.redis import SEP, RedisBroker, to_kombu
+from celeriac.brokers.redis.broker import SEP, RedisBroker, to_kombu
 from celeriac.errors import BrokerError, ConfigurationError
 from celeriac.protocol.entities import Queue
 from tests.contract.broker_contract import BrokerContract, envelope, labels, out

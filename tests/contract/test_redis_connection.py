@@ -9,8 +9,8 @@ import uuid
 import pytest
 
 from celeriac.brokers.base import BrokerOptions
-from celeriac.brokers.redis import RedisBroker
-from celeriac.brokers.redisconn import RedisConnector, where
+from celeriac.brokers.redis.broker import RedisBroker
+from celeriac.brokers.redis.connection import RedisConnector, where
 from celeriac.errors import BrokerError
 from tests.contract.broker_contract import out
 

@@ -63,13 +63,13 @@ WORKER_MAY_IMPORT_FROM_OBSERVE = frozenset({"celeriac.observe.records"})
 BROKER_COMMON_THIRD_PARTY = frozenset({"orjson"})
 #: The driver each broker module may import (add a row with each new broker module).
 BROKER_DRIVERS: dict[str, frozenset[str]] = {
-    "celeriac.brokers.redis": frozenset({"redis", "hiredis"}),
-    "celeriac.brokers.redisconn": frozenset({"redis", "hiredis"}),
-    "celeriac.brokers.amqp": frozenset({"amqp"}),
-    "celeriac.brokers.amqpconn": frozenset({"amqp"}),
-    "celeriac.brokers.amqpwire": frozenset({"amqp"}),
-    "celeriac.brokers.amqpside": frozenset({"amqp"}),
-    "celeriac.brokers.amqpdeclare": frozenset({"amqp"}),
+    "celeriac.brokers.redis.broker": frozenset({"redis", "hiredis"}),
+    "celeriac.brokers.redis.connection": frozenset({"redis", "hiredis"}),
+    "celeriac.brokers.amqp.broker": frozenset({"amqp"}),
+    "celeriac.brokers.amqp.connection": frozenset({"amqp"}),
+    "celeriac.brokers.amqp.wire": frozenset({"amqp"}),
+    "celeriac.brokers.amqp.sidequeues": frozenset({"amqp"}),
+    "celeriac.brokers.amqp.declarations": frozenset({"amqp"}),
 }
 ALL_DRIVERS = frozenset().union(*BROKER_DRIVERS.values())
 

@@ -52,10 +52,10 @@ What RabbitMQ does natively, and what celeriac adds
 Modules
 -------
 This module delivers and settles (publish, fetch, ack, reject, consumers);
-:mod:`~celeriac.brokers.amqpwire` has the message format and celeriac's headers,
-:mod:`~celeriac.brokers.amqpdeclare` the declarations and their conflicts,
-:mod:`~celeriac.brokers.amqpside` the dead letters, heartbeats and queue registry,
-:mod:`~celeriac.brokers.amqpconn` the connections and the producer channel pool.
+:mod:`~celeriac.brokers.amqp.wire` has the message format and celeriac's headers,
+:mod:`~celeriac.brokers.amqp.declarations` the declarations and their conflicts,
+:mod:`~celeriac.brokers.amqp.sidequeues` the dead letters, heartbeats and queue registry,
+:mod:`~celeriac.brokers.amqp.connection` the connections and the producer channel pool.
 
 Client library, by measurement
 ------------------------------
@@ -84,7 +84,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from celeriac.brokers.amqpconn import (
+from celeriac.brokers.amqp.connection import (
     ChannelPool,
     Connector,
     amqp_errors,
@@ -94,9 +94,9 @@ from celeriac.brokers.amqpconn import (
     is_connection_error,
     on_fork,
 )
-from celeriac.brokers.amqpdeclare import Declarations
-from celeriac.brokers.amqpside import SideQueues
-from celeriac.brokers.amqpwire import (
+from celeriac.brokers.amqp.declarations import Declarations
+from celeriac.brokers.amqp.sidequeues import SideQueues
+from celeriac.brokers.amqp.wire import (
     COUNT_HEADER,
     DEAD_EXCHANGE,
     DELAY_EXCHANGE,

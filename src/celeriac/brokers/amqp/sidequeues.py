@@ -9,7 +9,7 @@ longer wanted, acked) when it closes:
 * ``celeriac.nodes``: worker heartbeats, one message each, with a per-message TTL;
 * ``celeriac.queues``: the names of the queues celeriac declared.
 
-:class:`SideQueues` is mixed into :class:`~celeriac.brokers.amqp.AMQPBroker`, whose
+:class:`SideQueues` is mixed into :class:`~celeriac.brokers.amqp.broker.AMQPBroker`, whose
 connector, declarations and publishing it uses.
 """
 
@@ -19,8 +19,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from celeriac.brokers.amqpconn import amqp, amqp_errors, call, drop
-from celeriac.brokers.amqpwire import (
+from celeriac.brokers.amqp.connection import amqp, amqp_errors, call, drop
+from celeriac.brokers.amqp.wire import (
     DEAD_QUEUE,
     NODES_QUEUE,
     REGISTRY_QUEUE,
@@ -32,7 +32,7 @@ from celeriac.brokers.base import DeadLetter, NodeStats
 from celeriac.protocol.message import Envelope
 
 if TYPE_CHECKING:
-    from celeriac.brokers.amqpconn import Connector
+    from celeriac.brokers.amqp.connection import Connector
     from celeriac.protocol.entities import Queue
 
 #: How often a worker's master compacts the queue registry and the heartbeats.

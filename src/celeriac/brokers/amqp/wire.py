@@ -13,7 +13,7 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
-from celeriac.brokers.amqpconn import amqp
+from celeriac.brokers.amqp.connection import amqp
 from celeriac.protocol.message import Envelope
 
 DEAD_EXCHANGE = DEAD_QUEUE = "celeriac.dead"

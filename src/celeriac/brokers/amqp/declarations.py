@@ -3,7 +3,7 @@ them, the conflicts RabbitMQ refuses (``PRECONDITION_FAILED``) explained, the Ra
 4.3 fallback for transient queues, celeriac's own delay and dead-letter queues, and
 declaring again what a returned (unroutable) message needed.
 
-:class:`Declarations` is mixed into :class:`~celeriac.brokers.amqp.AMQPBroker`.
+:class:`Declarations` is mixed into :class:`~celeriac.brokers.amqp.broker.AMQPBroker`.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from celeriac.brokers.amqpconn import amqp, amqp_errors, inequivalent
-from celeriac.brokers.amqpwire import (
+from celeriac.brokers.amqp.connection import amqp, amqp_errors, inequivalent
+from celeriac.brokers.amqp.wire import (
     DEAD_EXCHANGE,
     DEAD_QUEUE,
     DELAY_EXCHANGE,

@@ -1,7 +1,7 @@
 """Connections to RabbitMQ: URL checks, errors that say what to do, a measured channel pool.
 
 The client is py-amqp, Celery's own AMQP 0-9-1 client; why it was chosen is in
-:mod:`celeriac.brokers.amqp`. A py-amqp connection must not be shared between
+:mod:`celeriac.brokers.amqp.broker`. A py-amqp connection must not be shared between
 threads or across ``fork()``, so:
 
 * every pooled producer channel has its own connection (the pool is still named
