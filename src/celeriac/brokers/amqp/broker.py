@@ -91,7 +91,6 @@ from celeriac.brokers.amqp.connection import (
     call,
     drop,
     explain,
-    is_connection_error,
     on_fork,
 )
 from celeriac.brokers.amqp.declarations import Declarations
@@ -314,7 +313,7 @@ class AMQPBroker(Declarations, SideQueues, Broker):
 
                 call(what, self.location, send)
 
-        publish_with_retry(self.options, what, attempt, is_connection_error)
+        publish_with_retry(self.options, what, lambda: call(what, self.location, attempt))
         if returned:
             self._unroutable(returned, what, again)
 

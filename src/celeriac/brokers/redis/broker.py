@@ -66,7 +66,7 @@ from celeriac.brokers.base import (
     publish_with_retry,
 )
 from celeriac.brokers.redis import scripts
-from celeriac.brokers.redis.connection import PoolStats, RedisConnector, is_connection_error
+from celeriac.brokers.redis.connection import PoolStats, RedisConnector
 from celeriac.errors import BrokerError, ConfigurationError
 from celeriac.protocol.entities import Queue
 from celeriac.protocol.message import Envelope
@@ -327,7 +327,7 @@ class RedisBroker(Broker):
 
     def _with_retry(self, what: str, fn: Any) -> None:
         """Run ``fn(client)``, retrying lost connections per ``task_publish_retry_policy``."""
-        publish_with_retry(self.options, what, lambda: self.conn.call(what, fn), is_connection_error)
+        publish_with_retry(self.options, what, lambda: self.conn.call(what, fn))
 
     # -- consumer side ----------------------------------------------------------------------
 
