@@ -10,6 +10,7 @@ import amqp
 import pytest
 
 from celeriac.brokers.amqp.broker import AMQPBroker
+from celeriac.brokers.amqp.declarations import Declarations
 from celeriac.brokers.amqp.wire import delay_level
 from celeriac.brokers.base import BrokerOptions
 from celeriac.errors import BrokerError, ConfigurationError
@@ -314,7 +315,7 @@ class TestAMQPBroker(BrokerContract):
         names = []
         connection_broker = AMQPBroker(amqp_url)
         try:
-            connection_broker._read_all(
+            connection_broker.side_queues._read_all(
                 "celeriac.queues", lambda ms: names.extend(bytes(m.body).decode() for m in ms) or []
             )
         finally:
@@ -334,7 +335,7 @@ class TestAMQPBroker(BrokerContract):
     ):
         broker.publish([out(q, "before")])
         raw.queue_delete(q)
-        monkeypatch.setattr(AMQPBroker, "_redeclare", lambda self, exchange, key, message: None)
+        monkeypatch.setattr(Declarations, "redeclare", lambda self, exchange, key, message: None)
         with pytest.raises(BrokerError, match="routed 1 message.*to no queue"):
             broker.publish([out(q, "lost?")])
 
@@ -350,7 +351,7 @@ class TestAMQPBroker(BrokerContract):
 
     def test_a_scheduled_message_waits_in_one_delay_queue_and_arrives_once(self, broker, q):
         for level in range(5, 13):  # every short delay queue exists, as on a busy broker
-            broker._ensure_delay(level)
+            broker.declarations.ensure_delay(level)
         due = time.time() + 0.3
         broker.publish([out(q, "once", eta=due)])
         got, arrived = [], None

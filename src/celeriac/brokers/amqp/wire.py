@@ -44,6 +44,9 @@ _WIRE_HEADERS = (
 )
 _PROPERTIES = ("correlation_id", "reply_to", "priority", "delivery_mode")
 
+#: A message ready to publish: (message, exchange, routing key, wait for its confirm).
+Plan = tuple[Any, str, str, bool]
+
 
 def until(eta: Any, now: float) -> float:
     """Seconds until an ISO 8601 ``eta`` header (0 when absent, past or unreadable)."""
