@@ -13,7 +13,13 @@ from celeriac.brokers.amqp.broker import AMQPBroker
 from celeriac.brokers.amqp.declarations import Declarations
 from celeriac.brokers.amqp.wire import delay_level
 from celeriac.brokers.base import BrokerOptions
-from celeriac.errors import BrokerError, ConfigurationError
+from celeriac.errors import (
+    BrokerConnectionError,
+    BrokerError,
+    ConfigurationError,
+    QueueMismatchError,
+    QueueNotFoundError,
+)
 from celeriac.protocol.entities import Exchange, Queue
 from tests.contract.broker_contract import BrokerContract, labels, out
 
@@ -173,6 +179,48 @@ class TestAMQPBroker(BrokerContract):
         raw.exchange_declare(f"{q}-x", "fanout", durable=True, auto_delete=False)
         with pytest.raises(ConfigurationError, match=rf"exchange '{q}-x' already exists.*type='direct'"):
             broker.declare_queue(Queue(q, Exchange(f"{q}-x", type="direct")))
+
+    def test_passive_declare_of_a_missing_queue_is_queue_not_found(self, broker, q):
+        with pytest.raises(QueueNotFoundError, match=f"NOT_FOUND.*'{q}'") as caught:
+            broker.admin.call("looking up a queue", lambda c: c.queue_declare(q, passive=True))
+        assert isinstance(caught.value.__cause__, amqp.exceptions.NotFound), "chained to the driver's error"
+        assert broker.queue_length(q).ready == 0  # the admin channel starts clean afterwards
+        assert broker.dead_letters(queue=q) == []
+
+    def test_redeclare_with_other_arguments_is_queue_mismatch(self, broker, q, raw):
+        raw.queue_declare(q, durable=True, auto_delete=False)
+
+        def declare(channel):
+            channel.queue_declare(q, durable=False, auto_delete=False)
+
+        with pytest.raises(QueueMismatchError, match="PRECONDITION_FAILED") as caught:
+            broker.admin.call(f"declaring queue {q!r}", declare)
+        mismatch = caught.value
+        assert (mismatch.kind, mismatch.argument, mismatch.declared, mismatch.existing) == (
+            "queue",
+            "durable",
+            "false",
+            "true",
+        )
+        assert isinstance(mismatch.__cause__, amqp.exceptions.PreconditionFailed)
+        assert not isinstance(mismatch, BrokerConnectionError)
+
+    def test_redeclare_of_an_exchange_of_another_type_is_an_exchange_mismatch(self, broker, q, raw):
+        raw.exchange_declare(f"{q}-x", "fanout", durable=True, auto_delete=False)
+
+        def declare(channel):
+            channel.exchange_declare(f"{q}-x", "direct", durable=True, auto_delete=False)
+
+        with pytest.raises(QueueMismatchError) as caught:
+            broker.admin.call(f"declaring exchange {q}-x", declare)
+        assert caught.value.kind == "exchange" and caught.value.argument is None
+
+    def test_unreachable_broker_is_a_broker_connection_error(self, q):
+        broker = AMQPBroker("amqp://guest:guest@127.0.0.1:1//", BrokerOptions(publish_retry=False))
+        with pytest.raises(BrokerConnectionError, match="cannot reach RabbitMQ"):
+            broker.publish([out(q, "x")])
+        with pytest.raises(BrokerConnectionError):
+            broker.queue_length(q)
 
     def test_transient_queue_is_not_durable_and_messages_not_persistent(self, broker, q, raw):
         broker.declare_queue(Queue(q, durable=False))
