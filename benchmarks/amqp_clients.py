@@ -12,7 +12,7 @@ For each client it times, on a fresh queue:
 * consuming ``n`` messages with ``basic.qos`` 100 and one ``multiple=True`` ack per 100.
 
 It prints messages/s, median of ``--runs``. The results and the choice are in
-``benchmarks/RESULTS.md`` and the docstring of ``celeriac.brokers.amqp``.
+``benchmarks/RESULTS.md`` and the docstring of ``celeriac.brokers.amqp.broker``.
 """
 
 from __future__ import annotations

@@ -445,7 +445,7 @@ def heartbeats(url: str) -> None:
     On RabbitMQ they are transient messages, which a restart of the server's app (another user's
     tests may do it) drops while the persistent backlog stays; the old ones are purged first, so
     that every job reads the same two."""
-    from celeriac.brokers.amqpwire import NODES_QUEUE
+    from celeriac.brokers.amqp.wire import NODES_QUEUE
     from celeriac.observe.records import RUNTIME_BUCKETS, ChildStats, TaskRuns, WorkerStats
 
     app = make_app(url)

@@ -20,6 +20,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -103,3 +104,19 @@ def shared_redis_url(tmp_root: Path) -> tuple[str, RedisServer | None]:
         return "redis://127.0.0.1:6379/0", None
     server = RedisServer(tmp_root / "shared-redis").start()
     return server.url, server
+
+
+def kill_when_blocked(client: Any, client_id: int, timeout: float = 10.0) -> bool:
+    """Kill the connection ``client_id`` (``CLIENT KILL ID``) as soon as Redis reports it
+    waiting in a blocking command; False if it never did within ``timeout``.
+
+    Redis offers nothing to wait on here, so this asks ``CLIENT LIST`` until the
+    blocked flag shows; the loop ends as soon as the command is underway.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        clients = client.client_list(client_id=[client_id])
+        if clients and "b" in clients[0]["flags"]:
+            client.client_kill_filter(_id=client_id)
+            return True
+    return False

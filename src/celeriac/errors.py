@@ -8,8 +8,13 @@
     │   ├── ContentDisallowedError  content type not in accept_content (pickle is off by default)
     │   ├── DecodeError             body or headers cannot be decoded
     │   └── MessageTooLargeError    over task_message_max_bytes
-    ├── BrokerError                 the broker (or the store beside it) refused or failed an operation
-    │   └── BrokerConnectionError   the broker or store cannot be reached (retry may help)
+    ├── BrokerError                 the broker (or the store beside it) refused or failed
+    │   ├── BrokerConnectionError   the broker or store cannot be reached, or the connection broke
+    │   ├── QueueNotFoundError      the queue or exchange does not exist (AMQP 404 NOT_FOUND)
+    │   ├── QueueMismatchError      a declaration conflicts with the existing queue or exchange
+    │   │                           (AMQP 406 PRECONDITION_FAILED)
+    │   └── QueueNotAllowedError    the broker does not allow a queue of this kind (RabbitMQ 4.3+
+    │                               refuses non-durable shared queues)
     ├── NotRegisteredError          no task of that name in this app
     ├── TimeoutError                AsyncResult.get() waited longer than its timeout
     ├── MaxRetriesExceededError     Task.retry() past max_retries
@@ -22,6 +27,10 @@
         ├── Retry                   raised by Task.retry(): the task was sent again
         ├── Reject                  the message goes to dead letters (or back, requeue=True)
         └── Ignore                  the worker acks and records nothing
+
+Every broker turns its driver's exceptions into these at its boundary (chained
+with ``from``), so code above ``brokers/`` catches celeriac types only and never
+looks at a driver exception or at error text.
 
 The names of the task-facing exceptions are Celery's, so ``except`` clauses
 written for Celery keep working after the import line changes.
@@ -62,7 +71,44 @@ class BrokerError(CeleriacError):
 
 
 class BrokerConnectionError(BrokerError):
-    """The broker cannot be reached; the operation may succeed if retried."""
+    """The broker cannot be reached, or the connection broke or timed out; the operation
+    may succeed if retried."""
+
+
+class QueueNotFoundError(BrokerError):
+    """The queue (or exchange) an operation names does not exist on the broker."""
+
+
+class QueueMismatchError(BrokerError):
+    """A declaration conflicts with the queue or exchange of that name that already exists.
+
+    ``kind`` is ``"queue"`` or ``"exchange"``. For a queue argument the broker names,
+    ``argument`` is its name, ``declared`` the value this declaration asked for and
+    ``existing`` the value of the existing queue (all three None when the broker does
+    not say). ``detail`` is the broker's own text.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        kind: str = "queue",
+        detail: str = "",
+        argument: str | None = None,
+        declared: str | None = None,
+        existing: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.detail = detail
+        self.argument = argument
+        self.declared = declared
+        self.existing = existing
+
+
+class QueueNotAllowedError(BrokerError):
+    """The broker does not allow a queue declared this way (RabbitMQ 4.3 and later refuse
+    non-durable queues that are not exclusive)."""
 
 
 class NotRegisteredError(CeleriacError, KeyError):
@@ -152,6 +198,9 @@ __all__ = [
     "MessageTooLargeError",
     "NotRegisteredError",
     "ProtocolError",
+    "QueueMismatchError",
+    "QueueNotAllowedError",
+    "QueueNotFoundError",
     "Reject",
     "Retry",
     "SoftTimeLimitExceeded",

@@ -9,10 +9,17 @@ import uuid
 import amqp
 import pytest
 
-from celeriac.brokers.amqp import AMQPBroker
-from celeriac.brokers.amqpwire import delay_level
+from celeriac.brokers.amqp.broker import AMQPBroker
+from celeriac.brokers.amqp.declarations import Declarations
+from celeriac.brokers.amqp.wire import delay_level
 from celeriac.brokers.base import BrokerOptions
-from celeriac.errors import BrokerError, ConfigurationError
+from celeriac.errors import (
+    BrokerConnectionError,
+    BrokerError,
+    ConfigurationError,
+    QueueMismatchError,
+    QueueNotFoundError,
+)
 from celeriac.protocol.entities import Exchange, Queue
 from tests.contract.broker_contract import BrokerContract, labels, out
 
@@ -39,7 +46,7 @@ class TestAMQPBroker(BrokerContract):
     @pytest.fixture
     def raw(self, amqp_url):
         """A plain py-amqp channel on the test vhost."""
-        from celeriac.brokers.amqpconn import parse_url
+        from celeriac.brokers.amqp.connection import parse_url
 
         p = parse_url(amqp_url)
         connection = amqp.Connection(
@@ -173,6 +180,48 @@ class TestAMQPBroker(BrokerContract):
         with pytest.raises(ConfigurationError, match=rf"exchange '{q}-x' already exists.*type='direct'"):
             broker.declare_queue(Queue(q, Exchange(f"{q}-x", type="direct")))
 
+    def test_passive_declare_of_a_missing_queue_is_queue_not_found(self, broker, q):
+        with pytest.raises(QueueNotFoundError, match=f"NOT_FOUND.*'{q}'") as caught:
+            broker.admin.call("looking up a queue", lambda c: c.queue_declare(q, passive=True))
+        assert isinstance(caught.value.__cause__, amqp.exceptions.NotFound), "chained to the driver's error"
+        assert broker.queue_length(q).ready == 0  # the admin channel starts clean afterwards
+        assert broker.dead_letters(queue=q) == []
+
+    def test_redeclare_with_other_arguments_is_queue_mismatch(self, broker, q, raw):
+        raw.queue_declare(q, durable=True, auto_delete=False)
+
+        def declare(channel):
+            channel.queue_declare(q, durable=False, auto_delete=False)
+
+        with pytest.raises(QueueMismatchError, match="PRECONDITION_FAILED") as caught:
+            broker.admin.call(f"declaring queue {q!r}", declare)
+        mismatch = caught.value
+        assert (mismatch.kind, mismatch.argument, mismatch.declared, mismatch.existing) == (
+            "queue",
+            "durable",
+            "false",
+            "true",
+        )
+        assert isinstance(mismatch.__cause__, amqp.exceptions.PreconditionFailed)
+        assert not isinstance(mismatch, BrokerConnectionError)
+
+    def test_redeclare_of_an_exchange_of_another_type_is_an_exchange_mismatch(self, broker, q, raw):
+        raw.exchange_declare(f"{q}-x", "fanout", durable=True, auto_delete=False)
+
+        def declare(channel):
+            channel.exchange_declare(f"{q}-x", "direct", durable=True, auto_delete=False)
+
+        with pytest.raises(QueueMismatchError) as caught:
+            broker.admin.call(f"declaring exchange {q}-x", declare)
+        assert caught.value.kind == "exchange" and caught.value.argument is None
+
+    def test_unreachable_broker_is_a_broker_connection_error(self, q):
+        broker = AMQPBroker("amqp://guest:guest@127.0.0.1:1//", BrokerOptions(publish_retry=False))
+        with pytest.raises(BrokerConnectionError, match="cannot reach RabbitMQ"):
+            broker.publish([out(q, "x")])
+        with pytest.raises(BrokerConnectionError):
+            broker.queue_length(q)
+
     def test_transient_queue_is_not_durable_and_messages_not_persistent(self, broker, q, raw):
         broker.declare_queue(Queue(q, durable=False))
         broker.publish([out(q, "t", persistent=False)])
@@ -303,7 +352,7 @@ class TestAMQPBroker(BrokerContract):
         assert labels(got) == ["parent-before", "child", "parent-after"]
 
     def test_housekeeping_compacts_the_queue_registry(self, broker, q, amqp_url, monkeypatch):
-        import celeriac.brokers.amqpside as amqp_side
+        import celeriac.brokers.amqp.sidequeues as amqp_side
 
         for _ in range(3):  # three processes declaring the same queue
             other = AMQPBroker(amqp_url)
@@ -314,7 +363,7 @@ class TestAMQPBroker(BrokerContract):
         names = []
         connection_broker = AMQPBroker(amqp_url)
         try:
-            connection_broker._read_all(
+            connection_broker.side_queues._read_all(
                 "celeriac.queues", lambda ms: names.extend(bytes(m.body).decode() for m in ms) or []
             )
         finally:
@@ -334,7 +383,7 @@ class TestAMQPBroker(BrokerContract):
     ):
         broker.publish([out(q, "before")])
         raw.queue_delete(q)
-        monkeypatch.setattr(AMQPBroker, "_redeclare", lambda self, exchange, key, message: None)
+        monkeypatch.setattr(Declarations, "redeclare", lambda self, exchange, key, message: None)
         with pytest.raises(BrokerError, match="routed 1 message.*to no queue"):
             broker.publish([out(q, "lost?")])
 
@@ -350,7 +399,7 @@ class TestAMQPBroker(BrokerContract):
 
     def test_a_scheduled_message_waits_in_one_delay_queue_and_arrives_once(self, broker, q):
         for level in range(5, 13):  # every short delay queue exists, as on a busy broker
-            broker._ensure_delay(level)
+            broker.declarations.ensure_delay(level)
         due = time.time() + 0.3
         broker.publish([out(q, "once", eta=due)])
         got, arrived = [], None

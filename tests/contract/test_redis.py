@@ -11,10 +11,11 @@ import uuid
 import pytest
 
 from celeriac.brokers.base import BrokerOptions
-from celeriac.brokers.redis import SEP, RedisBroker, to_kombu
-from celeriac.errors import BrokerError, ConfigurationError
+from celeriac.brokers.redis.broker import SEP, RedisBroker, to_kombu
+from celeriac.errors import BrokerConnectionError, BrokerError, ConfigurationError
 from celeriac.protocol.entities import Queue
 from tests.contract.broker_contract import BrokerContract, envelope, labels, out
+from tests.redis_server import kill_when_blocked
 
 
 class TestRedisBroker(BrokerContract):
@@ -138,6 +139,24 @@ class TestRedisBroker(BrokerContract):
         assert broker.queue_length(q).reserved == 1
         broker.ack([second])
         assert broker.queue_length(q).total == 0
+
+    def test_a_connection_killed_while_a_fetch_waits_is_a_broker_connection_error(self, q, r):
+        broker = self.make_broker(BrokerOptions(pool_limit=1))  # one connection: the one killed
+        try:
+            broker.declare_queue(Queue(q, durable=False))  # a transient queue waits in one BRPOP
+            client_id = broker.conn.call("asking for its id", lambda c: c.client_id())
+            killed: list[bool] = []
+            killer = threading.Thread(target=lambda: killed.append(kill_when_blocked(r, client_id)))
+            killer.start()
+            with pytest.raises(BrokerConnectionError, match="waiting for messages") as info:
+                broker.fetch([q], 1, 10, "c1")
+            killer.join()
+            assert killed == [True]
+            assert info.value.__cause__ is not None, "chained to the driver's error"
+            broker.publish([out(q, "after")])  # the broker goes on with a new connection
+            assert labels(broker.fetch([q], 1, 0, "c1")) == ["after"]
+        finally:
+            broker.close()
 
     def test_idle_consumer_wakes_at_once_for_a_new_message(self, broker, q):
         broker.declare_queue(Queue(q))

@@ -9,10 +9,11 @@ import uuid
 import pytest
 
 from celeriac.brokers.base import BrokerOptions
-from celeriac.brokers.redis import RedisBroker
-from celeriac.brokers.redisconn import RedisConnector, where
-from celeriac.errors import BrokerError
+from celeriac.brokers.redis.broker import RedisBroker
+from celeriac.brokers.redis.connection import RedisConnector, where
+from celeriac.errors import BrokerConnectionError, BrokerError
 from tests.contract.broker_contract import out
+from tests.redis_server import kill_when_blocked
 
 
 def test_pool_limit_is_enforced_with_an_error_naming_the_setting(redis_url):
@@ -59,6 +60,63 @@ def test_unreachable_redis_is_a_broker_error_naming_the_address():
     with pytest.raises(BrokerError, match=r"cannot reach Redis at redis://:\*\*\*@127.0.0.1:1/0") as info:
         connector.call("ping", lambda c: c.ping())
     assert "hunter2" not in str(info.value)
+
+
+def test_a_redis_broker_at_a_closed_port_raises_broker_connection_error():
+    broker = RedisBroker("redis://127.0.0.1:1/0", BrokerOptions(publish_retry=False, connect_timeout=0.5))
+    try:
+        with pytest.raises(BrokerConnectionError, match="cannot reach Redis at redis://127.0.0.1:1") as info:
+            broker.publish([out("q", "x")])
+        assert info.value.__cause__ is not None, "chained to the driver's error"
+        with pytest.raises(BrokerConnectionError):
+            broker.queue_length("q")
+    finally:
+        broker.close()
+
+
+def test_a_connection_killed_mid_command_is_a_broker_connection_error(redis_url):
+    import redis
+
+    key = f"celeriac-test-kill-{uuid.uuid4().hex[:8]}"
+    connector = RedisConnector(redis_url, pool_limit=1)
+    admin = redis.Redis.from_url(redis_url)
+    try:
+        client_id = connector.call("asking for its id", lambda c: c.client_id())
+        killed: list[bool] = []
+        killer = threading.Thread(target=lambda: killed.append(kill_when_blocked(admin, client_id)))
+        killer.start()
+        with pytest.raises(BrokerConnectionError, match="waiting on a list"):
+            connector.call("waiting on a list", lambda c: c.blpop([key], timeout=10))
+        killer.join()
+        assert killed == [True]
+        assert connector.call("ping", lambda c: c.ping()) is True  # a new connection serves the next call
+    finally:
+        admin.close()
+        connector.close()
+
+
+def test_a_stopped_server_is_a_broker_connection_error(private_redis):
+    broker = RedisBroker(private_redis.url, BrokerOptions(publish_retry=False, connect_timeout=0.5))
+    broker.publish([out("q", "before")])  # a pooled connection is open when the server goes
+    private_redis.stop()
+    try:
+        with pytest.raises(BrokerConnectionError, match="cannot reach Redis"):
+            broker.publish([out("q", "after")])
+        with pytest.raises(BrokerConnectionError):
+            broker.fetch(["q"], 1, 0, "c1")
+    finally:
+        broker.close()
+
+
+def test_a_refused_command_is_a_broker_error_not_a_connection_error(redis_url):
+    connector = RedisConnector(redis_url)
+    try:
+        with pytest.raises(BrokerError, match="refused an unknown command") as info:
+            connector.call("an unknown command", lambda c: c.execute_command("CELERIAC-NO-SUCH-COMMAND"))
+        assert not isinstance(info.value, BrokerConnectionError)
+        assert connector.call("ping", lambda c: c.ping()) is True
+    finally:
+        connector.close()
 
 
 def test_where_hides_only_the_password():

@@ -12,7 +12,7 @@ import threading
 import pytest
 
 from celeriac.brokers.base import BrokerOptions
-from celeriac.brokers.sqlite import SQLiteBroker
+from celeriac.brokers.sqlite.broker import SQLiteBroker
 from celeriac.errors import ConfigurationError
 from celeriac.protocol.entities import Queue
 from tests.contract.broker_contract import BrokerContract, labels, out

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from celeriac.brokers.amqpwire import MAX_DELAY_LEVEL, MIN_DELAY_LEVEL
+from celeriac.brokers.amqp.wire import MAX_DELAY_LEVEL, MIN_DELAY_LEVEL
 from tests.interop.monitor_checks import monitor_watches_a_plain_celery_deployment
 from tests.interop.shared_tasks import ADD, FLAKY, RECORD, make_celeriac, make_celery
 from tests.process.harness import wait_until

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from celeriac.brokers.redis import SEP
+from celeriac.brokers.redis.broker import SEP
 from tests.interop.monitor_checks import monitor_watches_a_plain_celery_deployment
 from tests.interop.shared_tasks import ADD, FLAKY, RECORD, make_celeriac, make_celery
 from tests.process.harness import wait_until

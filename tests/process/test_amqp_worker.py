@@ -10,7 +10,7 @@ import uuid
 import amqp
 import pytest
 
-from celeriac.brokers.amqpconn import parse_url
+from celeriac.brokers.amqp.connection import parse_url
 from celeriac.protocol import TaskMessage, encode
 from tests.process.harness import wait_until
 from tests.process.monitoring import monitor_sees_the_runs_of_celeriac_workers

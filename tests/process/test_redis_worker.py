@@ -9,7 +9,7 @@ import uuid
 import pytest
 import redis
 
-from celeriac.brokers.redis import to_kombu
+from celeriac.brokers.redis.broker import to_kombu
 from celeriac.protocol import TaskMessage, encode
 from tests.process.harness import wait_until
 from tests.process.monitoring import monitor_sees_the_runs_of_celeriac_workers

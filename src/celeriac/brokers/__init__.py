@@ -9,14 +9,14 @@ from celeriac.errors import ConfigurationError
 
 #: URL scheme → (module, class). Modules are imported only when their scheme is used.
 SCHEMES: dict[str, tuple[str, str]] = {
-    "sqlite": ("celeriac.brokers.sqlite", "SQLiteBroker"),
+    "sqlite": ("celeriac.brokers.sqlite.broker", "SQLiteBroker"),
     "memory": ("celeriac.brokers.memory", "MemoryBroker"),
-    "redis": ("celeriac.brokers.redis", "RedisBroker"),
-    "rediss": ("celeriac.brokers.redis", "RedisBroker"),
-    "unix": ("celeriac.brokers.redis", "RedisBroker"),
-    "amqp": ("celeriac.brokers.amqp", "AMQPBroker"),
-    "amqps": ("celeriac.brokers.amqp", "AMQPBroker"),
-    "pyamqp": ("celeriac.brokers.amqp", "AMQPBroker"),
+    "redis": ("celeriac.brokers.redis.broker", "RedisBroker"),
+    "rediss": ("celeriac.brokers.redis.broker", "RedisBroker"),
+    "unix": ("celeriac.brokers.redis.broker", "RedisBroker"),
+    "amqp": ("celeriac.brokers.amqp.broker", "AMQPBroker"),
+    "amqps": ("celeriac.brokers.amqp.broker", "AMQPBroker"),
+    "pyamqp": ("celeriac.brokers.amqp.broker", "AMQPBroker"),
 }
 
 

@@ -57,7 +57,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from celeriac.errors import ConfigurationError
+from celeriac.errors import BrokerConnectionError, ConfigurationError
 from celeriac.protocol.entities import Queue
 from celeriac.protocol.message import Envelope
 
@@ -79,18 +79,17 @@ logger = logging.getLogger("celeriac.broker")
 T = TypeVar("T")
 
 
-def publish_with_retry(
-    options: BrokerOptions, what: str, attempt: Callable[[], T], retryable: Callable[[BaseException], bool]
-) -> T:
-    """Run ``attempt``; on a lost connection, retry per ``task_publish_retry_policy``."""
+def publish_with_retry(options: BrokerOptions, what: str, attempt: Callable[[], T]) -> T:
+    """Run ``attempt``; on a lost connection (:class:`~celeriac.errors.BrokerConnectionError`),
+    retry per ``task_publish_retry_policy``."""
     policy = {**DEFAULT_PUBLISH_RETRY_POLICY, **options.publish_retry_policy}
     retries = int(policy["max_retries"]) if options.publish_retry else 0
     interval = float(policy["interval_start"])
     for tried in itertools.count():
         try:
             return attempt()
-        except Exception as exc:
-            if tried >= retries or not retryable(exc):
+        except BrokerConnectionError as exc:
+            if tried >= retries:
                 raise
             logger.warning("%s: %s; retrying in %.1f s (%d/%d)", what, exc, interval, tried + 1, retries)
             time.sleep(interval)

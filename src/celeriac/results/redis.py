@@ -34,7 +34,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from celeriac.brokers.redisconn import RedisConnector
+from celeriac.brokers.redis.connection import RedisConnector
 from celeriac.errors import ConfigurationError, DecodeError, ProtocolError
 from celeriac.protocol import serializers
 from celeriac.results.base import (

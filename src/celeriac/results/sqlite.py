@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from celeriac.brokers.sqlitedb import SQLiteFile, path_from_url
+from celeriac.brokers.sqlite.file import SQLiteFile, path_from_url
 from celeriac.results.base import PendingResult, ResultBackend, ResultRecord
 
 SCHEMA_VERSION = 1

@@ -2,7 +2,7 @@
 
 Connection String: ``redis://[:password@]host:6379/0``, ``rediss://...`` (TLS) or
 ``unix:///path/redis.sock?db=0`` — the broker's or result backend's own URL; the
-connection pool is :class:`~celeriac.brokers.redisconn.RedisConnector`'s.
+connection pool is :class:`~celeriac.brokers.redis.connection.RedisConnector`'s.
 
 Key schema (``P`` is the key prefix, ``celeriac.store:`` unless configured, so
 nothing here can collide with kombu's or Celery's keys):
@@ -40,7 +40,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from celeriac.brokers.redisconn import RedisConnector, is_connection_error
+from celeriac.brokers.redis.connection import RedisConnector, is_connection_error
 from celeriac.errors import BrokerConnectionError, BrokerError
 from celeriac.store.base import Store
 

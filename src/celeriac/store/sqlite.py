@@ -1,7 +1,7 @@
 """SQLite store: three tables in the broker's (or result backend's) own database file.
 
 ``sqlite:///celeriac.db`` opens the same file the SQLite broker and result
-backend use, through :class:`~celeriac.brokers.sqlitedb.SQLiteFile` (WAL, one
+backend use, through :class:`~celeriac.brokers.sqlite.file.SQLiteFile` (WAL, one
 ``BEGIN IMMEDIATE`` transaction per write with lock-wait retries, a connection
 per process, safe across ``fork()``). The tables are created on first use under
 the schema component ``store``.
@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from celeriac.brokers.sqlitedb import SQLiteFile, path_from_url
+from celeriac.brokers.sqlite.file import SQLiteFile, path_from_url
 from celeriac.errors import BrokerError
 from celeriac.store.base import Store
 

@@ -6,7 +6,7 @@ import pytest
 
 from celeriac.brokers import BrokerOptions, from_url
 from celeriac.brokers.memory import MemoryBroker
-from celeriac.brokers.sqlite import SQLiteBroker
+from celeriac.brokers.sqlite.broker import SQLiteBroker
 from celeriac.errors import ConfigurationError
 
 
@@ -31,7 +31,7 @@ def test_sqlite_url_gives_a_sqlite_broker(tmp_path):
 
 @pytest.mark.parametrize("url", ["amqp://guest:secret@localhost//", "amqps://h/v", "pyamqp://guest@h:5673/"])
 def test_amqp_urls_make_a_rabbitmq_broker_without_connecting(url):
-    from celeriac.brokers.amqp import AMQPBroker
+    from celeriac.brokers.amqp.broker import AMQPBroker
 
     broker = from_url(url)
     assert isinstance(broker, AMQPBroker)
@@ -49,7 +49,7 @@ def test_amqp_urls_make_a_rabbitmq_broker_without_connecting(url):
     ],
 )
 def test_amqp_urls_read_as_celery_reads_them(url, host, port, vhost, tls):
-    from celeriac.brokers.amqpconn import parse_url
+    from celeriac.brokers.amqp.connection import parse_url
 
     params = parse_url(url)
     assert (params.host, params.port, params.virtual_host, bool(params.ssl)) == (host, port, vhost, tls)
@@ -70,7 +70,7 @@ def test_bad_redis_urls_say_what_is_wrong(url, problem):
 
 
 def test_redis_url_makes_a_redis_broker_without_connecting():
-    from celeriac.brokers.redis import RedisBroker
+    from celeriac.brokers.redis.broker import RedisBroker
 
     broker = from_url("redis://:secret@localhost:1/0")
     assert isinstance(broker, RedisBroker)

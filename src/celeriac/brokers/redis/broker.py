@@ -10,7 +10,7 @@ Producers ``LPUSH``, consumers take the right end, so a stock Celery producer
 feeds celeriac workers and a celeriac producer feeds Celery workers. Priorities
 follow kombu's steps: a message of priority 3-5 goes to the list
 ``<queue>\\x06\\x163``, 6-8 to ``...6``, 9 to ``...9``; as with Celery on Redis,
-**lower numbers run first**. Every key is listed in :mod:`celeriac.brokers.redis_lua`.
+**lower numbers run first**. Every key is listed in :mod:`celeriac.brokers.redis.scripts`.
 
 Delivery
 --------
@@ -54,7 +54,6 @@ from typing import Any
 
 import orjson
 
-from celeriac.brokers import redis_lua
 from celeriac.brokers.base import (
     QUEUE,
     Broker,
@@ -66,7 +65,8 @@ from celeriac.brokers.base import (
     QueueLength,
     publish_with_retry,
 )
-from celeriac.brokers.redisconn import PoolStats, RedisConnector, is_connection_error
+from celeriac.brokers.redis import scripts
+from celeriac.brokers.redis.connection import PoolStats, RedisConnector
 from celeriac.errors import BrokerError, ConfigurationError
 from celeriac.protocol.entities import Queue
 from celeriac.protocol.message import Envelope
@@ -219,7 +219,7 @@ class RedisBroker(Broker):
         if self._scripts_pid != os.getpid():
             client = self.conn.client
             self._scripts = {
-                key: client.register_script(getattr(redis_lua, key))
+                key: client.register_script(getattr(scripts, key))
                 for key in ("FETCH", "REJECT", "EXTEND", "LOST", "RECOVER", "LENGTH", "REQUEUE_DEAD", "DEAD")
             }
             self._scripts_pid = os.getpid()
@@ -327,7 +327,7 @@ class RedisBroker(Broker):
 
     def _with_retry(self, what: str, fn: Any) -> None:
         """Run ``fn(client)``, retrying lost connections per ``task_publish_retry_policy``."""
-        publish_with_retry(self.options, what, lambda: self.conn.call(what, fn), is_connection_error)
+        publish_with_retry(self.options, what, lambda: self.conn.call(what, fn))
 
     # -- consumer side ----------------------------------------------------------------------
 

@@ -9,53 +9,58 @@ longer wanted, acked) when it closes:
 * ``celeriac.nodes``: worker heartbeats, one message each, with a per-message TTL;
 * ``celeriac.queues``: the names of the queues celeriac declared.
 
-:class:`SideQueues` is mixed into :class:`~celeriac.brokers.amqp.AMQPBroker`, whose
-connector, declarations and publishing it uses.
+:class:`SideQueues` owns these reads; the broker holds one and hands it what it uses:
+the connector (for throwaway channels), the admin channel, the declarations and a way
+to publish with confirms.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from celeriac.brokers.amqpconn import amqp, amqp_errors, call, drop
-from celeriac.brokers.amqpwire import (
+from celeriac.brokers.amqp.connection import AdminChannel, Connector, amqp, call, drop
+from celeriac.brokers.amqp.declarations import Declarations
+from celeriac.brokers.amqp.wire import (
     DEAD_QUEUE,
     NODES_QUEUE,
     REGISTRY_QUEUE,
+    Plan,
     counted,
     from_message,
     to_message,
 )
 from celeriac.brokers.base import DeadLetter, NodeStats
+from celeriac.errors import QueueNotFoundError
 from celeriac.protocol.message import Envelope
-
-if TYPE_CHECKING:
-    from celeriac.brokers.amqpconn import Connector
-    from celeriac.protocol.entities import Queue
 
 #: How often a worker's master compacts the queue registry and the heartbeats.
 REGISTRY_COMPACT_S = 60.0
 
 
 class SideQueues:
-    """Dead letters, heartbeats and the queue registry of the RabbitMQ broker."""
+    """Dead letters, heartbeats and the queue registry of the RabbitMQ broker.
 
-    if TYPE_CHECKING:  # provided by AMQPBroker
-        connector: Connector
-        location: str
-        _declared: dict[str, Queue]
-        _infra: set[str]
-        _compacted: float
-        _admin_call: Callable[..., Any]
-        _ensure: Callable[[str], None]
-        _ensure_dead: Callable[[], None]
-        _route: Callable[[str], tuple[str, str]]
-        _send: Callable[..., None]
-        _ready: Callable[[str], int]
-        purge: Callable[[str], int]
-        now: Callable[[], float]
+    ``send(plan, what)`` publishes messages and waits for their confirms; ``clock()`` is
+    the wall-clock time of heartbeats.
+    """
+
+    def __init__(
+        self,
+        connector: Connector,
+        admin: AdminChannel,
+        declarations: Declarations,
+        send: Callable[[Sequence[Plan], str], None],
+        clock: Callable[[], float],
+    ) -> None:
+        self.connector = connector
+        self.admin = admin
+        self.declarations = declarations
+        self.send = send
+        self.clock = clock
+        self._compacted = time.monotonic()
+        self._nodes_declared = False
 
     def _read_all(self, queue: str, keep: Any) -> list[Any]:
         """basic.get every message of ``queue`` on a throwaway channel; ``keep(messages)``
@@ -65,12 +70,7 @@ class SideQueues:
             channel = self.connector.channel(connection)
 
             def read() -> list[Any]:
-                try:
-                    channel.queue_declare(queue, passive=True)
-                except Exception as exc:
-                    if amqp_errors is not None and isinstance(exc, amqp_errors.NotFound):
-                        return []
-                    raise
+                channel.queue_declare(queue, passive=True)
                 got = []
                 while True:
                     message = channel.basic_get(queue, no_ack=False)
@@ -81,7 +81,10 @@ class SideQueues:
                     channel.basic_ack(tag)
                 return got
 
-            return call(f"reading {queue!r}", self.location, read)
+            try:
+                return call(f"reading {queue!r}", self.connector.location, read)
+            except QueueNotFoundError:
+                return []
         finally:
             drop(connection)
 
@@ -98,7 +101,7 @@ class SideQueues:
             return duplicates  # compact the registry as we read it
 
         self._read_all(REGISTRY_QUEUE, keep)
-        return sorted(registered | set(self._declared))
+        return sorted(registered | set(self.declarations.declared))
 
     # -- dead letters -------------------------------------------------------------------------
 
@@ -136,7 +139,7 @@ class SideQueues:
 
     def dead_letter_count(self, queue: str | None = None) -> int:
         if queue is None:
-            return self._ready(DEAD_QUEUE)
+            return self.admin.counts(DEAD_QUEUE)[0]
         return len(self.dead_letters(limit=2**31, queue=queue))
 
     def requeue_dead_letters(self, ids: Sequence[str] | None = None) -> int:
@@ -146,14 +149,14 @@ class SideQueues:
             chosen = [(m, d) for m, d in found if wanted is None or d.id in wanted]
             plan = []
             for _, letter in chosen:
-                self._ensure(letter.queue)
-                exchange, routing_key = self._route(letter.queue)
+                self.declarations.ensure(letter.queue)
+                exchange, routing_key = self.declarations.route(letter.queue)
                 priority = int(letter.envelope.properties.get("priority") or 0)
                 plan.append(
                     (to_message(letter.envelope, letter.persistent, priority), exchange, routing_key, True)
                 )
             if plan:
-                self._send(plan, f"requeueing {len(plan)} dead letter(s)")
+                self.send(plan, f"requeueing {len(plan)} dead letter(s)")
             return [m.delivery_tag for m, _ in chosen]
 
         found = self._letters(keep)
@@ -161,8 +164,8 @@ class SideQueues:
 
     def purge_dead_letters(self, ids: Sequence[str] | None = None) -> int:
         if ids is None:
-            self._ensure_dead()
-            return self.purge(DEAD_QUEUE)
+            self.declarations.ensure_dead()
+            return self.admin.purge(DEAD_QUEUE)
         wanted = set(ids)
         found = self._letters(lambda f: [m.delivery_tag for m, d in f if d.id in wanted])
         return sum(1 for _, d in found if d.id in wanted)
@@ -170,12 +173,12 @@ class SideQueues:
     # -- worker heartbeats --------------------------------------------------------------------
 
     def put_node_stats(self, node: str, payload: bytes, ttl: float) -> None:
-        now = self.now()
+        now = self.clock()
 
         def put(channel: Any) -> None:
-            if NODES_QUEUE not in self._infra:
+            if not self._nodes_declared:
                 channel.queue_declare(NODES_QUEUE, durable=True, auto_delete=False)
-                self._infra.add(NODES_QUEUE)
+                self._nodes_declared = True
             message = amqp.Message(
                 payload,
                 delivery_mode=1,
@@ -184,13 +187,13 @@ class SideQueues:
             )
             channel.basic_publish(message, "", NODES_QUEUE)
 
-        self._admin_call("publishing a heartbeat", put)
+        self.admin.call("publishing a heartbeat", put)
 
     def node_stats(self) -> list[NodeStats]:
         latest: dict[str, NodeStats] = {}
 
         def keep(messages: list[Any]) -> list[int]:
-            now = self.now()
+            now = self.clock()
             stale = []
             for message in messages:
                 h = message.headers or {}
@@ -208,7 +211,7 @@ class SideQueues:
             return stale
 
         self._read_all(NODES_QUEUE, keep)
-        now = self.now()
+        now = self.clock()
         return sorted((s for s in latest.values() if s.expires_at > now), key=lambda s: s.node)
 
     def housekeeping(self) -> None:

@@ -73,9 +73,15 @@ def path_from_url(url: str) -> tuple[str, dict[str, str]]:
     return path, dict(parse_qsl(parts.query))
 
 
+#: SQLite's primary result codes for a lock another connection holds (SQLITE_BUSY: "database
+#: is locked") or a table locked within a shared cache (SQLITE_LOCKED).
+_LOCK_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
+
+
 def _is_lock_error(exc: sqlite3.OperationalError) -> bool:
-    text = str(exc)
-    return "locked" in text or "busy" in text
+    """Whether SQLite refused for a lock (retry), by its result code rather than its text."""
+    code = getattr(exc, "sqlite_errorcode", None)  # unset on errors the sqlite3 module makes itself
+    return code is not None and (code & 0xFF) in _LOCK_CODES
 
 
 class SQLiteFile:
@@ -140,14 +146,14 @@ class SQLiteFile:
 
     def _schema_version(self, conn: sqlite3.Connection) -> int | None:
         """The schema version of this component in the file (None: not created yet)."""
-        try:
-            row = conn.execute(
-                "SELECT version FROM celeriac_schema WHERE component=?", (self.component,)
-            ).fetchone()
-        except sqlite3.OperationalError as exc:
-            if "no such table" in str(exc):
-                return None
-            raise
+        created = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='celeriac_schema'"
+        ).fetchone()
+        if created is None:
+            return None
+        row = conn.execute(
+            "SELECT version FROM celeriac_schema WHERE component=?", (self.component,)
+        ).fetchone()
         return row[0] if row else None
 
     def _create_schema(self, conn: sqlite3.Connection) -> None:

@@ -13,7 +13,7 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
-from celeriac.brokers.amqpconn import amqp
+from celeriac.brokers.amqp.connection import amqp
 from celeriac.protocol.message import Envelope
 
 DEAD_EXCHANGE = DEAD_QUEUE = "celeriac.dead"
@@ -43,6 +43,9 @@ _WIRE_HEADERS = (
     ETA_HEADER,
 )
 _PROPERTIES = ("correlation_id", "reply_to", "priority", "delivery_mode")
+
+#: A message ready to publish: (message, exchange, routing key, wait for its confirm).
+Plan = tuple[Any, str, str, bool]
 
 
 def until(eta: Any, now: float) -> float:

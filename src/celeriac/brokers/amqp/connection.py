@@ -1,7 +1,16 @@
 """Connections to RabbitMQ: URL checks, errors that say what to do, a measured channel pool.
 
+This is where py-amqp's exceptions become celeriac's (:func:`explain`, :func:`call`):
+a refused or lost connection is a :class:`~celeriac.errors.BrokerConnectionError`,
+a missing queue (404 NOT_FOUND) a :class:`~celeriac.errors.QueueNotFoundError`, a
+conflicting declaration (406 PRECONDITION_FAILED) a
+:class:`~celeriac.errors.QueueMismatchError` carrying what the server said about it,
+and a refused transient queue (RabbitMQ 4.3+) a
+:class:`~celeriac.errors.QueueNotAllowedError`. Nothing outside this module looks at a
+py-amqp exception or at the server's text.
+
 The client is py-amqp, Celery's own AMQP 0-9-1 client; why it was chosen is in
-:mod:`celeriac.brokers.amqp`. A py-amqp connection must not be shared between
+:mod:`celeriac.brokers.amqp.broker`. A py-amqp connection must not be shared between
 threads or across ``fork()``, so:
 
 * every pooled producer channel has its own connection (the pool is still named
@@ -31,7 +40,14 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from celeriac.brokers.base import PoolStats, mask_password
-from celeriac.errors import BrokerConnectionError, BrokerError, ConfigurationError
+from celeriac.errors import (
+    BrokerConnectionError,
+    BrokerError,
+    ConfigurationError,
+    QueueMismatchError,
+    QueueNotAllowedError,
+    QueueNotFoundError,
+)
 
 try:
     import amqp
@@ -126,29 +142,43 @@ def _ssl_options(query: Mapping[str, str], url: str, setting: str) -> dict[str, 
     return options
 
 
-def is_connection_error(exc: BaseException) -> bool:
-    """True for a lost or refused connection (worth retrying), not a refused command."""
-    cause = exc.__cause__ if isinstance(exc, BrokerError) else exc
-    if isinstance(exc, BrokerConnectionError):
-        return True
-    if amqp_errors is None or cause is None:
-        return False
-    # ConnectionForced (a connection closed by the broker) is one of the recoverable ones
-    return isinstance(cause, amqp_errors.RecoverableConnectionError | OSError)
-
-
 _INEQUIVALENT = re.compile(
     r"inequivalent arg '([^']+)' for queue '([^']*)'.*received '([^']*)' but current is '([^']*)'"
 )
+#: The deprecated feature RabbitMQ 4.3+ denies by default: non-durable, non-exclusive queues.
+_TRANSIENT_FEATURE = "transient_nonexcl_queues"
+
+
+def _mismatch(text: str, what: str, where: str) -> QueueMismatchError:
+    """PRECONDITION_FAILED on a declaration: which kind of thing conflicts and, for a queue
+    argument the server names, the value asked for and the existing one."""
+    kind = "exchange" if "for exchange" in text else "queue"
+    match = _INEQUIVALENT.search(text) if kind == "queue" else None
+    argument, declared, existing = (match.group(1), match.group(3), match.group(4)) if match else (None,) * 3
+    return QueueMismatchError(
+        f"RabbitMQ at {where} refused {what}: {text}",
+        kind=kind,
+        detail=text,
+        argument=argument,
+        declared=declared,
+        existing=existing,
+    )
 
 
 def explain(exc: BaseException, what: str, where: str) -> BrokerError:
     """Turn a py-amqp failure into a :class:`BrokerError` that says what to do."""
     text = str(exc)
+    if _TRANSIENT_FEATURE in text:  # whatever the reply code (RabbitMQ also closes the connection)
+        return QueueNotAllowedError(f"RabbitMQ at {where} refused {what}: {text}")
+    # ConnectionForced (a connection closed by the broker) is one of the recoverable ones
     if isinstance(exc, OSError) or (amqp_errors and isinstance(exc, amqp_errors.RecoverableConnectionError)):
         return BrokerConnectionError(
             f"cannot reach RabbitMQ at {where} ({what}): {text or type(exc).__name__}"
         )
+    if amqp_errors and isinstance(exc, amqp_errors.NotFound):
+        return QueueNotFoundError(f"RabbitMQ at {where} refused {what}: {text}")
+    if amqp_errors and isinstance(exc, amqp_errors.PreconditionFailed):
+        return _mismatch(text, what, where)
     if amqp_errors and isinstance(exc, amqp_errors.AccessRefused):
         return BrokerError(
             f"RabbitMQ at {where} refused access ({what}): {text}; check the user, password and the "
@@ -160,15 +190,6 @@ def explain(exc: BaseException, what: str, where: str) -> BrokerError:
             "(rabbitmqctl add_vhost <vhost>) and may this user use it?"
         )
     return BrokerError(f"RabbitMQ at {where} refused {what}: {text}")
-
-
-def inequivalent(exc: BaseException) -> tuple[str, str, str] | None:
-    """For PRECONDITION_FAILED on a queue declaration: (argument, ours, the existing queue's)."""
-    match = _INEQUIVALENT.search(str(exc))
-    if match is None:
-        return None
-    arg, _queue, ours, theirs = match.groups()
-    return arg, ours, theirs
 
 
 class Connector:
@@ -408,3 +429,72 @@ def call(what: str, where: str, fn: Callable[[], T]) -> T:
         if amqp_errors is not None and isinstance(exc, amqp_errors.AMQPError):
             raise explain(exc, what, where) from exc
         raise
+
+
+#: :meth:`AdminChannel.call`'s "no default": let a missing queue's QueueNotFoundError through.
+_RAISE: Any = object()
+
+
+class AdminChannel:
+    """This process's connection and channel for declarations and passive reads.
+
+    Calls are serialised (a py-amqp channel is not thread-safe). A failed call closes
+    the connection (a channel error closes an AMQP channel anyway), so the next call
+    starts clean; a forked child starts without one.
+    """
+
+    def __init__(self, connector: Connector) -> None:
+        self.connector = connector
+        self._reset()
+        on_fork(self, "_reset")
+
+    def _reset(self) -> None:
+        """Forget the connection without closing it (in a forked child it is the parent's)."""
+        self._lock = threading.RLock()
+        self._open: tuple[Any, Any] | None = None  # (connection, channel)
+
+    def _channel(self) -> Any:
+        if self._open is None:
+            connection = self.connector.connect("opening a channel for declarations")
+            try:
+                channel = self.connector.channel(connection)
+            except Exception as exc:
+                drop(connection)
+                raise explain(exc, "opening a channel", self.connector.location) from exc
+            self._open = (connection, channel)
+        return self._open[1]
+
+    def call(self, what: str, fn: Callable[[Any], T], missing: Any = _RAISE) -> T:
+        """Run ``fn(channel)``. ``missing``: the answer when the queue ``fn`` touches does
+        not exist (else :class:`~celeriac.errors.QueueNotFoundError` is raised)."""
+        with self._lock:
+            try:
+                return call(what, self.connector.location, lambda: fn(self._channel()))
+            except BrokerError as exc:
+                self.close()
+                if isinstance(exc, QueueNotFoundError) and missing is not _RAISE:
+                    return missing
+                raise
+
+    def counts(self, queue: str) -> tuple[int, int]:
+        """Ready messages and consumers of ``queue``, as the server counts them (0, 0 if
+        there is no such queue)."""
+
+        def passive(channel: Any) -> tuple[int, int]:
+            ok = channel.queue_declare(queue, passive=True)
+            return int(ok.message_count), int(ok.consumer_count)
+
+        return self.call(f"reading the length of {queue!r}", passive, (0, 0))
+
+    def purge(self, queue: str) -> int:
+        """Delete the ready messages of ``queue``; how many (0 if there is no such queue)."""
+
+        def purge(channel: Any) -> int:
+            return int(channel.queue_purge(queue) or 0)
+
+        return self.call(f"purging {queue!r}", purge, 0)
+
+    def close(self) -> None:
+        opened, self._open = self._open, None
+        if opened is not None:
+            drop(opened[0])

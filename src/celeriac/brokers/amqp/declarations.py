@@ -3,48 +3,49 @@ them, the conflicts RabbitMQ refuses (``PRECONDITION_FAILED``) explained, the Ra
 4.3 fallback for transient queues, celeriac's own delay and dead-letter queues, and
 declaring again what a returned (unroutable) message needed.
 
-:class:`Declarations` is mixed into :class:`~celeriac.brokers.amqp.AMQPBroker`.
+:class:`Declarations` owns what this process knows it declared; the broker holds one
+and asks it where a queue's messages go.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from celeriac.brokers.amqpconn import amqp, amqp_errors, inequivalent
-from celeriac.brokers.amqpwire import (
+from celeriac.brokers.amqp.connection import AdminChannel, amqp
+from celeriac.brokers.amqp.wire import (
     DEAD_EXCHANGE,
     DEAD_QUEUE,
     DELAY_EXCHANGE,
     LEVEL_HEADER,
     MIN_DELAY_LEVEL,
     REGISTRY_QUEUE,
-    is_persistent,
 )
-from celeriac.errors import BrokerError, ConfigurationError
+from celeriac.errors import ConfigurationError, QueueMismatchError, QueueNotAllowedError
 from celeriac.protocol.entities import Queue
 
 logger = logging.getLogger("celeriac.rabbitmq")
 
 
-class _TransientRefused(Exception):
-    """RabbitMQ refused a non-durable, non-exclusive queue (4.3+ default)."""
-
-
 class Declarations:
-    """What the RabbitMQ broker declares, and how it explains a refusal."""
+    """What the RabbitMQ broker declares on its admin channel, and how it explains a refusal.
 
-    if TYPE_CHECKING:  # provided by AMQPBroker
-        location: str
-        transient_fallback: bool
-        transient_ttl: float | None
-        _declared: dict[str, Queue]
-        _transient: set[str]
-        _infra: set[str]
-        _warned_fallback: bool
-        _admin_call: Callable[..., Any]
-        _send: Callable[..., None]
+    ``transient_fallback``: declare transient queues durable from the start (their messages
+    stay transient), as RabbitMQ 4.3 requires; it turns on by itself at the first refusal.
+    ``transient_ttl``: seconds, the ``x-message-ttl`` of a transient queue declared durable.
+    """
+
+    def __init__(self, admin: AdminChannel, transient_fallback: bool, transient_ttl: float | None) -> None:
+        self.admin = admin
+        self.location = admin.connector.location
+        self.transient_fallback = transient_fallback
+        self.transient_ttl = transient_ttl
+        #: queues declared (or found) by this process, by name
+        self.declared: dict[str, Queue] = {}
+        self._transient: set[str] = set()
+        #: names of what this process declared on the server (queues, delay and dead-letter queues)
+        self._infra: set[str] = set()
+        self._warned_fallback = False
 
     # -- declarations -------------------------------------------------------------------------
 
@@ -54,11 +55,13 @@ class Declarations:
             durable = True
         try:
             self._declare(queue, durable)
-        except _TransientRefused:
+        except QueueNotAllowedError:
+            if durable:
+                raise
             self._warn_fallback(queue)
             self._declare(queue, True)
             durable = True
-        self._declared[queue.name] = queue
+        self.declared[queue.name] = queue
         if queue.durable:
             self._transient.discard(queue.name)
         else:
@@ -110,24 +113,22 @@ class Declarations:
                 channel.queue_bind(queue.name, exchange.name, routing_key=queue.routing_key)
 
         try:
-            self._admin_call(f"declaring queue {queue.name!r}", declare)
-        except BrokerError as exc:
-            cause = exc.__cause__
-            if cause is not None and "transient_nonexcl_queues" in str(cause) and not durable:
-                raise _TransientRefused() from cause
-            if amqp_errors is not None and isinstance(cause, amqp_errors.PreconditionFailed):
-                raise ConfigurationError(self._conflict(queue, durable, arguments, cause)) from None
-            raise
+            self.admin.call(f"declaring queue {queue.name!r}", declare)
+        except QueueMismatchError as exc:
+            raise ConfigurationError(self._conflict(queue, durable, arguments, exc)) from None
         if queue.name not in self._infra:
             self._infra.add(queue.name)
             self._register(queue.name)
 
-    def _conflict(self, queue: Queue, durable: bool, arguments: dict[str, Any], cause: BaseException) -> str:
-        if "for exchange" in str(cause):
+    def _conflict(
+        self, queue: Queue, durable: bool, arguments: dict[str, Any], mismatch: QueueMismatchError
+    ) -> str:
+        if mismatch.kind == "exchange":
             exchange = queue.exchange
             return (
                 f"exchange {exchange.name!r} already exists on RabbitMQ at {self.location} with another "
-                f"definition (PRECONDITION_FAILED): {cause}. celeriac declares it type={exchange.type!r}, "
+                f"definition (PRECONDITION_FAILED): {mismatch.detail}. celeriac declares it "
+                f"type={exchange.type!r}, "
                 f"durable={exchange.durable}, auto_delete={exchange.auto_delete}. Fix: declare it as it "
                 f"exists (Exchange({exchange.name!r}, type=...)), or delete it (rabbitmqctl "
                 f"delete_exchange {exchange.name}) so it is made anew"
@@ -136,11 +137,11 @@ class Declarations:
             f"durable={durable}, exclusive={queue.exclusive}, auto_delete={queue.auto_delete}, "
             f"arguments={arguments or {}}"
         )
-        detail = inequivalent(cause)
         theirs = (
-            f"the existing queue has {detail[0]}={detail[2]!r} where celeriac declares {detail[1]!r}"
-            if detail
-            else str(cause)
+            f"the existing queue has {mismatch.argument}={mismatch.existing!r} where celeriac declares "
+            f"{mismatch.declared!r}"
+            if mismatch.argument is not None
+            else mismatch.detail
         )
         return (
             f"queue {queue.name!r} already exists on RabbitMQ at {self.location} with another definition "
@@ -150,27 +151,38 @@ class Declarations:
             "its messages are lost)"
         )
 
-    def _ensure(self, queue: str) -> None:
+    def ensure(self, queue: str) -> None:
         """Make sure a queue named only by name exists: use it as it is if it does (whoever
         declared it, however), else declare it durable, as Celery does."""
-        if queue in self._declared:
+        if queue in self.declared:
             return
         if self._exists(queue):
-            self._declared[queue] = Queue(queue, exchange="")
+            self.declared[queue] = Queue(queue, exchange="")
         else:
             self.declare_queue(Queue(queue))
 
     def _exists(self, queue: str) -> bool:
-        return self._admin_call(
+        return self.admin.call(
             f"looking up queue {queue!r}", lambda c: c.queue_declare(queue, passive=True) and True, False
         )
 
+    def route(self, queue: str) -> tuple[str, str]:
+        """The exchange and routing key that take a message to ``queue``."""
+        declared = self.declared.get(queue)
+        if declared is None or not declared.exchange.name:
+            return "", queue
+        return declared.exchange.name, declared.routing_key
+
+    def is_transient(self, queue: str) -> bool:
+        """Whether ``queue`` was declared transient: its messages are never persistent."""
+        return queue in self._transient
+
     def _declare_infra(self, name: str, fn: Any) -> None:
         if name not in self._infra:
-            self._admin_call(f"declaring {name!r}", fn)
+            self.admin.call(f"declaring {name!r}", fn)
             self._infra.add(name)
 
-    def _ensure_dead(self) -> None:
+    def ensure_dead(self) -> None:
         def declare(channel: Any) -> None:
             channel.exchange_declare(DEAD_EXCHANGE, "fanout", durable=True, auto_delete=False)
             channel.queue_declare(DEAD_QUEUE, durable=True, auto_delete=False)
@@ -178,7 +190,7 @@ class Declarations:
 
         self._declare_infra(DEAD_QUEUE, declare)
 
-    def _ensure_delay(self, level: int) -> str:
+    def ensure_delay(self, level: int) -> str:
         name = f"{DELAY_EXCHANGE}.{level:02d}"
 
         def declare(channel: Any) -> None:
@@ -203,52 +215,34 @@ class Declarations:
                 self._infra.add(REGISTRY_QUEUE)
             channel.basic_publish(amqp.Message(queue.encode(), delivery_mode=2), "", REGISTRY_QUEUE)
 
-        self._admin_call("registering a queue name", register)
+        self.admin.call("registering a queue name", register)
 
-    def _unroutable(self, returned: list[tuple[str, str, Any]], what: str, again: bool) -> None:
-        queues = sorted({self._queue_of(exchange, key, message) for exchange, key, message in returned})
-        if not again:
-            raise BrokerError(
-                f"RabbitMQ at {self.location} routed {len(returned)} message(s) to no queue ({what}; "
-                f"for {', '.join(map(repr, queues))}), even after declaring again: check the "
-                "exchange's bindings"
-            )
-        logger.warning(
-            "%d message(s) for %s came back unrouted (the queue was deleted?): declaring again and "
-            "sending them again",
-            len(returned),
-            ", ".join(map(repr, queues)),
-        )
-        for exchange, key, message in returned:
-            self._redeclare(exchange, key, message)
-        plan = [(message, exchange, key, is_persistent(message)) for exchange, key, message in returned]
-        self._send(plan, what, again=False)
-
-    def _queue_of(self, exchange: str, key: str, message: Any) -> str:
+    def queue_of(self, exchange: str, key: str, message: Any) -> str:
+        """The queue a message published to ``exchange`` with ``key`` was meant for."""
         if exchange in ("", DELAY_EXCHANGE):
             return key
         if exchange == DEAD_EXCHANGE:
             return DEAD_QUEUE
-        for queue in self._declared.values():
+        for queue in self.declared.values():
             if queue.exchange.name == exchange and queue.routing_key == key:
                 return queue.name
         return key
 
-    def _redeclare(self, exchange: str, key: str, message: Any) -> None:
+    def redeclare(self, exchange: str, key: str, message: Any) -> None:
         """Forget that this process declared what a returned message needed; declare it again."""
         if exchange == DELAY_EXCHANGE:
             level = int((message.headers or {}).get(LEVEL_HEADER, MIN_DELAY_LEVEL))
             self._infra.discard(f"{DELAY_EXCHANGE}.{level:02d}")
-            self._ensure_delay(level)
+            self.ensure_delay(level)
             return
         if exchange == DEAD_EXCHANGE:
             self._infra.discard(DEAD_QUEUE)
-            self._ensure_dead()
+            self.ensure_dead()
             return
-        name = self._queue_of(exchange, key, message)
-        declared = self._declared.pop(name, None)
+        name = self.queue_of(exchange, key, message)
+        declared = self.declared.pop(name, None)
         self._infra.discard(name)
         if declared is not None:
             self.declare_queue(declared)
         else:
-            self._ensure(name)
+            self.ensure(name)

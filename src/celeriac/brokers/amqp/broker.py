@@ -52,10 +52,13 @@ What RabbitMQ does natively, and what celeriac adds
 Modules
 -------
 This module delivers and settles (publish, fetch, ack, reject, consumers);
-:mod:`~celeriac.brokers.amqpwire` has the message format and celeriac's headers,
-:mod:`~celeriac.brokers.amqpdeclare` the declarations and their conflicts,
-:mod:`~celeriac.brokers.amqpside` the dead letters, heartbeats and queue registry,
-:mod:`~celeriac.brokers.amqpconn` the connections and the producer channel pool.
+:mod:`~celeriac.brokers.amqp.wire` has the message format and celeriac's headers,
+:mod:`~celeriac.brokers.amqp.declarations` the declarations and their conflicts,
+:mod:`~celeriac.brokers.amqp.sidequeues` the dead letters, heartbeats and queue registry,
+:mod:`~celeriac.brokers.amqp.connection` the connections, the admin channel, the
+producer channel pool and the translation of py-amqp errors. :class:`AMQPBroker` holds
+one :class:`~celeriac.brokers.amqp.declarations.Declarations` and one
+:class:`~celeriac.brokers.amqp.sidequeues.SideQueues`, each owning its own state.
 
 Client library, by measurement
 ------------------------------
@@ -76,7 +79,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import select
-import threading
 import time
 import uuid
 from collections import deque
@@ -84,25 +86,26 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from celeriac.brokers.amqpconn import (
+from celeriac.brokers.amqp.connection import (
+    AdminChannel,
     ChannelPool,
     Connector,
     amqp_errors,
     call,
     drop,
     explain,
-    is_connection_error,
     on_fork,
 )
-from celeriac.brokers.amqpdeclare import Declarations
-from celeriac.brokers.amqpside import SideQueues
-from celeriac.brokers.amqpwire import (
+from celeriac.brokers.amqp.declarations import Declarations
+from celeriac.brokers.amqp.sidequeues import SideQueues
+from celeriac.brokers.amqp.wire import (
     COUNT_HEADER,
     DEAD_EXCHANGE,
     DELAY_EXCHANGE,
     ETA_EARLY_S,
     ETA_HEADER,
     LEVEL_HEADER,
+    Plan,
     counted,
     delay_level,
     from_message,
@@ -116,6 +119,7 @@ from celeriac.brokers.base import (
     BrokerOptions,
     DeadLetter,
     Delivery,
+    NodeStats,
     Outgoing,
     PoolStats,
     QueueLength,
@@ -127,8 +131,6 @@ from celeriac.protocol.message import Envelope
 
 logger = logging.getLogger("celeriac.rabbitmq")
 
-#: "no default": let a missing queue's NOT_FOUND through
-_RAISE = object()
 #: Unread confirms a channel publishing only transient messages lets pile up.
 CONFIRM_LAG = 10_000
 #: How long a publish waits for the broker's confirms before failing.
@@ -171,8 +173,13 @@ class _Consumer:
     by_tag: dict[int, tuple[str, Any]] = field(default_factory=dict)  # handed out by fetch
 
 
-class AMQPBroker(Declarations, SideQueues, Broker):
-    """Queues in RabbitMQ, laid out as Celery lays them out."""
+class AMQPBroker(Broker):
+    """Queues in RabbitMQ, laid out as Celery lays them out.
+
+    What it declared is owned by :attr:`declarations`, the dead letters, heartbeats and
+    queue registry by :attr:`side_queues`; both work through :attr:`admin`, this
+    process's channel for declarations and passive reads.
+    """
 
     scheme = "amqp"
     requeues_dead_consumers = True
@@ -187,20 +194,16 @@ class AMQPBroker(Declarations, SideQueues, Broker):
                 "queues non-durable where RabbitMQ allows it) or 'durable' (always durable queues "
                 "holding transient messages, as RabbitMQ 4.3 requires)"
             )
-        self.transient_fallback = mode == "durable"
-        self.transient_ttl = self._seconds(transport, "transient_message_ttl", None)
+        transient_ttl = self._seconds(transport, "transient_message_ttl", None)
         self.confirm_timeout = (
             self._seconds(transport, "confirm_timeout", CONFIRM_TIMEOUT_S) or CONFIRM_TIMEOUT_S
         )
         heartbeat = self._seconds(transport, "heartbeat", 0) or 0
         self.connector = Connector(url, "broker_url", self.options.connect_timeout, heartbeat)
         self.pool = ChannelPool(self.connector, self.options.pool_limit, self.options.pool_timeout)
-        self._lock = threading.RLock()
-        self._declared: dict[str, Queue] = {}
-        self._transient: set[str] = set()
-        self._infra: set[str] = set()
-        self._warned_fallback = False
-        self._compacted = time.monotonic()
+        self.admin = AdminChannel(self.connector)
+        self.declarations = Declarations(self.admin, mode == "durable", transient_ttl)
+        self.side_queues = SideQueues(self.connector, self.admin, self.declarations, self._send, self.now)
         self._reset_process_state()
         on_fork(self, "_reset_process_state")
 
@@ -216,107 +219,94 @@ class AMQPBroker(Declarations, SideQueues, Broker):
         return float(value)
 
     def _reset_process_state(self) -> None:
-        """Forget connections (a forked child must not use its parent's sockets); what was
-        declared stays known."""
-        self._lock = threading.RLock()
+        """Forget consumer connections (a forked child must not use its parent's sockets)."""
         self._consumers: dict[str, _Consumer] = {}
         self._by_gen: dict[int, _Consumer] = {}
         self._gen = 0
-        self._admin: Any = None  # (connection, channel) for declarations and reads
 
     @property
     def location(self) -> str:
         return self.connector.location
 
+    @property
+    def transient_fallback(self) -> bool:
+        """Whether transient queues are declared durable (asked for, or RabbitMQ 4.3+ refused)."""
+        return self.declarations.transient_fallback
+
+    def declare_queue(self, queue: Queue) -> None:
+        self.declarations.declare_queue(queue)
+
     def pool_stats(self) -> PoolStats:
         """How this process's producer channel pool is used."""
         return self.pool.stats()
 
-    # -- the admin channel: declarations, passive reads ---------------------------------------
-
-    def _admin_channel(self) -> Any:
-        if self._admin is None:
-            connection = self.connector.connect("opening a channel for declarations")
-            try:
-                channel = self.connector.channel(connection)
-            except Exception as exc:
-                drop(connection)
-                raise explain(exc, "opening a channel", self.location) from exc
-            self._admin = (connection, channel)
-        return self._admin[1]
-
-    def _admin_call(self, what: str, fn: Any, missing: Any = _RAISE) -> Any:
-        """Run ``fn(channel)`` on the admin channel; a failure closes it (a channel error
-        closes an AMQP channel anyway) so the next call starts clean. ``missing``: the
-        answer when the queue ``fn`` touches does not exist (NOT_FOUND)."""
-        with self._lock:
-            try:
-                return call(what, self.location, lambda: fn(self._admin_channel()))
-            except BrokerError as exc:
-                admin, self._admin = self._admin, None
-                if admin is not None:
-                    drop(admin[0])
-                not_found = amqp_errors is not None and isinstance(exc.__cause__, amqp_errors.NotFound)
-                if not_found and missing is not _RAISE:
-                    return missing
-                raise
-
     # -- producer side ------------------------------------------------------------------------
-
-    def _route(self, queue: str) -> tuple[str, str]:
-        declared = self._declared.get(queue)
-        if declared is None or not declared.exchange.name:
-            return "", queue
-        return declared.exchange.name, declared.routing_key
 
     def _publish(self, batch: Sequence[Outgoing]) -> None:
         now = self.now()
-        plan: list[tuple[Any, str, str, bool]] = []
+        plan: list[Plan] = []
         for item in batch:
-            self._ensure(item.queue)
-            persistent = item.persistent and item.queue not in self._transient
+            self.declarations.ensure(item.queue)
+            persistent = item.persistent and not self.declarations.is_transient(item.queue)
             if item.eta is not None and item.eta - now > ETA_EARLY_S:
                 level = delay_level(item.eta - now)
-                self._ensure_delay(level)
+                self.declarations.ensure_delay(level)
                 message = to_message(
                     item.envelope, persistent, item.priority, {LEVEL_HEADER: level, ETA_HEADER: item.eta}
                 )
                 plan.append((message, DELAY_EXCHANGE, item.queue, persistent))
             else:
-                exchange, routing_key = self._route(item.queue)
+                exchange, routing_key = self.declarations.route(item.queue)
                 plan.append(
                     (to_message(item.envelope, persistent, item.priority), exchange, routing_key, persistent)
                 )
         self._send(plan, f"publishing {len(batch)} message(s)")
 
-    def _send(self, plan: Sequence[tuple[Any, str, str, bool]], what: str, again: bool = True) -> None:
+    def _send(self, plan: Sequence[Plan], what: str, again: bool = True) -> None:
         """Publish on a pooled confirm channel; wait once for the persistent ones. A message
         no queue took (its queue was deleted after this process declared it) comes back:
         the queue is declared again and the message sent again, once."""
         returned: list[tuple[str, str, Any]] = []
 
-        def attempt() -> None:
+        def send() -> None:
             with self.pool.channel() as pooled:
+                last = 0
+                for message, exchange, routing_key, persistent in plan:
+                    seq = pooled.publish(message, exchange, routing_key)
+                    if persistent:
+                        last = seq
+                if last:
+                    pooled.wait(last, self.confirm_timeout)
+                elif pooled.seq - pooled.confirmed > CONFIRM_LAG:
+                    # transient only: read the confirms now and then so they never pile up
+                    pooled.wait(pooled.seq - CONFIRM_LAG // 2, self.confirm_timeout)
+                returned.extend(pooled.returned)
+                pooled.returned.clear()
 
-                def send() -> None:
-                    last = 0
-                    for message, exchange, routing_key, persistent in plan:
-                        seq = pooled.publish(message, exchange, routing_key)
-                        if persistent:
-                            last = seq
-                    if last:
-                        pooled.wait(last, self.confirm_timeout)
-                    elif pooled.seq - pooled.confirmed > CONFIRM_LAG:
-                        # transient only: read the confirms now and then so they never pile up
-                        pooled.wait(pooled.seq - CONFIRM_LAG // 2, self.confirm_timeout)
-                    returned.extend(pooled.returned)
-                    pooled.returned.clear()
-
-                call(what, self.location, send)
-
-        publish_with_retry(self.options, what, attempt, is_connection_error)
+        publish_with_retry(self.options, what, lambda: call(what, self.location, send))
         if returned:
             self._unroutable(returned, what, again)
+
+    def _unroutable(self, returned: list[tuple[str, str, Any]], what: str, again: bool) -> None:
+        """Declare again what returned messages needed (their queue was deleted after this
+        process declared it) and send them again, once."""
+        queues = sorted({self.declarations.queue_of(ex, key, message) for ex, key, message in returned})
+        if not again:
+            raise BrokerError(
+                f"RabbitMQ at {self.location} routed {len(returned)} message(s) to no queue ({what}; "
+                f"for {', '.join(map(repr, queues))}), even after declaring again: check the "
+                "exchange's bindings"
+            )
+        logger.warning(
+            "%d message(s) for %s came back unrouted (the queue was deleted?): declaring again and "
+            "sending them again",
+            len(returned),
+            ", ".join(map(repr, queues)),
+        )
+        for exchange, key, message in returned:
+            self.declarations.redeclare(exchange, key, message)
+        plan = [(message, exchange, key, is_persistent(message)) for exchange, key, message in returned]
+        self._send(plan, what, again=False)
 
     # -- consumer side ------------------------------------------------------------------------
 
@@ -325,7 +315,7 @@ class AMQPBroker(Declarations, SideQueues, Broker):
         consumer = self._consumers.get(name)
         if consumer is None:
             for queue in queues:
-                self._ensure(queue)
+                self.declarations.ensure(queue)
             connection = self.connector.connect(f"opening consumer {name}")
             try:
                 channel = self.connector.channel(connection)
@@ -346,7 +336,7 @@ class AMQPBroker(Declarations, SideQueues, Broker):
             for queue in wanted:
                 if queue in consumer.queues:
                     continue
-                self._ensure(queue)
+                self.declarations.ensure(queue)
 
                 def on_message(message: Any, queue: str = queue, consumer: _Consumer = consumer) -> None:
                     consumer.buffer.append((queue, message))
@@ -506,7 +496,7 @@ class AMQPBroker(Declarations, SideQueues, Broker):
     ) -> None:
         """Send a message that is not due yet to the delay hop for the rest of its wait."""
         level = delay_level(remaining)
-        self._ensure_delay(level)
+        self.declarations.ensure_delay(level)
         extra = {COUNT_HEADER: count, LEVEL_HEADER: level, ETA_HEADER: self.now() + remaining}
         self._move(consumer, tag, message, envelope, extra, DELAY_EXCHANGE, queue, "scheduling")
 
@@ -520,7 +510,7 @@ class AMQPBroker(Declarations, SideQueues, Broker):
         deliveries: int,
         reason: str,
     ) -> None:
-        self._ensure_dead()
+        self.declarations.ensure_dead()
         headers = {
             "x-celeriac-reason": reason,
             "x-celeriac-queue": queue,
@@ -679,20 +669,8 @@ class AMQPBroker(Declarations, SideQueues, Broker):
 
     # -- inspection ---------------------------------------------------------------------------
 
-    def _server_counts(self, queue: str) -> tuple[int, int]:
-        """Ready messages and consumers, as the server counts them (0, 0 if there is no queue)."""
-
-        def passive(channel: Any) -> tuple[int, int]:
-            ok = channel.queue_declare(queue, passive=True)
-            return int(ok.message_count), int(ok.consumer_count)
-
-        return self._admin_call(f"reading the length of {queue!r}", passive, (0, 0))
-
-    def _ready(self, queue: str) -> int:
-        return self._server_counts(queue)[0]
-
     def queue_length(self, queue: str) -> QueueLength:
-        ready, consumers = self._server_counts(queue)
+        ready, consumers = self.admin.counts(queue)
         reserved = running = 0
         for consumer in self._consumers.values():
             for tag in consumer.unacked:
@@ -704,17 +682,38 @@ class AMQPBroker(Declarations, SideQueues, Broker):
         return QueueLength(queue, ready, 0, reserved, running, consumers=consumers)
 
     def purge(self, queue: str) -> int:
-        def purge(channel: Any) -> int:
-            return int(channel.queue_purge(queue) or 0)
+        return self.admin.purge(queue)
 
-        return self._admin_call(f"purging {queue!r}", purge, 0)
+    # -- side queues: queue registry, dead letters, heartbeats --------------------------------
+
+    def queue_names(self) -> list[str]:
+        return self.side_queues.queue_names()
+
+    def dead_letters(self, limit: int = 100, queue: str | None = None) -> list[DeadLetter]:
+        return self.side_queues.dead_letters(limit, queue)
+
+    def dead_letter_count(self, queue: str | None = None) -> int:
+        return self.side_queues.dead_letter_count(queue)
+
+    def requeue_dead_letters(self, ids: Sequence[str] | None = None) -> int:
+        return self.side_queues.requeue_dead_letters(ids)
+
+    def purge_dead_letters(self, ids: Sequence[str] | None = None) -> int:
+        return self.side_queues.purge_dead_letters(ids)
+
+    def put_node_stats(self, node: str, payload: bytes, ttl: float) -> None:
+        self.side_queues.put_node_stats(node, payload, ttl)
+
+    def node_stats(self) -> list[NodeStats]:
+        return self.side_queues.node_stats()
+
+    def housekeeping(self) -> None:
+        self.side_queues.housekeeping()
 
     # -- lifecycle ----------------------------------------------------------------------------
 
     def close(self) -> None:
         for consumer in list(self._consumers.values()):
             self._lose(consumer)
-        admin, self._admin = self._admin, None
-        if admin is not None:
-            drop(admin[0])
+        self.admin.close()
         self.pool.close()

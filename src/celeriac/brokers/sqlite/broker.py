@@ -78,7 +78,7 @@ from celeriac.brokers.base import (
     Outgoing,
     QueueLength,
 )
-from celeriac.brokers.sqlitedb import SQLiteFile, Sync, path_from_url, placeholders
+from celeriac.brokers.sqlite.file import SQLiteFile, Sync, path_from_url, placeholders
 from celeriac.errors import ConfigurationError
 from celeriac.protocol.entities import Queue
 from celeriac.protocol.message import Envelope

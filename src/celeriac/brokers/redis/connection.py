@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from celeriac.brokers.base import PoolStats, mask_password
-from celeriac.errors import BrokerError, ConfigurationError
+from celeriac.errors import BrokerConnectionError, BrokerError, ConfigurationError
 
 try:
     import redis
@@ -190,14 +190,18 @@ class RedisConnector:
         return self._client
 
     def call(self, what: str, fn: Callable[[Any], T]) -> T:
-        """Run ``fn(client)``; turn Redis failures into :class:`BrokerError` naming ``what``."""
+        """Run ``fn(client)``; turn Redis failures into celeriac errors naming ``what``:
+        :class:`~celeriac.errors.BrokerConnectionError` for a connection refused, lost or
+        timed out, :class:`~celeriac.errors.BrokerError` for the rest."""
         try:
             return fn(self.client)
-        except redis_errors.ConnectionError as exc:
-            raise BrokerError(f"cannot reach Redis at {self.location} ({what}): {exc}") from exc
         except redis_errors.TimeoutError as exc:
-            raise BrokerError(f"Redis at {self.location} did not answer in time ({what}): {exc}") from exc
-        except redis_errors.ResponseError as exc:
+            raise BrokerConnectionError(
+                f"Redis at {self.location} did not answer in time ({what}): {exc}"
+            ) from exc
+        except (redis_errors.ConnectionError, OSError) as exc:
+            raise BrokerConnectionError(f"cannot reach Redis at {self.location} ({what}): {exc}") from exc
+        except redis_errors.RedisError as exc:
             raise BrokerError(f"Redis at {self.location} refused {what}: {exc}") from exc
 
     def pool_stats(self) -> PoolStats:
@@ -222,11 +226,3 @@ class RedisConnector:
             self._pool.disconnect()
         self._pool = self._client = None
         self._pid = -1
-
-
-def is_connection_error(exc: BaseException) -> bool:
-    """True for a failure to reach Redis (worth retrying), not a refused command."""
-    cause = exc.__cause__ if isinstance(exc, BrokerError) else exc
-    return redis_errors is not None and isinstance(
-        cause, redis_errors.ConnectionError | redis_errors.TimeoutError
-    )
