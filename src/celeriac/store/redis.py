@@ -40,8 +40,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from celeriac.brokers.redis.connection import RedisConnector, is_connection_error
-from celeriac.errors import BrokerConnectionError, BrokerError
+from celeriac.brokers.redis.connection import RedisConnector
 from celeriac.store.base import Store
 
 T = TypeVar("T")
@@ -205,13 +204,8 @@ class RedisStore(Store):
     # -- plumbing ---------------------------------------------------------------------------
 
     def _call(self, what: str, fn: Callable[[Any], T]) -> T:
-        """Run ``fn(client)``; a lost connection or timeout becomes :class:`BrokerConnectionError`."""
-        try:
-            return self.conn.call(what, fn)
-        except BrokerError as exc:
-            if is_connection_error(exc):
-                raise BrokerConnectionError(str(exc)) from exc.__cause__
-            raise
+        """Run ``fn(client)``; the connector raises BrokerConnectionError for a lost connection."""
+        return self.conn.call(what, fn)
 
     def _run(self, name: str, keys: Sequence[str], args: Sequence[Any], what: str) -> Any:
         if self._scripts_pid != os.getpid():
