@@ -15,7 +15,7 @@ It stops its loop, hands unstarted messages back and exits cleanly when:
 * after a task, its own memory (USS) is over ``worker_max_memory_per_child``;
 * its master died (nobody would renew its leases or replace it).
 
-The reason travels to the master over the event pipe.
+The reason travels to the master over the event pipe (:mod:`celeriac.worker.pipe`).
 """
 
 from __future__ import annotations
@@ -31,13 +31,12 @@ from collections import deque
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from celeriac.brokers.base import Delivery
 from celeriac.errors import BrokerError, SoftTimeLimitExceeded
 from celeriac.observe.records import ExitReason
 from celeriac.worker.execute import ACK, REQUEUE, Executor, NotStarted
 from celeriac.worker.memory import MemoryProbe, TaskTally
+from celeriac.worker.pipe import Exit, Message, Ready, Report, encode
 from celeriac.worker.prefetch import PrefetchWindow
 from celeriac.worker.runstats import RunCounts
 
@@ -123,9 +122,9 @@ class Child:
         if self._signal_mask is not None:  # the master blocked them across fork(); deliver any now
             signal.pthread_sigmask(signal.SIG_SETMASK, self._signal_mask)
 
-    def _event(self, **fields: Any) -> None:
+    def _send(self, message: Message) -> None:
         with contextlib.suppress(OSError):  # the master is gone: nothing to tell
-            os.write(self.event_fd, orjson.dumps(fields) + b"\n")
+            os.write(self.event_fd, encode(message))
 
     # -- loop -------------------------------------------------------------------------------
 
@@ -251,7 +250,7 @@ class Child:
         self._next_report = time.monotonic() + REPORT_S
         rows, runs = self.tally.flush(), self.runs.flush()
         if rows or runs:
-            self._event(event="report", tasks=rows, runs=runs, window=self.window.size)
+            self._send(Report(rows, runs, self.window.size))
 
     def _hand_back(self) -> None:
         held, self._held = list(self._held), deque()
@@ -283,7 +282,7 @@ class Child:
         multiprocessing.current_process().name = f"Child-{self.index}"
         started = time.monotonic()
         self.hooks.after_child_start(self.index)
-        self._event(event="ready", pid=self.pid, setup_s=time.monotonic() - started)
+        self._send(Ready(self.pid, time.monotonic() - started))
         try:
             reason, detail = self._serve()
         finally:
@@ -295,14 +294,8 @@ class Child:
                     "child %d could not hand back messages: %s (their leases will expire)", self.index, exc
                 )
         self.hooks.before_child_exit(self.index)
-        self._event(
-            event="exit",
-            reason=reason.value,
-            detail=detail,
-            task=self._last_name,
-            busy_s=self.tally.busy_s,
-            tasks=self.tally.flush(),
-            runs=self.runs.flush(),
+        self._send(
+            Exit(reason, detail, self._last_name, self.tally.busy_s, self.tally.flush(), self.runs.flush())
         )
         return 0
 

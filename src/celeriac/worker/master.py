@@ -45,7 +45,6 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import orjson
 import psutil
 
 from celeriac.brokers.base import ACK, DEAD, QUEUE
@@ -57,6 +56,7 @@ from celeriac.worker.control import Action, Control
 from celeriac.worker.execute import task_policy
 from celeriac.worker.link import BrokerLink
 from celeriac.worker.memwatch import Life, MemoryWatch, Sample
+from celeriac.worker.pipe import Exit, PipeMessageError, Ready, Report, decode
 from celeriac.worker.prefetch import PrefetchWindow
 from celeriac.worker.runstats import RunTable
 from celeriac.worker.slots import SlotTable, SlotView
@@ -100,7 +100,8 @@ class ChildProcess:
     spawned_at: float
     ready_at: float | None = None
     buffer: bytes = b""
-    exit_event: dict[str, str] | None = None
+    #: the child's last word (None: it died without one)
+    exit_event: Exit | None = None
     killing: tuple[ExitReason, str] | None = None
     process: psutil.Process | None = None
     stats: dict[str, int] = field(default_factory=dict)
@@ -320,30 +321,35 @@ class Master:
         *lines, child.buffer = child.buffer.split(b"\n")
         for line in lines:
             try:
-                event = orjson.loads(line)
-            except orjson.JSONDecodeError:
+                message = decode(line)
+            except PipeMessageError:
                 logger.warning("child %d sent an unreadable event: %r", child.index, line[:200])
                 continue
-            kind = event.get("event")
-            if kind == "report":
-                self.memory.book.merge(event.get("tasks") or {})
-                self.runs.merge(event.get("runs") or [])
-                window = event.get("window")
-                child.prefetch = window if isinstance(window, int) else None
-            elif kind == "ready":
-                child.ready_at = time.monotonic()
-                self.memory.starts.started(child.ready_at - child.spawned_at)
-                self.quick_deaths = 0
-                logger.info(
-                    "child %d (pid %d) ready %.3f s after fork",
-                    child.index,
-                    child.pid,
-                    child.ready_at - child.spawned_at,
-                )
-            elif kind == "exit":
-                child.exit_event = event
-                self.memory.book.merge(event.pop("tasks", None) or {})
-                self.runs.merge(event.pop("runs", None) or [])
+            match message:
+                case Report():
+                    self._add_counts(message.tasks, message.runs)
+                    child.prefetch = message.window
+                case Ready():
+                    self._child_ready(child)
+                case Exit():
+                    child.exit_event = message
+                    self._add_counts(message.tasks, message.runs)
+
+    def _child_ready(self, child: ChildProcess) -> None:
+        child.ready_at = time.monotonic()
+        self.memory.starts.started(child.ready_at - child.spawned_at)
+        self.quick_deaths = 0
+        logger.info(
+            "child %d (pid %d) ready %.3f s after fork",
+            child.index,
+            child.pid,
+            child.ready_at - child.spawned_at,
+        )
+
+    def _add_counts(self, tasks: dict[str, list[Any]], runs: list[list[Any]]) -> None:
+        """Add what a child ran since its last report to the node's totals."""
+        self.memory.book.merge(tasks)
+        self.runs.merge(runs)
 
     # -- exits ------------------------------------------------------------------------------
 
@@ -361,7 +367,7 @@ class Master:
 
     def _exit_reason(self, child: ChildProcess, status: int) -> tuple[ExitReason, str]:
         if child.exit_event is not None:
-            return ExitReason(child.exit_event["reason"]), child.exit_event.get("detail", "")
+            return child.exit_event.reason, child.exit_event.detail
         if child.killing is not None:
             return child.killing
         if os.WIFSIGNALED(status):
@@ -404,18 +410,17 @@ class Master:
 
     def _count_recycle(self, child: ChildProcess, reason: ExitReason, view: SlotView) -> None:
         """Charge a memory exit to its task, and weigh what replacing the child costs."""
-        event = child.exit_event or {}
-        task = event.get("task")
-        if reason is ExitReason.MAX_MEMORY and isinstance(task, str):
+        said = child.exit_event
+        task = None if said is None else said.task
+        if reason is ExitReason.MAX_MEMORY and task is not None:
             self.memory.book.recycled_after(task)
         elif reason is ExitReason.MAX_MEMORY_HARD and view.running:
             self.memory.book.killed_during(view.name)
         if reason not in (ExitReason.MAX_TASKS, ExitReason.MAX_MEMORY) or child.ready_at is None:
             return
-        busy = event.get("busy_s")
         life = Life(
             child.ready_at - child.spawned_at,
-            float(busy) if isinstance(busy, (int, float)) else 0.0,
+            0.0 if said is None else said.busy_s,
             view.done,
             reason,
         )
