@@ -1,9 +1,10 @@
-"""``Celeriac`` (also importable as ``Celery``): settings, task registry, sending.
+"""``Celeriac`` (also importable as ``Celery``): settings, the task registry, and what they build.
 
-One app object holds the settings, the registered tasks, and, created on first
-use, the broker connection, the result backend and the router. Producers call
-``send_task`` (through ``Task.delay`` / ``apply_async``); the worker reads the
-registry and the hooks.
+One app object holds the settings, the registered tasks (the builtin ``celery.*``
+ones from ``canvas/builtins.py`` included), and, created on first use and rebuilt
+when their settings change: the broker, the result backend, the store
+(``store/``), the router and the producer (``sending.py``), through which every
+send leaves. The worker reads the registry and the hooks (``hooks.py``).
 """
 
 from __future__ import annotations

@@ -426,3 +426,36 @@ def test_unknown_broker_scheme_is_a_configuration_error(make_app):
     app = make_app(broker="kafka://localhost:9092")
     with pytest.raises(ConfigurationError, match="unknown broker scheme 'kafka'; supported: amqp://"):
         _ = app.broker
+
+
+# -- the store --------------------------------------------------------------------------------
+
+
+def test_the_store_lives_in_the_sqlite_broker_file_and_is_shared_by_its_apps(tmp_path):
+    url = f"sqlite:///{tmp_path / 'celeriac.db'}"
+    producer, worker = Celeriac("a", broker=url), Celeriac("b", broker=url)
+    try:
+        assert producer.store.incr("chord:abc") == 1
+        assert worker.store.incr("chord:abc") == 2
+        assert (tmp_path / "celeriac.db").exists()
+    finally:
+        producer.close()
+        worker.close()
+
+
+def test_a_rabbitmq_app_without_a_result_backend_is_told_to_set_one():
+    app = Celeriac("rabbit", broker="amqp://guest:secret@localhost:5672//")
+    with pytest.raises(ConfigurationError) as info:
+        app.store  # noqa: B018
+    assert "result_backend" in str(info.value)
+    assert "secret" not in str(info.value)
+
+
+def test_the_store_follows_a_change_of_result_backend(tmp_path):
+    app = Celeriac("moving", broker="amqp://guest@localhost//")
+    app.conf.result_backend = f"sqlite:///{tmp_path / 'results.db'}"
+    app.store.set("k", b"v")
+    assert app.store.get("k") == b"v"
+    app.conf.result_backend = "memory://"
+    assert app.store.get("k") is None
+    app.close()

@@ -212,9 +212,14 @@ class SQLiteFile:
     # -- statements -------------------------------------------------------------------------
 
     def read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        """Run a read-only statement outside any transaction."""
+        """Run a read-only statement outside any transaction (waiting for another thread's)."""
         conn = self.conn
-        return self._retry(lambda: conn.execute(sql, params).fetchall())
+
+        def attempt() -> list[tuple[Any, ...]]:
+            with self._tx:  # not inside, nor beside, a transaction another thread runs on conn
+                return conn.execute(sql, params).fetchall()
+
+        return self._retry(attempt)
 
     def snapshot(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run the reads of ``fn(conn)`` in one read transaction: they all see the same state."""
@@ -277,7 +282,12 @@ class SQLiteFile:
     def data_version(self) -> int:
         """Changes whenever another connection commits to this file (cheap to poll)."""
         conn = self.conn
-        return self._retry(lambda: conn.execute("PRAGMA data_version").fetchone()[0])
+
+        def attempt() -> int:
+            with self._tx:
+                return int(conn.execute("PRAGMA data_version").fetchone()[0])
+
+        return self._retry(attempt)
 
 
 def placeholders(n: int) -> str:
