@@ -9,7 +9,7 @@ task sent from inside another task its parent and root ids.
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -45,9 +45,9 @@ class Request:
     acks_late: bool = False
     ignore_result: bool = False
     track_started: bool = False
-    #: a ``Task.retry(throw=False)`` made while this request ran: the worker sends it
-    #: once the task returns (see ``worker/execute.py``)
-    pending_retry: Retry | None = None
+    #: set by the worker: stores RETRY and publishes a retry at once, for
+    #: ``Task.retry(throw=False)`` (see ``worker/execute.py``)
+    retry_handler: Callable[[Retry], None] | None = None
 
     @property
     def correlation_id(self) -> str | None:

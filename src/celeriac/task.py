@@ -284,8 +284,9 @@ class Task:
         :class:`Retry` carrying it.
 
         The worker catching the Retry stores RETRY, publishes the next attempt, then
-        settles this delivery. With ``throw=False`` the Retry is returned instead and
-        the worker does the same once the task returns. Past ``max_retries`` the given
+        settles this delivery. With ``throw=False`` the worker stores and publishes it
+        at once and the Retry is returned: the task goes on, and what it then returns
+        or raises is its outcome (as in Celery). Past ``max_retries`` the given
         ``exc`` is re-raised, or :class:`MaxRetriesExceededError` if there is none.
         """
         request = self.request
@@ -312,8 +313,8 @@ class Task:
         retry = Retry(exc=exc, when=when, outbound=outbound)
         if throw:
             raise retry
-        if not request.is_eager:
-            request.pending_retry = retry
+        if request.retry_handler is not None:
+            request.retry_handler(retry)  # sent now; the task goes on and its outcome stands
         return retry
 
     def _sets_max_retries(self) -> bool:

@@ -14,7 +14,9 @@ A retry is one event, handled here: ``Task.retry`` builds the next attempt and r
 (1) stores RETRY at once through the ``before_retry`` hook (not buffered: the next
 attempt may finish within a millisecond in another child), (2) publishes the next
 attempt, (3) settles this delivery (ack) with the rest. A publish that fails makes
-the run a failure, so the task is never lost silently.
+the run a failure, so the task is never lost silently. ``Task.retry(throw=False)``
+runs steps 1 and 2 at once, through ``request.retry_handler``, as Celery sends such
+a retry at once; a failed publish then raises in the task.
 
 Nothing here raises for bad input: a message that cannot run is dead-lettered
 with its reason, and the caller goes on with the next one.
@@ -41,7 +43,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from celeriac.brokers.base import Broker, Delivery
-from celeriac.context import Request, in_worker_task, pop_request, push_request
+from celeriac.context import Request, current_request, in_worker_task, pop_request, push_request
 from celeriac.errors import BrokerError, Ignore, Reject, Retry, TaskRevokedError
 from celeriac.hooks import ADMIT, DEFER, REVOKE, RUN, Admission, DeadLettered, HookChain, Outcome
 from celeriac.protocol import serializers
@@ -160,6 +162,7 @@ class Executor:
         self._policies: dict[str, TaskPolicy] = {}
         #: True only while task code runs (the soft time limit fires only then).
         self.in_body = False
+        self._retry_handler = self.send_retry  # bound once, not per task
 
     # -- steps ------------------------------------------------------------------------------
 
@@ -223,6 +226,7 @@ class Executor:
             acks_late=policy.acks_late,
             ignore_result=message.ignore_result or policy.ignore_result,
             track_started=policy.track_started,
+            retry_handler=self._retry_handler,
         )
 
     def _call(self, task: Task, request: Request) -> Outcome:
@@ -232,8 +236,6 @@ class Executor:
         try:
             outcome = self._body(task, request)
             outcome.runtime = time.perf_counter() - started
-            if request.pending_retry is not None:
-                outcome = self._retry(request, request.pending_retry, outcome)
             self._handlers(task, request, outcome)
             self.hooks.after_task(request, outcome)
         finally:
@@ -251,7 +253,11 @@ class Executor:
                 self.in_body = False
             return Outcome(SUCCESS, value)
         except Retry as retry:
-            request.pending_retry = retry
+            try:
+                self.send_retry(retry)
+            except Exception as exc:
+                logger.error("Task %s[%s] could not send its retry: %r", request.task, request.id, exc)
+                return Outcome(FAILURE, exc=exc, traceback=user_traceback(exc))
             return Outcome(RETRY, exc=retry.exc or retry, traceback=user_traceback(retry.exc or retry))
         except Ignore:
             return Outcome(IGNORED)
@@ -260,17 +266,17 @@ class Executor:
         except (Exception, SystemExit, KeyboardInterrupt) as exc:
             return Outcome(FAILURE, exc=exc, traceback=user_traceback(exc))
 
-    def _retry(self, request: Request, retry: Retry, outcome: Outcome) -> Outcome:
-        """The retry event: store RETRY now, then publish the next attempt (see the module doc)."""
+    def send_retry(self, retry: Retry) -> None:
+        """The retry event of the running task: store RETRY now, then publish the next attempt.
+
+        Called when the task raised the Retry, and by ``Task.retry(throw=False)`` at once (as
+        Celery sends it), through ``request.retry_handler``. A failed publish raises.
+        """
+        request = current_request()
+        assert request is not None, "send_retry runs inside a task"
         self.hooks.before_retry(request, retry)
-        if retry.outbound is None:  # a Retry raised by hand: nothing to send
-            return outcome
-        try:
+        if retry.outbound is not None:  # None: a Retry raised by hand, nothing to send
             self.producer.publish((retry.outbound,))
-        except Exception as exc:
-            logger.error("Task %s[%s] could not send its retry: %r", request.task, request.id, exc)
-            return Outcome(FAILURE, exc=exc, traceback=user_traceback(exc), runtime=outcome.runtime)
-        return outcome
 
     @staticmethod
     def _handlers(task: Task, request: Request, outcome: Outcome) -> None:
