@@ -110,6 +110,16 @@ class ResultBackendContract:
         record = backend.get(tid)
         assert (record.state, record.result, record.traceback) == (SUCCESS, "second", None)
 
+    @pytest.mark.parametrize("later", [STARTED, RETRY, FAILURE, REVOKED])
+    def test_a_success_is_never_replaced_by_a_later_state_of_a_rerun(self, backend, later):
+        tid, other = self.tid(), self.tid()
+        backend.store(PendingResult(tid, SUCCESS, "done"))
+        value = ValueError("re-run") if later != STARTED else None
+        backend.store_many([PendingResult(tid, later, value, "tb"), PendingResult(other, later, value, "tb")])
+        record = backend.get(tid)
+        assert (record.state, record.result) == (SUCCESS, "done")
+        assert backend.get(other).state == later  # the rest of the batch is written
+
     def test_results_are_shared_by_backends_on_the_same_url(self, opened):
         writer, reader = opened(), opened()
         tid = self.tid()

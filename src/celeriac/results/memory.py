@@ -7,6 +7,7 @@ import time
 from collections.abc import Sequence
 
 from celeriac.results.base import PendingResult, ResultBackend, ResultRecord
+from celeriac.states import SUCCESS
 
 
 class MemoryResultBackend(ResultBackend):
@@ -23,6 +24,9 @@ class MemoryResultBackend(ResultBackend):
         now = time.time()
         with self._cond:
             for item in items:
+                old = self._rows.get(item.task_id)
+                if old is not None and old[0] == SUCCESS:
+                    continue  # a success stands: a re-run's later state does not replace it
                 content_type, raw = self.encode(item)
                 self._rows[item.task_id] = (item.state, content_type, raw, item, now)
             self._version += 1

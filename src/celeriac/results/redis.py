@@ -21,6 +21,9 @@ meta document Celery's Redis backend writes::
   them), so :meth:`RedisResultBackend.cleanup` has nothing to do.
 * Every write is followed by ``PUBLISH <key> <document>``: Celery's result
   consumers and celeriac's :meth:`RedisResultBackend.wait` wake on it.
+* A SUCCESS stands: a write over a key whose document says SUCCESS is skipped
+  (a re-run's STARTED or FAILURE must not replace a task's result), in one script
+  with the write and the publish (:data:`_STORE`).
 
 The stored document carries no content type: a reader tells pickle (first byte
 ``0x80``) from JSON by looking, and refuses pickle unless it is accepted.
@@ -46,6 +49,24 @@ from celeriac.results.base import (
     exception_to_dict,
 )
 from celeriac.states import PENDING, READY_STATES
+
+#: Store one result unless its key already holds a SUCCESS; then publish it. KEYS[1]: the
+#: result key; ARGV[1]: the document; ARGV[2]: seconds to keep it (0: no expiry). A document
+#: that is not JSON (pickle) is replaced. Returns 1 if written, 0 if a success stood.
+_STORE = """
+local current = redis.call('GET', KEYS[1])
+if current then
+  local ok, doc = pcall(cjson.decode, current)
+  if ok and type(doc) == 'table' and doc['status'] == 'SUCCESS' then return 0 end
+end
+if tonumber(ARGV[2]) > 0 then
+  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+else
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+redis.call('PUBLISH', KEYS[1], ARGV[1])
+return 1
+"""
 
 #: Celery's key prefix for task results; the key is also the PUBLISH channel.
 TASK_KEY_PREFIX = "celery-task-meta-"
@@ -98,6 +119,7 @@ class RedisResultBackend(ResultBackend):
             )
         socket = {"socket_connect_timeout": 4.0, "socket_keepalive": True, **dict(options or {})}
         self.conn = RedisConnector(url, "result_backend", pool_limit, pool_timeout, socket)
+        self._store_script: Any = None  # _STORE, registered on first use
         # Waiters hold a subscribed connection for as long as they wait: they get a
         # pool of their own so they never starve writers of pooled connections.
         self._subscriber = RedisConnector(url, "result_backend", None, pool_timeout, socket)
@@ -187,17 +209,20 @@ class RedisResultBackend(ResultBackend):
         return max(1, math.ceil(self.expires))
 
     def store_many(self, items: Sequence[PendingResult]) -> None:
-        """Write the batch in one pipeline: ``SET key doc [EX]`` then ``PUBLISH key doc`` each."""
+        """Write the batch in one pipeline: per item, :data:`_STORE` (``SET key doc [EX]`` then
+        ``PUBLISH key doc``, unless the key already holds a SUCCESS)."""
         if not items:
             return
         writes = [(task_key(item.task_id), self.encode(item)[1]) for item in items]
-        ex = self._ex
+        ex = self._ex or 0
 
         def write(client: Any) -> None:
+            if self._store_script is None:
+                self._store_script = client.register_script(_STORE)
+            script = self._store_script
             with client.pipeline() as pipe:
                 for key, raw in writes:
-                    pipe.set(key, raw, ex=ex)
-                    pipe.publish(key, raw)
+                    script(keys=[key], args=[raw, ex], client=pipe)
                 pipe.execute()
 
         self.conn.call(f"storing {len(writes)} result(s)", write)

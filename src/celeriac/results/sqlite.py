@@ -37,6 +37,7 @@ _UPSERT = """
     ON CONFLICT(task_id) DO UPDATE SET state=excluded.state, content_type=excluded.content_type,
         result=excluded.result, traceback=excluded.traceback, name=excluded.name,
         retries=excluded.retries, worker=excluded.worker, date_done=excluded.date_done
+    WHERE results.state != 'SUCCESS'
 """
 
 POLL_INTERVAL = 0.002
