@@ -11,6 +11,7 @@ import amqp
 import pytest
 
 from celeriac.brokers.amqp.connection import parse_url
+from celeriac.errors import DeadLetteredError
 from celeriac.protocol import TaskMessage, encode
 from tests.process.harness import wait_until
 from tests.process.monitoring import monitor_sees_the_runs_of_celeriac_workers
@@ -137,6 +138,20 @@ def test_bad_input_goes_to_the_dead_letters_with_its_reason(vhost, app, workers,
     assert "no.such.task" in reasons and "task_message_max_bytes" in reasons
     assert "application/x-python-serialize" in reasons
     assert runs.count("after-garbage") == 1
+
+
+def test_a_poison_task_is_dead_lettered_logged_and_its_result_fails(vhost, app, workers, runs):
+    # acks_late: RabbitMQ hands the killed child's message back; the delivery limit stops the loop
+    worker = workers("-c", "1", CELERIAC_TASK_ACKS_LATE="true", CELERIAC_TASK_DELIVERY_LIMIT="2").wait_ready(
+        1
+    )
+    result = app.send_task("crash", ["poison"])
+    worker.wait_for(r"dead-lettered: delivered 2 times without being settled")
+    with pytest.raises(DeadLetteredError, match="task_delivery_limit=2"):
+        result.get(timeout=20)
+    assert runs.count("poison") == 2
+    assert app.broker.dead_letter_count("celery") == 1
+    assert app.send_task("run", ["after-poison"]).get(timeout=20)
 
 
 def test_the_monitor_sees_the_runs_of_celeriac_workers(vhost, app, workers, runs):

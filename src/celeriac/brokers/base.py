@@ -393,6 +393,12 @@ class Broker(abc.ABC):
     def close(self) -> None:
         """Release connections. The broker must not be used afterwards."""
 
+    def fetched_dead_letters(self) -> list[DeadLetter]:
+        """Messages this process's fetches moved to the dead letters on their own since the last
+        call (a message past ``delivery_limit`` found while fetching), so the worker can log
+        them and record their results. Brokers that settle such messages elsewhere return []."""
+        return []
+
     def still_held(self, batch: Sequence[Delivery]) -> list[Delivery]:
         """The deliveries of ``batch`` this process may still run and settle. Where a lost
         connection hands a consumer's messages back (RabbitMQ), the ones it delivered are

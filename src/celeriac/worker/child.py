@@ -156,6 +156,9 @@ class Child:
         except BrokerError:
             self._acks = acks + self._acks  # not acked: keep them for the next round trip
             raise
+        dead = self.broker.fetched_dead_letters()
+        if dead:
+            self.executor.report_dead_letters(dead)
         if got:
             self._rss = None  # what fetching allocated is not the next task's doing
             self._held.extend(got)

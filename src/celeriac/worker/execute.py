@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from celeriac.brokers.base import Broker, Delivery
+from celeriac.brokers.base import Broker, DeadLetter, Delivery
 from celeriac.context import Request, current_request, in_worker_task, pop_request, push_request
 from celeriac.errors import BrokerError, Ignore, Reject, Retry, TaskRevokedError
 from celeriac.hooks import ADMIT, DEFER, REVOKE, RUN, Admission, DeadLettered, HookChain, Outcome
@@ -183,6 +183,19 @@ class Executor:
         self.broker.reject([delivery], requeue=False, reason=reason)
         self.hooks.after_dead_letter(DeadLettered(reason, task_id, task_name, delivery.queue))
         return _SETTLED
+
+    def report_dead_letters(self, letters: list[DeadLetter]) -> None:
+        """Log messages the broker dead-lettered by itself while fetching, and tell the hooks
+        (so their results become FAILURE instead of staying PENDING)."""
+        for letter in letters:
+            headers = letter.envelope.headers
+            task_id, name = headers.get("id"), headers.get("task")
+            task_id = task_id if isinstance(task_id, str) else None
+            name = name if isinstance(name, str) else None
+            logger.error(
+                "task %s[%s] on queue %r dead-lettered: %s", name, task_id, letter.queue, letter.reason
+            )
+            self.hooks.after_dead_letter(DeadLettered(letter.reason, task_id, name, letter.queue))
 
     def _resolve(self, delivery: Delivery) -> tuple[TaskMessage, Task] | InvalidMessage:
         message = decode(delivery.envelope, self.accept, self.max_bytes)

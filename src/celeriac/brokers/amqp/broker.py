@@ -223,6 +223,8 @@ class AMQPBroker(Broker):
         self._consumers: dict[str, _Consumer] = {}
         self._by_gen: dict[int, _Consumer] = {}
         self._gen = 0
+        #: poison messages this process's fetches dead-lettered, until fetched_dead_letters()
+        self._fetch_dead: list[DeadLetter] = []
 
     @property
     def location(self) -> str:
@@ -448,16 +450,12 @@ class AMQPBroker(Broker):
             # its consumer died or lost its connection: that delivery failed
             limit = self.options.delivery_limit
             if deliveries >= limit:
-                self._dead_letter(
-                    consumer,
-                    tag,
-                    queue,
-                    envelope,
-                    persistent,
-                    deliveries,
+                reason = (
                     f"delivered {deliveries} times without being settled (its consumers kept dying "
-                    f"or losing the broker); task_delivery_limit={limit}",
+                    f"or losing the broker); task_delivery_limit={limit}"
                 )
+                self._dead_letter(consumer, tag, queue, envelope, persistent, deliveries, reason)
+                self._fetch_dead.append(DeadLetter("", queue, reason, envelope, now, deliveries, persistent))
             else:
                 # counted in a copy at the back of the queue
                 self._move(
@@ -566,6 +564,10 @@ class AMQPBroker(Broker):
         except BrokerError:
             self._lose(consumer)
             raise
+
+    def fetched_dead_letters(self) -> list[DeadLetter]:
+        found, self._fetch_dead = self._fetch_dead, []
+        return found
 
     def still_held(self, batch: Sequence[Delivery]) -> list[Delivery]:
         return [d for d in batch if self._holder(d.tag) is not None]
