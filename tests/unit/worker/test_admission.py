@@ -163,12 +163,14 @@ def test_retry_with_throw_false_is_sent_at_once_and_the_task_goes_on(app, inline
             return "first"
         return "second"
 
-    result = soft.delay()
+    result = soft.delay()  # the second run's result does not replace the first's success
     worker = inline_worker(app)
     worker.run_next()
     assert seen == [(RETRY, 1)]  # stored and sent before the task went on
+    assert result.get(timeout=1) == "first"  # then the task went on and returned
     worker.run_next()
-    assert result.get(timeout=1) == "second"
+    assert app.broker.queue_length("celery").total == 0  # the retry ran
+    assert result.get(timeout=1) == "first"  # a success stands (as in Celery)
 
 
 def test_a_retry_that_cannot_be_sent_fails_the_task(app, inline_worker, monkeypatch):
