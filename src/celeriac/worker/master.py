@@ -337,8 +337,9 @@ class Master:
 
     def _child_ready(self, child: ChildProcess) -> None:
         child.ready_at = time.monotonic()
+        # being ready does not end a run of quick deaths (a child may die on its first
+        # message every time): only a child that ran a task or lived on does, at its exit
         self.memory.starts.started(child.ready_at - child.spawned_at)
-        self.quick_deaths = 0
         logger.info(
             "child %d (pid %d) ready %.3f s after fork",
             child.index,
