@@ -165,7 +165,7 @@ UNREADABLE_ROWS = [
         "has no 'content_type' field",
         id="missing-field",
     ),
-    pytest.param(b"[1, 2]", "is not a JSON object", id="not-an-object"),
+    pytest.param(b"[1, 2]", "wrong type", id="not-an-object"),
 ]
 
 

@@ -46,7 +46,8 @@ def for_listing(meta: bytes, body: bytes) -> Envelope:
     try:
         return from_row(meta, body)
     except UNREADABLE:
-        return Envelope(bytes(body), "application/octet-stream", "binary", {}, {})
+        raw = body.encode() if isinstance(body, str) else bytes(body)
+        return Envelope(raw, "application/octet-stream", "binary", {}, {})
 
 
 def unreadable_reason(exc: Exception) -> str:
@@ -55,6 +56,6 @@ def unreadable_reason(exc: Exception) -> str:
         what = f"is not valid JSON ({exc})"
     elif isinstance(exc, KeyError):
         what = f"has no {exc.args[0]!r} field"
-    else:
-        what = "is not a JSON object"
+    else:  # meta not a JSON object, or a column of the wrong type (TEXT for the body, say)
+        what = f"or its body has the wrong type ({exc})"
     return f"the message cannot be read: its envelope (the row's meta column) {what}"
