@@ -31,7 +31,8 @@ early ack (default)                    failed (WorkerLostError); not run again
   = False
 =====================================  ==============================================
 
-Messages the child had prefetched but not started go back to their queue at once.
+Messages the child had prefetched but not started go back to their queue at once;
+if it died (crashed or killed) before starting any task, their delivery counts.
 """
 
 from __future__ import annotations
@@ -75,6 +76,8 @@ BROKER_HOUSEKEEPING_S = 0.5
 #: A child that dies sooner than this after starting, having run nothing, counts as a failed start.
 QUICK_DEATH_S = 2.0
 MAX_RESPAWN_DELAY_S = 30.0
+#: Exits no one asked for.
+_DEATHS = (ExitReason.CRASHED, ExitReason.KILLED)
 RECENT_EXITS = 20
 LOST_WITH_NODE = (
     "the worker node running this task died (its lease expired); with early ack "
@@ -435,7 +438,10 @@ class Master:
         broker = self.app.broker
         try:
             if not view.running:
-                broker.consumer_lost(consumer, [], detail)
+                # a child that died before starting any task may have died on a message it
+                # held (decoding it, say): their delivery counts, so the delivery limit ends a loop
+                died_early = not self.stopping and reason in _DEATHS and view.seq == 0
+                broker.consumer_lost(consumer, [], detail, count_unstarted=died_early)
                 return ""
             policy = task_policy(self.app.conf, self.app.tasks.get(view.name))
             acks_late = view.acks_late

@@ -513,7 +513,12 @@ class SQLiteBroker(Broker):
         return total
 
     def consumer_lost(
-        self, consumer: str, running: Sequence[str], reason: str, running_to: str = QUEUE
+        self,
+        consumer: str,
+        running: Sequence[str],
+        reason: str,
+        running_to: str = QUEUE,
+        count_unstarted: bool = False,
     ) -> list[str]:
         started = self._group_tags(running)
         limit = self.options.delivery_limit
@@ -547,8 +552,8 @@ class SQLiteBroker(Broker):
                 )
                 conn.execute(
                     "UPDATE messages SET state=0, owner=NULL, lease_until=NULL, "
-                    f"deliveries=deliveries - (id NOT IN ({marks})) WHERE state=2 AND owner=?",
-                    (*ran, consumer),
+                    f"deliveries=deliveries - ? * (id NOT IN ({marks})) WHERE state=2 AND owner=?",
+                    (int(not count_unstarted), *ran, consumer),
                 )
                 return doomed
 
