@@ -35,6 +35,7 @@ class TestAMQPBroker(BrokerContract):
     cross_queue_fifo = False
     counts_scheduled = False
     priority_arguments = {"x-max-priority": 9}
+    counts_unstarted_of_lost_consumers = False
 
     @pytest.fixture(autouse=True)
     def _url(self, amqp_url):

@@ -146,3 +146,61 @@ class TestSQLiteBroker(BrokerContract):
         sampler.join()
         assert errors == []
         assert [n.ready for n in broker.queue_lengths([q, q + "-b"])] == [900, 900]
+
+
+def _insert_foreign_row(path, queue: str, meta: bytes, body: bytes = b"[[], {}, {}]") -> None:
+    """A ready row written by another program, behind the broker's back."""
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute(
+            "INSERT INTO messages (queue, state, priority, published_at, meta, body) "
+            "VALUES (?, 0, 0, 0, ?, ?)",
+            (queue, meta, body),
+        )
+
+
+UNREADABLE_ROWS = [
+    pytest.param(b"{not json", "is not valid JSON", id="bad-json"),
+    pytest.param(
+        b'{"headers": {}, "properties": {}, "content_encoding": "utf-8"}',
+        "has no 'content_type' field",
+        id="missing-field",
+    ),
+    pytest.param(b"[1, 2]", "wrong type", id="not-an-object"),
+]
+
+
+@pytest.mark.parametrize(("meta", "what"), UNREADABLE_ROWS)
+@pytest.mark.parametrize("window", [1, 4])
+def test_unreadable_row_goes_to_the_dead_letters_and_the_message_behind_it_is_fetched(
+    tmp_path, meta, what, window
+):
+    path = tmp_path / "broker.db"
+    broker = SQLiteBroker(f"sqlite:///{path}", BrokerOptions())
+    try:
+        q = "foreign"
+        broker.declare_queue(Queue(q))
+        _insert_foreign_row(path, q, meta)
+        broker.publish([out(q, "valid")])
+        got = broker.fetch([q], window, 0, "c1")
+        assert labels(got) == ["valid"]
+        [dead] = broker.dead_letters(queue=q)
+        assert dead.reason.startswith("the message cannot be read: its envelope")
+        assert what in dead.reason
+        assert dead.envelope.body == b"[[], {}, {}]"  # listed, not an error
+        assert broker.queue_length(q).total == 1  # the valid message, leased
+    finally:
+        broker.close()
+
+
+def test_unreadable_rows_in_a_row_are_all_dead_lettered_in_one_fetch(tmp_path):
+    path = tmp_path / "broker.db"
+    broker = SQLiteBroker(f"sqlite:///{path}", BrokerOptions())
+    try:
+        broker.declare_queue(Queue("foreign"))
+        for _ in range(5):
+            _insert_foreign_row(path, "foreign", b"{not json")
+        broker.publish([out("foreign", "a"), out("foreign", "b")])
+        assert labels(broker.fetch(["foreign"], 2, 0, "c1")) == ["a", "b"]
+        assert broker.dead_letter_count("foreign") == 5
+    finally:
+        broker.close()

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import signal
+import sqlite3
 
 import pytest
 
@@ -84,3 +87,20 @@ def test_ten_thousand_tasks_through_two_children_each_run_once(app, workers, run
     for result in results:
         assert result.get(timeout=30) in pids
     assert "exited" not in worker.log()
+
+
+def test_unreadable_row_ahead_of_a_task_is_dead_lettered_and_the_task_runs(app, env, workers, runs):
+    """A row another program wrote with an envelope that is not JSON, first in the queue."""
+    path = env["CELERIAC_BROKER_URL"].removeprefix("sqlite:///")
+    result = app.send_task("run", ["behind"])
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
+        # placed ahead of the task: a lower id than any row the broker wrote
+        conn.execute(
+            "INSERT INTO messages (id, queue, state, priority, published_at, meta, body) "
+            "VALUES (0, 'celery', 0, 0, 0, '{not json', '[[], {}, {}]')"
+        )
+    worker = workers("-c", "1").wait_ready(1)
+    assert result.get(timeout=10)
+    (letter,) = app.broker.dead_letters()
+    assert "is not valid JSON" in letter.reason
+    assert len(re.findall(r"child \d+ \(pid \d+\) exited", worker.log())) <= 2

@@ -316,11 +316,18 @@ class Broker(abc.ABC):
 
     @abc.abstractmethod
     def consumer_lost(
-        self, consumer: str, running: Sequence[str], reason: str, running_to: str = QUEUE
+        self,
+        consumer: str,
+        running: Sequence[str],
+        reason: str,
+        running_to: str = QUEUE,
+        count_unstarted: bool = False,
     ) -> list[str]:
         """Release everything ``consumer`` holds, now.
 
-        Messages the consumer never started go back as if requeued; messages it
+        Messages the consumer never started go back as if requeued (with
+        ``count_unstarted``, their delivery counts: the consumer died before
+        starting any task, perhaps on one of them); messages it
         marked started and that are not ``running`` finished and are removed.
         ``running`` are tags of messages it was running; ``running_to`` says where
         they go:

@@ -189,7 +189,12 @@ class MemoryBroker(Broker):
         return count
 
     def consumer_lost(
-        self, consumer: str, running: Sequence[str], reason: str, running_to: str = QUEUE
+        self,
+        consumer: str,
+        running: Sequence[str],
+        reason: str,
+        running_to: str = QUEUE,
+        count_unstarted: bool = False,
     ) -> list[str]:
         started = {self._seq_of(tag) for tag in running}
         dead: list[str] = []
@@ -205,7 +210,7 @@ class MemoryBroker(Broker):
                     self._to_dead(stored, reason + suffix)
                     dead.append(f"m:{stored.seq}")
                 else:
-                    self._release(stored, started=was_running)
+                    self._release(stored, started=was_running or count_unstarted)
             self._cond.notify_all()
         return dead
 

@@ -31,7 +31,8 @@ early ack (default)                    failed (WorkerLostError); not run again
   = False
 =====================================  ==============================================
 
-Messages the child had prefetched but not started go back to their queue at once.
+Messages the child had prefetched but not started go back to their queue at once;
+if it died (crashed or killed) before starting any task, their delivery counts.
 """
 
 from __future__ import annotations
@@ -75,6 +76,8 @@ BROKER_HOUSEKEEPING_S = 0.5
 #: A child that dies sooner than this after starting, having run nothing, counts as a failed start.
 QUICK_DEATH_S = 2.0
 MAX_RESPAWN_DELAY_S = 30.0
+#: Exits no one asked for.
+_DEATHS = (ExitReason.CRASHED, ExitReason.KILLED)
 RECENT_EXITS = 20
 LOST_WITH_NODE = (
     "the worker node running this task died (its lease expired); with early ack "
@@ -337,8 +340,9 @@ class Master:
 
     def _child_ready(self, child: ChildProcess) -> None:
         child.ready_at = time.monotonic()
+        # being ready does not end a run of quick deaths (a child may die on its first
+        # message every time): only a child that ran a task or lived on does, at its exit
         self.memory.starts.started(child.ready_at - child.spawned_at)
-        self.quick_deaths = 0
         logger.info(
             "child %d (pid %d) ready %.3f s after fork",
             child.index,
@@ -434,7 +438,10 @@ class Master:
         broker = self.app.broker
         try:
             if not view.running:
-                broker.consumer_lost(consumer, [], detail)
+                # a child that died before starting any task may have died on a message it
+                # held (decoding it, say): their delivery counts, so the delivery limit ends a loop
+                died_early = not self.stopping and reason in _DEATHS and view.seq == 0
+                broker.consumer_lost(consumer, [], detail, count_unstarted=died_early)
                 return ""
             policy = task_policy(self.app.conf, self.app.tasks.get(view.name))
             acks_late = view.acks_late

@@ -629,10 +629,16 @@ class AMQPBroker(Broker):
         return 0
 
     def consumer_lost(
-        self, consumer: str, running: Sequence[str], reason: str, running_to: str = "queue"
+        self,
+        consumer: str,
+        running: Sequence[str],
+        reason: str,
+        running_to: str = "queue",
+        count_unstarted: bool = False,
     ) -> list[str]:
         """Let a consumer go. Only the process that holds the consumer's channel can settle
-        what it was running; elsewhere its connection died with it and RabbitMQ requeues."""
+        what it was running; elsewhere its connection died with it and RabbitMQ requeues
+        (``count_unstarted`` does not apply: RabbitMQ decides what a redelivery is)."""
         state = self._consumers.get(consumer)
         if state is None:
             return []

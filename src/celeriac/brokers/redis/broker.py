@@ -559,11 +559,16 @@ class RedisBroker(Broker):
         return int(self._run("EXTEND", [self.options.lease_seconds, *consumers], "renewing leases"))
 
     def consumer_lost(
-        self, consumer: str, running: Sequence[str], reason: str, running_to: str = QUEUE
+        self,
+        consumer: str,
+        running: Sequence[str],
+        reason: str,
+        running_to: str = QUEUE,
+        count_unstarted: bool = False,
     ) -> list[str]:
         dead = self._run(
             "LOST",
-            [consumer, reason, running_to, self.options.delivery_limit, *running],
+            [consumer, reason, running_to, self.options.delivery_limit, int(not count_unstarted), *running],
             f"releasing the messages of {consumer}",
         )
         for tag in running:

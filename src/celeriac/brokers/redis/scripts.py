@@ -322,13 +322,14 @@ return count
 """
 )
 
-#: ARGV: P, consumer, reason, running_to, delivery_limit, running tags... Returns dead tags.
+#: ARGV: P, consumer, reason, running_to, delivery_limit, uncount (1: an unstarted message's
+#: delivery does not count, 0: it does), running tags... Returns dead tags.
 LOST = (
     PRELUDE
     + r"""
 local running = {}
-for i = 6, #ARGV do running[ARGV[i]] = true end
-local dead = release(ARGV[2], running, ARGV[4], 'ack', ARGV[3], tonumber(ARGV[5]), now(), 1)
+for i = 7, #ARGV do running[ARGV[i]] = true end
+local dead = release(ARGV[2], running, ARGV[4], 'ack', ARGV[3], tonumber(ARGV[5]), now(), tonumber(ARGV[6]))
 local tags = {}
 for i = 1, #dead, 2 do tags[#tags + 1] = dead[i] end
 return tags

@@ -41,7 +41,8 @@ Lease rules
 * ``fetch`` leases up to *n* ready messages in one ``BEGIN IMMEDIATE``
   transaction, after moving due scheduled messages to ready and taking back
   expired leases (a node that died). Rows leased ``delivery_limit`` times
-  already go to ``dead_letters`` instead.
+  already go to ``dead_letters`` instead, and so do rows whose envelope cannot be
+  read (written by another program, or a damaged file), with what is wrong.
 * A live worker's master renews its children's leases (``extend_leases``) every
   third of the lease; when it sees a child die it releases that child's leases at
   once (``consumer_lost``).
@@ -64,8 +65,6 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-import orjson
-
 from celeriac.brokers.base import (
     ACK,
     DEAD,
@@ -78,10 +77,10 @@ from celeriac.brokers.base import (
     Outgoing,
     QueueLength,
 )
+from celeriac.brokers.sqlite.envelope import UNREADABLE, for_listing, from_row, to_meta, unreadable_reason
 from celeriac.brokers.sqlite.file import SQLiteFile, Sync, path_from_url, placeholders
 from celeriac.errors import ConfigurationError
 from celeriac.protocol.entities import Queue
-from celeriac.protocol.message import Envelope
 
 SCHEMA_VERSION = 2
 
@@ -142,28 +141,6 @@ def _boot_id() -> str:
             return fh.read().strip().replace("-", "")[:12]
     except OSError:
         return "static"
-
-
-def _meta(envelope: Envelope) -> bytes:
-    return orjson.dumps(
-        {
-            "headers": envelope.headers,
-            "properties": envelope.properties,
-            "content_type": envelope.content_type,
-            "content_encoding": envelope.content_encoding,
-        }
-    )
-
-
-def _envelope(meta: bytes, body: bytes) -> Envelope:
-    fields = orjson.loads(meta)
-    return Envelope(
-        body=bytes(body),
-        content_type=fields["content_type"],
-        content_encoding=fields["content_encoding"],
-        headers=fields["headers"],
-        properties=fields["properties"],
-    )
 
 
 #: Statements of ``_ready_counts``, each a search of the index of ready messages.
@@ -377,7 +354,7 @@ class SQLiteBroker(Broker):
                     item.eta if scheduled else None,
                     item.priority,
                     now,
-                    _meta(item.envelope),
+                    to_meta(item.envelope),
                     item.envelope.body,
                 )
             )
@@ -399,7 +376,20 @@ class SQLiteBroker(Broker):
     def _lease_from(
         self, store: _Store, queues: Sequence[str], n: int, consumer: str, ack: Sequence[int] = ()
     ) -> list[Delivery]:
-        """One transaction on ``store``: delete the ``ack`` ids, then lease up to ``n``."""
+        """Delete the ``ack`` ids and lease up to ``n`` messages of ``store``, in one transaction."""
+        rows = self._lease_rows(store, queues, n, consumer, ack)
+        try:
+            return [
+                Delivery(queue, from_row(meta, body), store.tag(row_id), deliveries, store.persistent)
+                for row_id, queue, _priority, deliveries, meta, body in rows
+            ]
+        except UNREADABLE:
+            return self._lease_past_unreadable(store, queues, n, consumer, rows)
+
+    def _lease_rows(
+        self, store: _Store, queues: Sequence[str], n: int, consumer: str, ack: Sequence[int] = ()
+    ) -> list[tuple[Any, ...]]:
+        """One transaction on ``store``: delete the ``ack`` ids, then lease up to ``n`` rows."""
         now = self.now()
         ready, due, expired = store.pending(queues, now)
         if not (ready or due or expired or ack):
@@ -422,10 +412,33 @@ class SQLiteBroker(Broker):
 
         rows = store.db.write(lease)
         rows.sort(key=lambda row: (-row[2], row[0]))
-        return [
-            Delivery(queue, _envelope(meta, body), store.tag(row_id), deliveries, store.persistent)
-            for row_id, queue, _priority, deliveries, meta, body in rows
-        ]
+        return rows
+
+    def _lease_past_unreadable(
+        self, store: _Store, queues: Sequence[str], n: int, consumer: str, rows: list[tuple[Any, ...]]
+    ) -> list[Delivery]:
+        """Dead-letter the leased ``rows`` whose envelope cannot be read, with the reason, and
+        lease others in their place (off the hot path: only once such a row was met)."""
+        got: list[Delivery] = []
+        while rows:
+            unreadable: list[tuple[int, str]] = []
+            for row_id, queue, _priority, deliveries, meta, body in rows:
+                try:
+                    got.append(
+                        Delivery(queue, from_row(meta, body), store.tag(row_id), deliveries, store.persistent)
+                    )
+                except UNREADABLE as exc:
+                    unreadable.append((row_id, unreadable_reason(exc)))
+            if not unreadable:
+                break
+            now = self.now()
+            store.db.write(
+                lambda conn, unreadable=unreadable, now=now: [
+                    store.to_dead(conn, [row_id], reason, now) for row_id, reason in unreadable
+                ]
+            )
+            rows = self._lease_rows(store, queues, n - len(got), consumer) if len(got) < n else []
+        return got
 
     def _try_fetch(
         self, queues: Sequence[str], n: int, consumer: str, ack: dict[str, list[int]] | None = None
@@ -500,7 +513,12 @@ class SQLiteBroker(Broker):
         return total
 
     def consumer_lost(
-        self, consumer: str, running: Sequence[str], reason: str, running_to: str = QUEUE
+        self,
+        consumer: str,
+        running: Sequence[str],
+        reason: str,
+        running_to: str = QUEUE,
+        count_unstarted: bool = False,
     ) -> list[str]:
         started = self._group_tags(running)
         limit = self.options.delivery_limit
@@ -534,8 +552,8 @@ class SQLiteBroker(Broker):
                 )
                 conn.execute(
                     "UPDATE messages SET state=0, owner=NULL, lease_until=NULL, "
-                    f"deliveries=deliveries - (id NOT IN ({marks})) WHERE state=2 AND owner=?",
-                    (*ran, consumer),
+                    f"deliveries=deliveries - ? * (id NOT IN ({marks})) WHERE state=2 AND owner=?",
+                    (int(not count_unstarted), *ran, consumer),
                 )
                 return doomed
 
@@ -565,7 +583,7 @@ class SQLiteBroker(Broker):
                             store.tag(row_id),
                             queue,
                             reason,
-                            _envelope(meta, body),
+                            for_listing(meta, body),
                             now,
                             deliveries,
                             store.persistent,
@@ -680,7 +698,7 @@ class SQLiteBroker(Broker):
                         store.tag(row_id),
                         q,
                         reason,
-                        _envelope(meta, body),
+                        for_listing(meta, body),
                         failed_at,
                         deliveries,
                         store.persistent,
