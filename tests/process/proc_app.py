@@ -52,6 +52,18 @@ def block(self, label: str, seconds: float = 60.0) -> str:
     return "slept"
 
 
+@app.task(name="hold")
+def hold(label: str, release: str, seconds: float = 10.0) -> str:
+    """Record the run, then run until the file ``release`` exists or ``seconds`` pass."""
+    record(label)
+    deadline = time.monotonic() + seconds
+    while not os.path.exists(release):
+        if time.monotonic() > deadline:
+            return "ran out"
+        time.sleep(0.01)
+    return "released"
+
+
 @app.task(name="hog")
 def hog(label: str, mib: int) -> int:
     """Keep ``mib`` MiB alive in this child (a leak), touching every page."""

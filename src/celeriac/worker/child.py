@@ -16,6 +16,23 @@ It stops its loop, hands unstarted messages back and exits cleanly when:
 * its master died (nobody would renew its leases or replace it).
 
 The reason travels to the master over the event pipe (:mod:`celeriac.worker.pipe`).
+
+Handing back at once
+--------------------
+On SIGTERM the prefetched messages go back to their queues when the stop begins,
+not after the running task, so another worker can start them now. The handler
+only writes a byte to a pipe (a handler must not call the broker: it may have
+interrupted a broker call on the same connection); the child's hand-back thread,
+waiting on that pipe since the child started, takes the held deliveries and
+rejects them with ``requeue=True`` while the main thread goes on with the task.
+``_held`` is guarded by a lock: the loop takes the next delivery under it and
+never once the stop has begun, and the hand-back takes only what is still held,
+so a delivery is either run or handed back, never both. Brokers take the reject
+from the second thread as they take a publish from task code: SQLite serialises
+a process's threads on its transaction lock, redis-py gives each thread its own
+pooled connection, and on RabbitMQ a consumer's channel is used under that
+consumer's lock (py-amqp channels are not thread-safe) while the copies handed
+back are published on a pooled channel of their own.
 """
 
 from __future__ import annotations
@@ -26,6 +43,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Iterable
@@ -95,6 +113,11 @@ class Child:
         self.stopping = False
         self._signal_mask = signal_mask
         self._held: deque[Delivery] = deque()
+        #: guards ``_held`` between the loop and the hand-back thread
+        self._held_lock = threading.Lock()
+        #: the SIGTERM handler writes here to wake the hand-back thread
+        self._stop_r, self._stop_w = os.pipe()
+        os.set_blocking(self._stop_w, False)
         self._acks: list[Delivery] = []
         self._unsettled = 0
         self._oldest = 0.0
@@ -104,8 +127,13 @@ class Child:
     # -- signals ----------------------------------------------------------------------------
 
     def on_sigterm(self, signum: int, frame: Any) -> None:
-        """Warm stop: finish the running task, then hand back the rest and exit."""
+        """Warm stop: hand back the prefetched messages now, finish the running task, exit."""
         self.stopping = True
+        self._wake_hand_back()
+
+    def _wake_hand_back(self) -> None:
+        with contextlib.suppress(OSError):  # BlockingIOError: already woken
+            os.write(self._stop_w, b"x")
 
     def on_soft_limit(self, signum: int, frame: Any) -> None:
         """The master says the running task passed its soft time limit."""
@@ -238,11 +266,15 @@ class Child:
                 last_runtime >= SLOW_TASK_S or time.monotonic() - self._oldest >= SETTLE_AFTER_S
             ):
                 self._settle()
-            delivery = self._held.popleft()
+            with self._held_lock:
+                delivery = self._held.popleft() if self._held and not self.stopping else None
+            if delivery is None:
+                continue  # stopping: what is held goes back, nothing more starts
             try:
                 last_runtime = self._run_one(delivery)
             except NotStarted:
-                self._held.appendleft(delivery)  # run it once the broker is back
+                with self._held_lock:
+                    self._held.appendleft(delivery)  # run it once the broker is back
                 raise
             reason = self._recycle_reason()
             if reason is not None:
@@ -256,10 +288,24 @@ class Child:
             self._send(Report(rows, runs, self.window.size))
 
     def _hand_back(self) -> None:
-        held, self._held = list(self._held), deque()
+        """Give every held, unstarted delivery back to its queue."""
+        with self._held_lock:
+            held = list(self._held)
+            self._held.clear()
         if held:
             self.broker.reject(held, requeue=True)
             logger.info("handed %d prefetched message(s) back to the queue", len(held))
+
+    def _hand_back_on_stop(self) -> None:
+        """The hand-back thread: wait until the stop begins, then hand back at once."""
+        with contextlib.suppress(OSError):
+            os.read(self._stop_r, 1)
+        try:
+            self._hand_back()
+        except BrokerError as exc:
+            logger.error(
+                "child %d could not hand back messages: %s (their leases will expire)", self.index, exc
+            )
 
     def _serve(self) -> tuple[ExitReason, str]:
         pause = 0.1
@@ -268,16 +314,22 @@ class Child:
                 return self.loop()
             except BrokerError as exc:
                 logger.error("broker error in child %d, retrying in %.1f s: %s", self.index, pause, exc)
-                held = self.broker.still_held(self._held)
-                if len(held) < len(self._held):
-                    logger.warning(
-                        "child %d dropped %d prefetched message(s): the broker put them back in their queue",
-                        self.index,
-                        len(self._held) - len(held),
-                    )
-                    self._held = deque(held)
+                self._drop_lost()
                 time.sleep(pause)
                 pause = min(pause * 2, 5.0)
+
+    def _drop_lost(self) -> None:
+        """Forget held deliveries the broker put back itself (a lost connection)."""
+        with self._held_lock:
+            held = self.broker.still_held(self._held)
+            if len(held) < len(self._held):
+                logger.warning(
+                    "child %d dropped %d prefetched message(s): the broker put them back in their queue",
+                    self.index,
+                    len(self._held) - len(held),
+                )
+                self._held.clear()
+                self._held.extend(held)
 
     def main(self) -> int:
         """Entry point after fork. Returns the process exit code."""
@@ -285,12 +337,16 @@ class Child:
         multiprocessing.current_process().name = f"Child-{self.index}"
         started = time.monotonic()
         self.hooks.after_child_start(self.index)
+        hand_back = threading.Thread(target=self._hand_back_on_stop, name="hand-back", daemon=True)
+        hand_back.start()
         self._send(Ready(self.pid, time.monotonic() - started))
         try:
             reason, detail = self._serve()
         finally:
+            self._wake_hand_back()
+            hand_back.join()
             try:
-                self._hand_back()
+                self._hand_back()  # anything a fetch brought in after the stop began
                 self._settle()
             except BrokerError as exc:
                 logger.error(

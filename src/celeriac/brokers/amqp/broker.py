@@ -24,6 +24,11 @@ What RabbitMQ does natively, and what celeriac adds
 * **Publisher confirms**: a batch of persistent messages is published, then one
   wait covers the whole batch, so a returned ``apply_async`` means RabbitMQ has
   the message. A batch of only transient messages is not waited for.
+* **Handing back** (``reject(requeue=True)``, a child's prefetched messages on a warm
+  stop, from its hand-back thread while its task runs): the consumer's subscriptions are
+  cancelled first, or RabbitMQ would push the copies straight back into its free window;
+  its next fetch subscribes again. Everything that uses a consumer's channel holds that
+  consumer's lock; the copies go out on a pooled channel of their own.
 * **Delivery counting** (``task_delivery_limit``): AMQP only says *redelivered*.
   A redelivered message (its consumer died or lost its connection) is published
   again with the count in the ``x-celeriac-deliveries`` header (confirmed), then
@@ -79,6 +84,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import select
+import threading
 import time
 import uuid
 from collections import deque
@@ -159,7 +165,11 @@ _ACCEPTED_OPTIONS = frozenset(
 
 @dataclass(eq=False)
 class _Consumer:
-    """One consumer's connection and channel, and what it holds."""
+    """One consumer's connection and channel, and what it holds.
+
+    Everything that uses the channel holds ``lock``: a py-amqp channel is not thread-safe,
+    and a worker's child hands its prefetched messages back from a second thread while
+    the main thread may be fetching or settling."""
 
     name: str
     gen: int
@@ -171,6 +181,7 @@ class _Consumer:
     unacked: set[int] = field(default_factory=set)  # delivered to us, not yet acked
     started: set[int] = field(default_factory=set)  # acked early (mark_started)
     by_tag: dict[int, tuple[str, Any]] = field(default_factory=dict)  # handed out by fetch
+    lock: threading.RLock = field(default_factory=threading.RLock)
 
 
 class AMQPBroker(Broker):
@@ -330,6 +341,13 @@ class AMQPBroker(Broker):
             self._by_gen[consumer.gen] = consumer
         if not consume:
             return consumer
+        with consumer.lock:
+            self._subscribe(consumer, queues, n)
+        return consumer
+
+    def _subscribe(self, consumer: _Consumer, queues: Sequence[str], n: int) -> None:
+        """Set the window and consume from exactly ``queues``."""
+        name = consumer.name
         if consumer.qos != n:
             consumer.channel.basic_qos(0, n, False)
             consumer.qos = n
@@ -349,7 +367,6 @@ class AMQPBroker(Broker):
                 if queue not in wanted:
                     consumer.channel.basic_cancel(f"{name}:{queue}")
             consumer.queues = wanted
-        return consumer
 
     def _lose(self, consumer: _Consumer) -> None:
         """Forget a consumer whose connection failed or that is let go; RabbitMQ requeues
@@ -366,9 +383,10 @@ class AMQPBroker(Broker):
         state: _Consumer | None = None
         try:
             state = self._consumer(consumer, queues, n, consume=timeout > 0)
-            if timeout > 0:
-                return self._take(state, n, timeout)
-            return self._poll(state, queues, n)
+            with state.lock:
+                if timeout > 0:
+                    return self._take(state, n, timeout)
+                return self._poll(state, queues, n)
         except BrokerError:
             if state is not None:
                 self._lose(state)
@@ -522,6 +540,10 @@ class AMQPBroker(Broker):
         if consumer is not None and tag is not None:
             self._settle(consumer, [tag])
 
+    def _settle_locked(self, consumer: _Consumer, tags: Sequence[int]) -> None:
+        with consumer.lock:
+            self._settle(consumer, tags)
+
     def _settle(self, consumer: _Consumer, tags: Sequence[int], forget: bool = True) -> None:
         """basic.ack ``tags``; one ack with multiple=True when nothing older is left open.
         ``forget=False`` keeps them known as running (early ack)."""
@@ -583,40 +605,58 @@ class AMQPBroker(Broker):
         for consumer, tags in groups.items():
 
             def mark(consumer: _Consumer = consumer, tags: list[int] = tags) -> None:
-                self._settle(consumer, tags, forget=False)
-                consumer.started.update(tags)
+                with consumer.lock:
+                    self._settle(consumer, tags, forget=False)
+                    consumer.started.update(tags)
 
             self._on_consumer(consumer, "acking started tasks", mark)
 
     def _ack(self, batch: Sequence[Delivery]) -> None:
         for consumer, tags in self._split(batch).items():
-            self._on_consumer(consumer, "acking", lambda c=consumer, t=tags: self._settle(c, t))
+            self._on_consumer(consumer, "acking", lambda c=consumer, t=tags: self._settle_locked(c, t))
 
     def _reject(self, batch: Sequence[Delivery], requeue: bool, reason: str) -> None:
         for delivery in batch:
             for consumer, tags in self._split([delivery]).items():
-                tag = tags[0]
-                if tag not in consumer.unacked:
-                    continue  # started (already acked) or settled: nothing left to hand back
-                if requeue and tag in consumer.by_tag:
-                    queue, message = consumer.by_tag[tag]
-                    self._on_consumer(
-                        consumer,
-                        "handing back",
-                        lambda c=consumer, t=tag, q=queue, m=message: self._hand_back(c, t, q, m),
-                    )
-                elif requeue:
-                    continue
-                else:
-                    self._dead_letter(
-                        consumer,
-                        tag,
-                        delivery.queue,
-                        delivery.envelope,
-                        delivery.persistent,
-                        delivery.deliveries,
-                        reason,
-                    )
+                with consumer.lock:
+                    if requeue and consumer.queues:
+                        self._on_consumer(consumer, "pausing a consumer", lambda c=consumer: self._pause(c))
+                    self._reject_one(consumer, tags[0], delivery, requeue, reason)
+
+    def _pause(self, consumer: _Consumer) -> None:
+        """Stop RabbitMQ pushing to ``consumer`` before handing messages back, or the copies
+        come straight back to its free window slots; hand back what it pushed and fetch has not
+        handed out yet. The next fetch subscribes again."""
+        for queue in consumer.queues:
+            consumer.channel.basic_cancel(f"{consumer.name}:{queue}")
+        consumer.queues = ()
+        while consumer.buffer:
+            queue, message = consumer.buffer.popleft()
+            self._hand_back(consumer, message.delivery_tag, queue, message)
+
+    def _reject_one(
+        self, consumer: _Consumer, tag: int, delivery: Delivery, requeue: bool, reason: str
+    ) -> None:
+        if tag not in consumer.unacked:
+            return  # started (already acked) or settled: nothing left to hand back
+        if requeue:
+            if tag in consumer.by_tag:
+                queue, message = consumer.by_tag[tag]
+                self._on_consumer(
+                    consumer,
+                    "handing back",
+                    lambda c=consumer, t=tag, q=queue, m=message: self._hand_back(c, t, q, m),
+                )
+            return
+        self._dead_letter(
+            consumer,
+            tag,
+            delivery.queue,
+            delivery.envelope,
+            delivery.persistent,
+            delivery.deliveries,
+            reason,
+        )
 
     def _hand_back(self, consumer: _Consumer, tag: int, queue: str, message: Any) -> None:
         """Put an unstarted message back on its queue (at the back) with its count unchanged."""
@@ -643,31 +683,34 @@ class AMQPBroker(Broker):
         if state is None:
             return []
         dead: list[str] = []
-        try:
-            for delivery_tag in running:
-                held = self._holder(delivery_tag)
-                tag = held[1] if held is not None and held[0] is state else None
-                if tag is None or tag not in state.unacked or tag not in state.by_tag:
-                    continue
-                queue, message = state.by_tag[tag]
-                envelope, wire = from_message(message)
-                deliveries = counted(wire) + 1
-                persistent = is_persistent(message)
-                if running_to == "ack":
-                    self._settle(state, [tag])
-                elif running_to == "dead" or deliveries >= self.options.delivery_limit:
-                    self._dead_letter(state, tag, queue, envelope, persistent, deliveries, reason)
-                    dead.append(delivery_tag)
-            # what it never started goes back uncounted; what it ran is requeued by RabbitMQ
-            # when the connection closes, and counts as a failed delivery
-            unstarted = [
-                t for t in sorted(state.by_tag) if t in state.unacked and f"{state.gen}.{t}" not in running
-            ]
-            for tag in unstarted:
-                queue, message = state.by_tag[tag]
-                self._hand_back(state, tag, queue, message)
-        finally:
-            self._lose(state)
+        with state.lock:
+            try:
+                for delivery_tag in running:
+                    held = self._holder(delivery_tag)
+                    tag = held[1] if held is not None and held[0] is state else None
+                    if tag is None or tag not in state.unacked or tag not in state.by_tag:
+                        continue
+                    queue, message = state.by_tag[tag]
+                    envelope, wire = from_message(message)
+                    deliveries = counted(wire) + 1
+                    persistent = is_persistent(message)
+                    if running_to == "ack":
+                        self._settle(state, [tag])
+                    elif running_to == "dead" or deliveries >= self.options.delivery_limit:
+                        self._dead_letter(state, tag, queue, envelope, persistent, deliveries, reason)
+                        dead.append(delivery_tag)
+                # what it never started goes back uncounted; what it ran is requeued by RabbitMQ
+                # when the connection closes, and counts as a failed delivery
+                unstarted = [
+                    t
+                    for t in sorted(state.by_tag)
+                    if t in state.unacked and f"{state.gen}.{t}" not in running
+                ]
+                for tag in unstarted:
+                    queue, message = state.by_tag[tag]
+                    self._hand_back(state, tag, queue, message)
+            finally:
+                self._lose(state)
         return dead
 
     def recover_lost(self, reason: str) -> list[DeadLetter]:
