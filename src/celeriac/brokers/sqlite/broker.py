@@ -45,8 +45,11 @@ Lease rules
 * A live worker's master renews its children's leases (``extend_leases``) every
   third of the lease; when it sees a child die it releases that child's leases at
   once (``consumer_lost``).
-* Early ack sets state 3 (``mark_started``); the row is deleted with the child's
-  next batch of acks. A state-3 row whose lease expired belonged to a node that
+* Early ack sets state 3 (``mark_started``) only where ``owner`` is still the
+  consumer and ``lease_until`` has not passed, in the same statement; a row that
+  does not qualify is reported lost and its consumer drops it (a lost lease nobody
+  took over yet goes back to ready at once). The row is deleted
+  with the child's next batch of acks. A state-3 row whose lease expired belonged to a node that
   died mid-task: ``recover_lost`` moves it to ``dead_letters`` with the reason.
 * An idle consumer polls ``PRAGMA data_version`` (a counter SQLite bumps when
   another connection commits) every few milliseconds and queries only when it
@@ -258,6 +261,29 @@ class _Store:
         ).fetchall()
 
     @staticmethod
+    def start(conn: sqlite3.Connection, ids: Sequence[int], consumer: str, now: float) -> list[int]:
+        """Early ack: mark started the rows ``consumer`` still holds under an unexpired lease,
+        checked in the same statement; return the other ids. Those whose lease ran out but
+        nobody took over yet go back to ready, as ``promote_and_reclaim`` would do."""
+        marks = placeholders(len(ids))
+        marked = {
+            row[0]
+            for row in conn.execute(
+                f"UPDATE messages SET state=3 WHERE id IN ({marks}) AND state IN (2, 3) AND owner=? "
+                "AND lease_until>? RETURNING id",
+                (*ids, consumer, now),
+            )
+        }
+        lost = [row_id for row_id in ids if row_id not in marked]
+        if lost:
+            conn.execute(
+                "UPDATE messages SET state=0, owner=NULL, lease_until=NULL "
+                f"WHERE id IN ({placeholders(len(lost))}) AND state=2 AND owner=?",
+                (*lost, consumer),
+            )
+        return lost
+
+    @staticmethod
     def delete(conn: sqlite3.Connection, ids: Sequence[int]) -> None:
         """Remove messages (acked, or copied to the dead letters)."""
         if ids:
@@ -423,7 +449,7 @@ class SQLiteBroker(Broker):
         rows = store.db.write(lease)
         rows.sort(key=lambda row: (-row[2], row[0]))
         return [
-            Delivery(queue, _envelope(meta, body), store.tag(row_id), deliveries, store.persistent)
+            Delivery(queue, _envelope(meta, body), store.tag(row_id), deliveries, store.persistent, consumer)
             for row_id, queue, _priority, deliveries, meta, body in rows
         ]
 
@@ -463,10 +489,17 @@ class SQLiteBroker(Broker):
             if got or time.monotonic() >= deadline:
                 return got
 
-    def _mark_started(self, batch: Sequence[Delivery]) -> None:
-        for prefix, ids in self._group(batch).items():
-            sql = f"UPDATE messages SET state=3 WHERE state=2 AND id IN ({placeholders(len(ids))})"
-            self._stores[prefix].db.write(lambda conn, sql=sql, ids=ids: conn.execute(sql, ids))
+    def _mark_started(self, batch: Sequence[Delivery]) -> list[Delivery]:
+        now = self.now()
+        groups: dict[tuple[str, str], dict[int, Delivery]] = {}
+        for delivery in batch:
+            groups.setdefault((delivery.tag[:2], delivery.consumer), {})[int(delivery.tag[2:])] = delivery
+        lost: list[Delivery] = []
+        for (prefix, consumer), by_id in groups.items():
+            store, ids = self._stores[prefix], list(by_id)
+            gone = store.db.write(lambda conn, s=store, i=ids, c=consumer: s.start(conn, i, c, now))
+            lost += [by_id[row_id] for row_id in gone]
+        return lost
 
     def _ack(self, batch: Sequence[Delivery]) -> None:
         for prefix, ids in self._group(batch).items():
