@@ -310,6 +310,30 @@ class BrokerContract:
         short_lease.ack([started, *again])
         assert short_lease.queue_length(q).total == 0
 
+    def test_mark_started_marks_a_message_whose_lease_is_held(self, broker, q):
+        broker.publish([out(q, "mine")])
+        (delivery,) = broker.fetch([q], 1, 0, "c1")
+        assert broker.mark_started([delivery]) == []
+        assert broker.queue_length(q).running == 1
+        assert broker.fetch([q], 1, 0, "c2") == []
+        broker.ack([delivery])
+        assert broker.queue_length(q).total == 0
+
+    def test_mark_started_reports_a_lease_another_consumer_took_over(self, short_lease, q):
+        # a node stalled past its lease (a paused container): when it wakes, the message it
+        # prefetched was taken over by another node, which alone may run it
+        short_lease.publish([out(q, "once")])
+        (stalled,) = short_lease.fetch([q], 1, 0, "stalled-node/1")
+        (taken,) = short_lease.fetch([q], 1, 3, "live-node/1")  # waits for the lease to run out
+        assert short_lease.mark_started([taken]) == []
+        assert labels([taken]) == labels([stalled])
+        assert short_lease.mark_started([stalled]) == [stalled]
+        length = short_lease.queue_length(q)
+        assert (length.running, length.reserved) == (1, 0)
+        short_lease.ack([taken])
+        assert short_lease.queue_length(q).total == 0
+        assert short_lease.dead_letter_count(q) == 0
+
     def test_started_message_of_a_dead_node_goes_to_dead_letters(self, short_lease, q):
         short_lease.publish([out(q, "lost with its node")])
         (started,) = short_lease.fetch([q], 1, 0, "dead-node/1")

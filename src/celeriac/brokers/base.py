@@ -13,7 +13,10 @@ message is invisible to other consumers until it is acked (removed), rejected
 ``extend_leases``, so a long task is never handed to a second consumer.
 
 Early ack (at most once) marks a message *started* just before its task runs
-(``mark_started``): from then on it is never delivered again. It stays stored,
+(``mark_started``): from then on it is never delivered again. The mark is set only
+while the delivery's consumer still holds its lease, in the same atomic step: a
+node that stalled past its lease (a paused container, a frozen VM) may find that
+another node took the message over, and then drops it without running it. It stays stored,
 as running, until the child acks it with its window; if the whole node dies
 first, ``recover_lost`` (called by live masters) moves it to the dead letters
 with the reason, so a task lost with its node is recorded, never silently gone.
@@ -32,7 +35,7 @@ Method summary (all batch-shaped; one broker round trip each):
 ``declare_queue``      make sure a queue exists (idempotent)
 ``publish``            store a batch of outgoing messages atomically
 ``fetch``              lease up to n ready messages from some queues, waiting up to timeout
-``mark_started``       early ack: the task starts now and must never be delivered again
+``mark_started``       early ack: the task starts now (if its lease is still held); never deliver it again
 ``ack``                remove settled deliveries
 ``reject``             dead-letter deliveries with a reason, or requeue them unstarted
 ``extend_leases``      push back the lease deadline of everything some consumers hold
@@ -131,6 +134,8 @@ class Delivery:
     tag: str
     deliveries: int
     persistent: bool = True
+    #: the consumer ``fetch`` leased it to: ``mark_started`` checks that it still holds the lease
+    consumer: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,13 +284,21 @@ class Broker(abc.ABC):
         self, queues: Sequence[str], n: int, timeout: float, consumer: str, ack: Sequence[Delivery]
     ) -> list[Delivery]: ...
 
-    def mark_started(self, batch: Sequence[Delivery]) -> None:
-        """Early ack: these tasks start now; never deliver them again, even if their node dies."""
-        if batch:
-            self._mark_started(batch)
+    def mark_started(self, batch: Sequence[Delivery]) -> list[Delivery]:
+        """Early ack: these tasks start now; never deliver them again, even if their node dies.
+
+        Only a delivery whose consumer still holds its lease is marked, checked in the
+        same atomic step that marks it. Returns the others, whose lease was lost: it ran
+        out, and another consumer may have taken the message over or will. They are not
+        marked, and their consumer must drop them unrun, with neither ack nor reject:
+        they are no longer its to settle. A broker error raises, as anywhere.
+        """
+        if not batch:
+            return []
+        return self._mark_started(batch)
 
     @abc.abstractmethod
-    def _mark_started(self, batch: Sequence[Delivery]) -> None: ...
+    def _mark_started(self, batch: Sequence[Delivery]) -> list[Delivery]: ...
 
     def ack(self, batch: Sequence[Delivery]) -> None:
         """Remove settled deliveries. Acking a message twice is harmless."""

@@ -99,6 +99,7 @@ class MemoryBroker(Broker):
                     f"m:{stored.seq}",
                     stored.deliveries,
                     stored.outgoing.persistent,
+                    consumer,
                 )
             )
         return out
@@ -134,12 +135,21 @@ class MemoryBroker(Broker):
     def _seq_of(tag: str) -> int:
         return int(tag[2:])
 
-    def _mark_started(self, batch: Sequence[Delivery]) -> None:
+    def _mark_started(self, batch: Sequence[Delivery]) -> list[Delivery]:
+        lost: list[Delivery] = []
         with self._cond:
+            now = self.now()
             for delivery in batch:
                 stored = self._messages.get(self._seq_of(delivery.tag))
-                if stored is not None:
+                if stored is None or stored.owner != delivery.consumer or stored.lease_until <= now:
+                    lost.append(delivery)
+                    if stored is not None and stored.owner == delivery.consumer and not stored.started:
+                        stored.owner = None  # a lease that ran out, not yet taken over: back now
+                else:
                     stored.started = True
+            if lost:
+                self._cond.notify_all()
+        return lost
 
     def _ack(self, batch: Sequence[Delivery]) -> None:
         with self._cond:

@@ -25,7 +25,9 @@ Acknowledgement modes:
 
 * early ack (the default, ``task_acks_late=False``): the message is marked
   started just before the task runs (one broker write) and removed with the next
-  batch of acks. At most once: it is never delivered again. If the child dies the
+  batch of acks. At most once: it is never delivered again. The mark succeeds only
+  while this child still holds the message's lease; a node that stalled past its
+  lease finds the message lost, drops it unrun (settled: no ack) and logs it. If the child dies the
   master records the task as failed (WorkerLostError); if the whole node dies,
   another node's master moves it to the dead letters with the reason.
 * late ack (``task_acks_late=True``): the task's ack is batched with others
@@ -368,6 +370,28 @@ class Executor:
         self.hooks.after_task(request, outcome)
         return REVOKED
 
+    def _start(self, delivery: Delivery, request: Request) -> bool:
+        """The early ack. False: this node lost the message's lease (it stalled longer than
+        ``broker_lease_timeout``, and another node takes the message over), so it must not run
+        here. A broker error raises :class:`NotStarted`."""
+        try:
+            lost = self.broker.mark_started([delivery])
+        except BrokerError as exc:
+            if self.slot is not None:
+                self.slot.abandon()
+            raise NotStarted(str(exc)) from exc
+        if not lost:
+            return True
+        if self.slot is not None:
+            self.slot.abandon()
+        logger.warning(
+            "Task %s[%s] not run: this worker lost the lease of its message (it was held up "
+            "longer than broker_lease_timeout), so another node takes the message over",
+            request.task,
+            request.id,
+        )
+        return False
+
     # -- the whole thing --------------------------------------------------------------------
 
     def execute(self, delivery: Delivery) -> Executed:
@@ -404,13 +428,8 @@ class Executor:
                 now + soft if soft else 0.0,
                 now + hard if hard else 0.0,
             )
-        if not policy.acks_late:
-            try:
-                self.broker.mark_started([delivery])
-            except BrokerError as exc:
-                if slot is not None:
-                    slot.abandon()
-                raise NotStarted(str(exc)) from exc
+        if not policy.acks_late and not self._start(delivery, request):
+            return Executed(_SETTLED, name)
         outcome = self._call(task, request)
         if slot is not None:
             slot.finish(outcome.state == FAILURE)

@@ -15,7 +15,7 @@ from celeriac.errors import DeadLetteredError, NotRegisteredError, TaskRevokedEr
 from celeriac.hooks import Hooks
 from celeriac.protocol import Envelope, TaskMessage, encode
 from celeriac.states import FAILURE, IGNORED, PENDING, REJECTED, REVOKED, STARTED, SUCCESS
-from celeriac.worker.execute import ACK, REQUEUE
+from celeriac.worker.execute import ACK, REQUEUE, SETTLED
 from celeriac.worker.slots import SlotTable
 
 
@@ -70,6 +70,37 @@ def test_early_ack_message_cannot_be_delivered_again_while_the_task_runs(app, in
     assert seen["length"].ready == 0
     assert seen["length"].reserved == 0
     assert app.broker.queue_length("celery").total == 0
+
+
+def test_early_ack_drops_a_message_whose_lease_another_node_took_over(
+    app, inline_worker, monkeypatch, caplog
+):
+    # the node stalled (a paused container) past its lease after prefetching the message
+    clock = Clock()
+    monkeypatch.setattr(app.broker, "now", clock)
+    ran = []
+
+    @app.task
+    def job():
+        ran.append(True)
+
+    result = job.delay()
+    worker = inline_worker(app)
+    worker.executor.slot = SlotTable(1)[0]
+    delivery = worker.fetch_one()
+    clock.now += 3600
+    (taken,) = app.broker.fetch(["celery"], 1, 0, "another-node/1")
+    with caplog.at_level(logging.WARNING, logger="celeriac.worker"):
+        executed = worker.executor.execute(delivery)
+    assert ran == []
+    assert executed.state is None and executed.settlement.action == SETTLED
+    assert worker.executor.slot.read().running is False
+    assert result.state == PENDING
+    [warning] = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert result.id in warning.getMessage() and "lost the lease" in warning.getMessage()
+    # the node that took it over runs it, once
+    assert app.broker.mark_started([taken]) == []
+    assert app.broker.queue_length("celery").running == 1
 
 
 def test_late_ack_message_stays_leased_while_the_task_runs_and_is_acked_after(make_app, inline_worker):

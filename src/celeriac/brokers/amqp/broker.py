@@ -19,7 +19,8 @@ What RabbitMQ does natively, and what celeriac adds
   own guarantee, so there are no leases to renew (``extend_leases`` does
   nothing) and another process cannot settle a dead consumer's messages.
 * **Early ack** (``mark_started``) is ``basic.ack`` just before the task runs
-  (Celery's behaviour); late acks are sent after the window, with
+  (Celery's behaviour); a delivery whose connection was lost is reported lost
+  instead (RabbitMQ has put it back), so it is dropped unrun; late acks are sent after the window, with
   ``multiple=True`` when every earlier delivery is settled too.
 * **Publisher confirms**: a batch of persistent messages is published, then one
   wait covers the whole batch, so a returned ``apply_async`` means RabbitMQ has
@@ -481,7 +482,7 @@ class AMQPBroker(Broker):
                 )
             return None
         consumer.by_tag[tag] = (queue, message)
-        return Delivery(queue, envelope, f"{consumer.gen}.{tag}", deliveries, persistent)
+        return Delivery(queue, envelope, f"{consumer.gen}.{tag}", deliveries, persistent, consumer.name)
 
     def _move(
         self,
@@ -594,14 +595,14 @@ class AMQPBroker(Broker):
     def still_held(self, batch: Sequence[Delivery]) -> list[Delivery]:
         return [d for d in batch if self._holder(d.tag) is not None]
 
-    def _mark_started(self, batch: Sequence[Delivery]) -> None:
+    def _mark_started(self, batch: Sequence[Delivery]) -> list[Delivery]:
+        """``basic.ack`` of the deliveries whose connection is alive. RabbitMQ's lease is the
+        connection: a delivery of a lost one is back in its queue (another consumer may run it),
+        so it is returned as lost, never acked on the new connection. No lease time runs out
+        while the connection lives: a stalled consumer keeps its deliveries until RabbitMQ
+        closes its channel (``consumer_timeout``), and then they are lost as above."""
         groups = self._split(batch)
-        lost = len(batch) - sum(len(tags) for tags in groups.values())
-        if lost:
-            raise BrokerError(
-                f"the connection that delivered {lost} message(s) to this consumer was lost; RabbitMQ "
-                "has put them back in their queue, so they must not start here"
-            )
+        lost = [d for d in batch if self._holder(d.tag) is None]
         for consumer, tags in groups.items():
 
             def mark(consumer: _Consumer = consumer, tags: list[int] = tags) -> None:
@@ -610,6 +611,7 @@ class AMQPBroker(Broker):
                     consumer.started.update(tags)
 
             self._on_consumer(consumer, "acking started tasks", mark)
+        return lost
 
     def _ack(self, batch: Sequence[Delivery]) -> None:
         for consumer, tags in self._split(batch).items():

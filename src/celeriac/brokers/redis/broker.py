@@ -220,7 +220,17 @@ class RedisBroker(Broker):
             client = self.conn.client
             self._scripts = {
                 key: client.register_script(getattr(scripts, key))
-                for key in ("FETCH", "REJECT", "EXTEND", "LOST", "RECOVER", "LENGTH", "REQUEUE_DEAD", "DEAD")
+                for key in (
+                    "FETCH",
+                    "MARK_STARTED",
+                    "REJECT",
+                    "EXTEND",
+                    "LOST",
+                    "RECOVER",
+                    "LENGTH",
+                    "REQUEUE_DEAD",
+                    "DEAD",
+                )
             }
             self._scripts_pid = os.getpid()
         return self._scripts[name]
@@ -436,7 +446,7 @@ class RedisBroker(Broker):
                 garbage.append((tag, str(exc)))
                 continue
             persistent = envelope.properties.get("delivery_mode", 2) != 1
-            out.append(Delivery(queue, envelope, tag, int(reply[i + 2]), persistent))
+            out.append(Delivery(queue, envelope, tag, int(reply[i + 2]), persistent, consumer))
         for tag, reason in garbage:
             self._owner.pop(tag, None)
             self._run("REJECT", [consumer, "0", reason, tag], "dead-lettering an unreadable message")
@@ -513,18 +523,16 @@ class RedisBroker(Broker):
                 groups.setdefault(consumer, []).append(delivery.tag)
         return groups
 
-    def _mark_started(self, batch: Sequence[Delivery]) -> None:
-        groups = self._by_consumer(batch)
-        if not groups:
-            return
-
-        def mark(client: Any) -> None:
-            pipe = client.pipeline(transaction=False)
-            for consumer, tags in groups.items():
-                pipe.sadd(self._k(f"celeriac.started.{consumer}"), *tags)
-            pipe.execute()
-
-        self.conn.call("marking tasks started", mark)
+    def _mark_started(self, batch: Sequence[Delivery]) -> list[Delivery]:
+        # transient messages have no lease; a durable tag this process forgot is not its own
+        lost = {d.tag for d in batch if d.tag not in self._popped and d.tag not in self._owner}
+        limit = self.options.delivery_limit
+        for consumer, tags in self._by_consumer(batch).items():
+            reply = self._run("MARK_STARTED", [consumer, limit, *tags], "marking tasks started")
+            gone = [t.decode() if isinstance(t, bytes) else str(t) for t in reply]
+            self._forget(gone)
+            lost.update(gone)
+        return [d for d in batch if d.tag in lost]
 
     def _ack(self, batch: Sequence[Delivery]) -> None:
         self._durable_tags(batch)  # forgets the transient ones

@@ -36,8 +36,9 @@ key                                 type    contents
 ==================================  ======  ================================================
 
 Producers write the ready lists, the schedules, the binding table and the queue
-registry. Consumers (worker children) run ``FETCH``, ``SETTLE`` and
-``MARK_STARTED``; masters run ``EXTEND``, ``LOST`` and ``RECOVER``. Times
+registry. Consumers (worker children) run ``FETCH``, ``REJECT`` and
+``MARK_STARTED`` (which marks only what the consumer still holds under an
+unexpired lease); masters run ``EXTEND``, ``LOST`` and ``RECOVER``. Times
 inside scripts come from the server's clock (``TIME``), so leases do not depend
 on the clocks of the machines running workers.
 """
@@ -301,6 +302,30 @@ end
 table.sort(back, function(a, b) return a[1] > b[1] end)
 for _, m in ipairs(back) do requeue(m[2], m[3], m[4]) end
 return #back + dead
+"""
+)
+
+#: ARGV: P, consumer, delivery_limit, tags... Early ack: marks started the tags the
+#: consumer still holds under an unexpired lease; returns the others (lost). A lease
+#: that ran out is released here, as a FETCH would: the unstarted messages go back.
+MARK_STARTED = (
+    PRELUDE
+    + r"""
+local consumer = ARGV[2]
+local held = P .. 'celeriac.held.' .. consumer
+local at = now()
+local deadline = redis.call('ZSCORE', P .. 'celeriac.leases', consumer)
+local lost, ok = {}, {}
+if not deadline or tonumber(deadline) <= at then
+  for i = 4, #ARGV do lost[#lost + 1] = ARGV[i] end
+  if deadline then release(consumer, {}, 'queue', 'keep', 'lease expired', tonumber(ARGV[3]), at, 0) end
+  return lost
+end
+for i = 4, #ARGV do
+  if redis.call('HEXISTS', held, ARGV[i]) == 1 then ok[#ok + 1] = ARGV[i] else lost[#lost + 1] = ARGV[i] end
+end
+if #ok > 0 then redis.call('SADD', P .. 'celeriac.started.' .. consumer, unpack(ok)) end
+return lost
 """
 )
 

@@ -46,8 +46,11 @@ Lease rules
 * A live worker's master renews its children's leases (``extend_leases``) every
   third of the lease; when it sees a child die it releases that child's leases at
   once (``consumer_lost``).
-* Early ack sets state 3 (``mark_started``); the row is deleted with the child's
-  next batch of acks. A state-3 row whose lease expired belonged to a node that
+* Early ack sets state 3 (``mark_started``) only where ``owner`` is still the
+  consumer and ``lease_until`` has not passed, in the same statement; a row that
+  does not qualify is reported lost and its consumer drops it (a lost lease nobody
+  took over yet goes back to ready at once). The row is deleted
+  with the child's next batch of acks. A state-3 row whose lease expired belonged to a node that
   died mid-task: ``recover_lost`` moves it to ``dead_letters`` with the reason.
 * An idle consumer polls ``PRAGMA data_version`` (a counter SQLite bumps when
   another connection commits) every few milliseconds and queries only when it
@@ -79,6 +82,7 @@ from celeriac.brokers.base import (
 )
 from celeriac.brokers.sqlite.envelope import UNREADABLE, for_listing, from_row, to_meta, unreadable_reason
 from celeriac.brokers.sqlite.file import SQLiteFile, Sync, path_from_url, placeholders
+from celeriac.brokers.sqlite.stores import Store
 from celeriac.errors import ConfigurationError
 from celeriac.protocol.entities import Queue
 
@@ -129,11 +133,6 @@ POLL_INTERVAL = 0.005
 #: An idle consumer queries at least this often, whatever data_version says.
 MAX_IDLE_QUERY_INTERVAL = 1.0
 
-_DEAD_COPY = """
-    INSERT INTO dead_letters (reason, failed_at, queue, priority, deliveries, published_at, meta, body)
-    SELECT ?, ?, queue, priority, deliveries, published_at, meta, body FROM messages WHERE id IN ({ids})
-"""
-
 
 def _boot_id() -> str:
     try:
@@ -152,98 +151,6 @@ _NEXT_PRIORITY = (
 _FIRST_READY = (
     "SELECT MIN(id) FROM messages INDEXED BY messages_ready WHERE state=0 AND queue=? AND priority=?"
 )
-
-
-class _Store:
-    """One of the two database files, with the statements the broker runs on it."""
-
-    def __init__(
-        self, prefix: str, db: SQLiteFile, persistent: bool, publish_sync: Sync, checkpoint_sync: Sync
-    ) -> None:
-        self.prefix = prefix
-        self.db = db
-        self.persistent = persistent
-        self.publish_sync: Sync = publish_sync
-        self.checkpoint_sync: Sync = checkpoint_sync
-        self._select_sql: dict[str, str] = {}
-        self._pending_sql: dict[int, str] = {}
-
-    def tag(self, row_id: int) -> str:
-        return f"{self.prefix}{row_id}"
-
-    # -- consumer statements ------------------------------------------------------------------
-
-    def pending(self, queues: Sequence[str], now: float) -> tuple[bool, bool, bool]:
-        """Whether there are ready messages in ``queues``, due scheduled ones, expired leases."""
-        sql = self._pending_sql.get(len(queues))
-        if sql is None:
-            sql = (
-                "SELECT EXISTS(SELECT 1 FROM messages WHERE state=0 AND queue IN "
-                f"({placeholders(len(queues))})), EXISTS(SELECT 1 FROM messages WHERE state=1 "
-                "AND eta<=?), EXISTS(SELECT 1 FROM messages WHERE state=2 AND lease_until<?)"
-            )
-            self._pending_sql[len(queues)] = sql
-        ready, due, expired = self.db.read(sql, (*queues, now, now))[0]
-        return bool(ready), bool(due), bool(expired)
-
-    def next_due(self) -> float | None:
-        """When the next scheduled message falls due or the next lease expires."""
-        row = self.db.read(
-            "SELECT (SELECT MIN(eta) FROM messages WHERE state=1), "
-            "(SELECT MIN(lease_until) FROM messages WHERE state=2)"
-        )[0]
-        candidates = [value for value in row if value is not None]
-        return min(candidates) if candidates else None
-
-    @staticmethod
-    def promote_and_reclaim(conn: sqlite3.Connection, now: float, due: bool, expired: bool) -> None:
-        """Make due scheduled messages ready, and take back the leases of dead consumers."""
-        if due:
-            conn.execute("UPDATE messages SET state=0, eta=NULL WHERE state=1 AND eta<=?", (now,))
-        if expired:
-            conn.execute(
-                "UPDATE messages SET state=0, owner=NULL, lease_until=NULL WHERE state=2 AND lease_until<?",
-                (now,),
-            )
-
-    def lease(
-        self, conn: sqlite3.Connection, queues: Sequence[str], n: int, consumer: str, until: float
-    ) -> list[tuple[Any, ...]]:
-        if len(queues) == 1:
-            return conn.execute(
-                "UPDATE messages SET state=2, owner=?, lease_until=?, deliveries=deliveries+1 "
-                "WHERE id IN (SELECT id FROM messages WHERE state=0 AND queue=? "
-                "ORDER BY priority DESC, id LIMIT ?) "
-                "RETURNING id, queue, priority, deliveries, meta, body",
-                (consumer, until, queues[0], n),
-            ).fetchall()
-        candidates: list[tuple[int, int]] = []
-        for queue in queues:
-            candidates += conn.execute(
-                "SELECT -priority, id FROM messages WHERE state=0 AND queue=? "
-                "ORDER BY priority DESC, id LIMIT ?",
-                (queue, n),
-            ).fetchall()
-        chosen = [row_id for _, row_id in sorted(candidates)[:n]]
-        if not chosen:
-            return []
-        return conn.execute(
-            "UPDATE messages SET state=2, owner=?, lease_until=?, deliveries=deliveries+1 "
-            f"WHERE id IN ({placeholders(len(chosen))}) "
-            "RETURNING id, queue, priority, deliveries, meta, body",
-            (consumer, until, *chosen),
-        ).fetchall()
-
-    @staticmethod
-    def delete(conn: sqlite3.Connection, ids: Sequence[int]) -> None:
-        """Remove messages (acked, or copied to the dead letters)."""
-        if ids:
-            conn.execute(f"DELETE FROM messages WHERE id IN ({placeholders(len(ids))})", tuple(ids))
-
-    @classmethod
-    def to_dead(cls, conn: sqlite3.Connection, ids: Sequence[int], reason: str, now: float) -> None:
-        conn.execute(_DEAD_COPY.format(ids=placeholders(len(ids))), (reason, now, *ids))
-        cls.delete(conn, ids)
 
 
 class SQLiteBroker(Broker):
@@ -265,14 +172,14 @@ class SQLiteBroker(Broker):
         consumer_sync: Sync = "FULL" if fsync == "all" else "NORMAL"
         self.path = os.path.abspath(path)
         self.transient_path = f"{self.path}.transient-{_boot_id()}"
-        self._durable = _Store(
+        self._durable = Store(
             "d:",
             SQLiteFile(self.path, "broker", SCHEMA, SCHEMA_VERSION, consumer_sync, busy),
             True,
             "FULL",
             "FULL",
         )
-        self._transient = _Store(
+        self._transient = Store(
             "t:",
             SQLiteFile(self.transient_path, "broker", SCHEMA, SCHEMA_VERSION, "OFF", busy),
             False,
@@ -297,7 +204,7 @@ class SQLiteBroker(Broker):
             with contextlib.suppress(OSError):
                 os.remove(stale)
 
-    def _stores_for(self) -> list[_Store]:
+    def _stores_for(self) -> list[Store]:
         """Both stores, in turns, so neither starves the other.
 
         A durable queue can hold transient messages (``delivery_mode=1``), and a
@@ -374,20 +281,22 @@ class SQLiteBroker(Broker):
     # -- consumer side ----------------------------------------------------------------------
 
     def _lease_from(
-        self, store: _Store, queues: Sequence[str], n: int, consumer: str, ack: Sequence[int] = ()
+        self, store: Store, queues: Sequence[str], n: int, consumer: str, ack: Sequence[int] = ()
     ) -> list[Delivery]:
         """Delete the ``ack`` ids and lease up to ``n`` messages of ``store``, in one transaction."""
         rows = self._lease_rows(store, queues, n, consumer, ack)
         try:
             return [
-                Delivery(queue, from_row(meta, body), store.tag(row_id), deliveries, store.persistent)
+                Delivery(
+                    queue, from_row(meta, body), store.tag(row_id), deliveries, store.persistent, consumer
+                )
                 for row_id, queue, _priority, deliveries, meta, body in rows
             ]
         except UNREADABLE:
             return self._lease_past_unreadable(store, queues, n, consumer, rows)
 
     def _lease_rows(
-        self, store: _Store, queues: Sequence[str], n: int, consumer: str, ack: Sequence[int] = ()
+        self, store: Store, queues: Sequence[str], n: int, consumer: str, ack: Sequence[int] = ()
     ) -> list[tuple[Any, ...]]:
         """One transaction on ``store``: delete the ``ack`` ids, then lease up to ``n`` rows."""
         now = self.now()
@@ -415,7 +324,7 @@ class SQLiteBroker(Broker):
         return rows
 
     def _lease_past_unreadable(
-        self, store: _Store, queues: Sequence[str], n: int, consumer: str, rows: list[tuple[Any, ...]]
+        self, store: Store, queues: Sequence[str], n: int, consumer: str, rows: list[tuple[Any, ...]]
     ) -> list[Delivery]:
         """Dead-letter the leased ``rows`` whose envelope cannot be read, with the reason, and
         lease others in their place (off the hot path: only once such a row was met)."""
@@ -425,7 +334,14 @@ class SQLiteBroker(Broker):
             for row_id, queue, _priority, deliveries, meta, body in rows:
                 try:
                     got.append(
-                        Delivery(queue, from_row(meta, body), store.tag(row_id), deliveries, store.persistent)
+                        Delivery(
+                            queue,
+                            from_row(meta, body),
+                            store.tag(row_id),
+                            deliveries,
+                            store.persistent,
+                            consumer,
+                        )
                     )
                 except UNREADABLE as exc:
                     unreadable.append((row_id, unreadable_reason(exc)))
@@ -476,10 +392,17 @@ class SQLiteBroker(Broker):
             if got or time.monotonic() >= deadline:
                 return got
 
-    def _mark_started(self, batch: Sequence[Delivery]) -> None:
-        for prefix, ids in self._group(batch).items():
-            sql = f"UPDATE messages SET state=3 WHERE state=2 AND id IN ({placeholders(len(ids))})"
-            self._stores[prefix].db.write(lambda conn, sql=sql, ids=ids: conn.execute(sql, ids))
+    def _mark_started(self, batch: Sequence[Delivery]) -> list[Delivery]:
+        now = self.now()
+        groups: dict[tuple[str, str], dict[int, Delivery]] = {}
+        for delivery in batch:
+            groups.setdefault((delivery.tag[:2], delivery.consumer), {})[int(delivery.tag[2:])] = delivery
+        lost: list[Delivery] = []
+        for (prefix, consumer), by_id in groups.items():
+            store, ids = self._stores[prefix], list(by_id)
+            gone = store.db.write(lambda conn, s=store, i=ids, c=consumer: s.start(conn, i, c, now))
+            lost += [by_id[row_id] for row_id in gone]
+        return lost
 
     def _ack(self, batch: Sequence[Delivery]) -> None:
         for prefix, ids in self._group(batch).items():
@@ -527,7 +450,7 @@ class SQLiteBroker(Broker):
         for prefix, store in self._stores.items():
             ran = started.get(prefix, [])
 
-            def release(conn: sqlite3.Connection, store: _Store = store, ran: list[int] = ran) -> list[int]:
+            def release(conn: sqlite3.Connection, store: Store = store, ran: list[int] = ran) -> list[int]:
                 marks = placeholders(len(ran))
                 doomed: list[int] = []
                 if ran and running_to == ACK:
@@ -565,7 +488,7 @@ class SQLiteBroker(Broker):
         lost: list[DeadLetter] = []
         for store in self._stores.values():
 
-            def recover(conn: sqlite3.Connection, store: _Store = store) -> list[tuple[Any, ...]]:
+            def recover(conn: sqlite3.Connection, store: Store = store) -> list[tuple[Any, ...]]:
                 rows = conn.execute(
                     "SELECT id, queue, deliveries, meta, body FROM messages WHERE lease_until<? AND state=3",
                     (now,),
@@ -628,7 +551,7 @@ class SQLiteBroker(Broker):
         ]
 
     @staticmethod
-    def _ready_counts(store: _Store, queues: list[str]) -> list[tuple[str, int, float]]:
+    def _ready_counts(store: Store, queues: list[str]) -> list[tuple[str, int, float]]:
         """Per queue with ready messages: how many, and the oldest one's publish time.
 
         Read in one snapshot, through the index of ready messages only: a count of each
