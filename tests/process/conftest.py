@@ -36,9 +36,13 @@ def app(env: dict[str, str], monkeypatch: pytest.MonkeyPatch):
     monkeypatch.syspath_prepend(str(HERE))
     import proc_app
 
-    proc_app.app.conf.broker_url = env["CELERIAC_BROKER_URL"]
+    conf = proc_app.app.conf
+    before = conf.as_dict()
+    conf.broker_url = env["CELERIAC_BROKER_URL"]
     yield proc_app.app
     proc_app.app.close()
+    # a test's settings (task_routes, task_queues, ...) must not follow the app into the next test
+    conf.update({name: value for name, value in before.items() if conf[name] != value})
 
 
 @pytest.fixture
