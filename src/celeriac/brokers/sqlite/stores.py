@@ -106,12 +106,17 @@ class Store:
         checked in the same statement; return the other ids. Those whose lease ran out but
         nobody took over yet go back to ready, as ``promote_and_reclaim`` would do."""
         marks = placeholders(len(ids))
+        updated = conn.execute(
+            f"UPDATE messages SET state=3 WHERE id IN ({marks}) AND state IN (2, 3) AND owner=? "
+            "AND lease_until>?",
+            (*ids, consumer, now),
+        ).rowcount
+        if updated == len(ids):  # the usual case: one statement, nothing read back
+            return []
         marked = {
             row[0]
             for row in conn.execute(
-                f"UPDATE messages SET state=3 WHERE id IN ({marks}) AND state IN (2, 3) AND owner=? "
-                "AND lease_until>? RETURNING id",
-                (*ids, consumer, now),
+                f"SELECT id FROM messages WHERE id IN ({marks}) AND state=3 AND owner=?", (*ids, consumer)
             )
         }
         lost = [row_id for row_id in ids if row_id not in marked]
