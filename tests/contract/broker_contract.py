@@ -38,7 +38,6 @@ class BrokerContract:
     priority_arguments: dict | None = None
     #: ``consumer_lost(count_unstarted=True)`` counts the delivery of what the consumer held
     #: (RabbitMQ returns a dead consumer's messages itself)
-    counts_unstarted_of_lost_consumers = True
 
     def make_broker(self, options: BrokerOptions) -> Broker:
         raise NotImplementedError
@@ -197,8 +196,6 @@ class BrokerContract:
         assert "killed by SIGKILL" in letter.reason and letter.deliveries == 3
 
     def test_consumer_lost_before_any_task_counts_what_it_held_up_to_the_dead_letters(self, broker, q):
-        if not self.counts_unstarted_of_lost_consumers:
-            pytest.skip("the broker itself returns a dead consumer's messages")
         broker.publish([out(q, "kills-at-fetch")])
         for attempt in range(1, 4):  # delivery_limit=3
             (d,) = broker.fetch([q], 1, 0, f"child-{attempt}")

@@ -35,7 +35,6 @@ class TestAMQPBroker(BrokerContract):
     cross_queue_fifo = False
     counts_scheduled = False
     priority_arguments = {"x-max-priority": 9}
-    counts_unstarted_of_lost_consumers = False
 
     @pytest.fixture(autouse=True)
     def _url(self, amqp_url):
@@ -137,6 +136,25 @@ class TestAMQPBroker(BrokerContract):
         broker.ack([taken])
         assert broker.queue_length(q).total == 0
         assert broker.dead_letter_count(q) == 0
+
+    def test_consumer_lost_before_any_task_counts_what_it_held_up_to_the_dead_letters(self, broker, q):
+        # RabbitMQ hands back a dead consumer's messages itself (redelivered), and each such
+        # redelivery counts: a message whose consumers keep dying reaches the dead letters
+        broker.publish([out(q, "kills-at-fetch")])
+        for attempt in range(1, 4):  # delivery_limit=3
+            got: list = []
+            deadline = time.monotonic() + 5
+            while not got and time.monotonic() < deadline:
+                got = broker.fetch([q], 1, 1, f"child-{attempt}")
+            (d,) = got
+            assert d.deliveries == attempt
+            _kill_connections(broker)
+        deadline = time.monotonic() + 5
+        while broker.dead_letter_count(q) == 0 and time.monotonic() < deadline:
+            assert broker.fetch([q], 1, 0.2, "child-4") == []
+        (letter,) = broker.dead_letters(queue=q)
+        assert "3 times" in letter.reason
+        assert broker.fetched_dead_letters()[0].reason == letter.reason
 
     def test_deliveries_of_a_lost_connection_must_not_start(self, broker, q):
         broker.publish([out(q, "a"), out(q, "b")])
