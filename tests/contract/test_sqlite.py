@@ -204,3 +204,22 @@ def test_unreadable_rows_in_a_row_are_all_dead_lettered_in_one_fetch(tmp_path):
         assert broker.dead_letter_count("foreign") == 5
     finally:
         broker.close()
+
+
+def test_poison_dead_lettered_while_fetching_is_reported_to_the_worker(tmp_path):
+    broker = SQLiteBroker(
+        f"sqlite:///{tmp_path / 'p.db'}", BrokerOptions(lease_seconds=0.3, delivery_limit=2)
+    )
+    try:
+        broker.publish([out("q", "poison")])
+        assert broker.fetch(["q"], 1, 0, "c1")
+        assert broker.fetch(["q"], 1, 3, "c2")  # c1's lease ran out: the second delivery
+        assert broker.fetched_dead_letters() == []
+        assert broker.fetch(["q"], 1, 3, "c3") == []  # a third would pass the limit of 2
+        (letter,) = broker.fetched_dead_letters()
+        assert (letter.queue, letter.deliveries) == ("q", 3)
+        assert "2 times" in letter.reason and letter.envelope.body == out("q", "poison").envelope.body
+        assert broker.fetched_dead_letters() == []  # reported once
+        assert broker.dead_letter_count("q") == 1
+    finally:
+        broker.close()

@@ -172,6 +172,8 @@ class SQLiteBroker(Broker):
         consumer_sync: Sync = "FULL" if fsync == "all" else "NORMAL"
         self.path = os.path.abspath(path)
         self.transient_path = f"{self.path}.transient-{_boot_id()}"
+        #: poison messages this process's fetches dead-lettered, until fetched_dead_letters()
+        self._fetch_dead: list[DeadLetter] = []
         self._durable = Store(
             "d:",
             SQLiteFile(self.path, "broker", SCHEMA, SCHEMA_VERSION, consumer_sync, busy),
@@ -305,23 +307,34 @@ class SQLiteBroker(Broker):
             return []
         until = now + self.options.lease_seconds
         limit = self.options.delivery_limit
+        reason = f"delivered {limit} times without being settled: the worker died running it"
+        poison: list[tuple[Any, ...]] = []
 
         def lease(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+            poison.clear()  # the transaction may be tried again
             store.delete(conn, ack)
             if not (ready or due or expired):
                 return []
             store.promote_and_reclaim(conn, now, due, expired)
             rows = store.lease(conn, queues, n, consumer, until)
-            poison = [row[0] for row in rows if row[3] > limit]
+            poison.extend(row for row in rows if row[3] > limit)
             if poison:
-                reason = f"delivered {limit} times without being settled: the worker died running it"
-                store.to_dead(conn, poison, reason, now)
+                store.to_dead(conn, [row[0] for row in poison], reason, now)
                 rows = [row for row in rows if row[3] <= limit]
             return rows
 
         rows = store.db.write(lease)
+        if poison:  # reported to the worker, which logs them and fails their results
+            self._fetch_dead += [
+                DeadLetter("", row[1], reason, for_listing(row[4], row[5]), now, row[3], store.persistent)
+                for row in poison
+            ]
         rows.sort(key=lambda row: (-row[2], row[0]))
         return rows
+
+    def fetched_dead_letters(self) -> list[DeadLetter]:
+        found, self._fetch_dead = self._fetch_dead, []
+        return found
 
     def _lease_past_unreadable(
         self, store: Store, queues: Sequence[str], n: int, consumer: str, rows: list[tuple[Any, ...]]
