@@ -30,6 +30,7 @@ from celeriac.states import (
 )
 
 if TYPE_CHECKING:
+    from celeriac.brokers.base import DeadLetter
     from celeriac.context import Request
     from celeriac.errors import Retry
 
@@ -85,6 +86,18 @@ class DeadLettered:
     task_id: str | None
     task_name: str | None
     queue: str
+
+    @classmethod
+    def of(cls, letter: DeadLetter, reason: str | None = None) -> DeadLettered:
+        """The record of a letter the broker made (task id and name read from its headers)."""
+        headers = letter.envelope.headers
+        task_id, name = headers.get("id"), headers.get("task")
+        return cls(
+            letter.reason if reason is None else reason,
+            task_id if isinstance(task_id, str) else None,
+            name if isinstance(name, str) else None,
+            letter.queue,
+        )
 
 
 class Hooks:

@@ -190,14 +190,15 @@ class Executor:
         """Log messages the broker dead-lettered by itself while fetching, and tell the hooks
         (so their results become FAILURE instead of staying PENDING)."""
         for letter in letters:
-            headers = letter.envelope.headers
-            task_id, name = headers.get("id"), headers.get("task")
-            task_id = task_id if isinstance(task_id, str) else None
-            name = name if isinstance(name, str) else None
+            dead = DeadLettered.of(letter)
             logger.error(
-                "task %s[%s] on queue %r dead-lettered: %s", name, task_id, letter.queue, letter.reason
+                "task %s[%s] on queue %r dead-lettered: %s",
+                dead.task_name,
+                dead.task_id,
+                dead.queue,
+                dead.reason,
             )
-            self.hooks.after_dead_letter(DeadLettered(letter.reason, task_id, name, letter.queue))
+            self.hooks.after_dead_letter(dead)
 
     def _resolve(self, delivery: Delivery) -> tuple[TaskMessage, Task] | InvalidMessage:
         message = decode(delivery.envelope, self.accept, self.max_bytes)

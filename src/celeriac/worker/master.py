@@ -576,19 +576,14 @@ class Master:
     def _recover_lost(self) -> None:
         """Record early-ack tasks whose node died mid-task (found through their expired lease)."""
         for letter in self.app.broker.recover_lost(LOST_WITH_NODE):
-            headers = letter.envelope.headers
-            task_id, name = headers.get("id"), headers.get("task")
+            dead = DeadLettered.of(letter, LOST_WITH_NODE)
             logger.error(
-                "task %s[%s] was running on a worker node that died: %s", name, task_id, LOST_WITH_NODE
+                "task %s[%s] was running on a worker node that died: %s",
+                dead.task_name,
+                dead.task_id,
+                LOST_WITH_NODE,
             )
-            self.app.hooks.after_dead_letter(
-                DeadLettered(
-                    LOST_WITH_NODE,
-                    task_id if isinstance(task_id, str) else None,
-                    name if isinstance(name, str) else None,
-                    letter.queue,
-                )
-            )
+            self.app.hooks.after_dead_letter(dead)
 
     # -- statistics -------------------------------------------------------------------------
 
