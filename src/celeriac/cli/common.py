@@ -166,3 +166,11 @@ def add_view_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-n", "--iterations", type=positive_int, default=0, help="stop after N updates (default: until quit)"
     )
+
+
+def add_log_arguments(parser: argparse.ArgumentParser, default: str, level_help: str) -> None:
+    """``-l/--loglevel`` (default ``default``) and ``--logfile``, as the long-running commands take them."""
+    parser.add_argument(
+        "-l", "--loglevel", default=default, type=str.lower, choices=LOG_LEVELS, help=level_help
+    )
+    parser.add_argument("--logfile", help="log to this file instead of stderr")

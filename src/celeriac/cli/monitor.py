@@ -21,8 +21,8 @@ import orjson
 from celeriac.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
-    LOG_LEVELS,
     CommandFactory,
+    add_log_arguments,
     add_view_arguments,
     load_app,
     queue_list,
@@ -57,15 +57,7 @@ def add_commands(command: CommandFactory) -> None:
     mon.add_argument("--token", help="token the dashboard requires (default monitor_web_token)")
     mon.add_argument("--once", action="store_true", help="take one sample, print it and exit")
     mon.add_argument("--json", action="store_true", help="with --once: print JSON")
-    mon.add_argument(
-        "-l",
-        "--loglevel",
-        default="info",
-        type=str.lower,
-        choices=LOG_LEVELS,
-        help="log level (default info)",
-    )
-    mon.add_argument("--logfile", help="log to this file instead of stderr")
+    add_log_arguments(mon, "info", "log level (default info)")
     mon.set_defaults(func=cmd_monitor)
 
     top = command("top", "A live terminal view of queues (lengths, rates, time to drain) and workers.")

@@ -7,8 +7,8 @@ import argparse
 
 from celeriac.cli.common import (
     EXIT_OK,
-    LOG_LEVELS,
     CommandFactory,
+    add_log_arguments,
     confirm,
     load_app,
     positive_int,
@@ -93,15 +93,7 @@ def add_commands(command: CommandFactory) -> None:
         "--hostname",
         help="node name (default celeriac@%%h; %%h host, %%n short host, %%d domain, %%i pid)",
     )
-    worker.add_argument(
-        "-l",
-        "--loglevel",
-        default="warning",
-        type=str.lower,
-        choices=LOG_LEVELS,
-        help="log level (default warning; info logs every task)",
-    )
-    worker.add_argument("--logfile", help="log to this file instead of stderr")
+    add_log_arguments(worker, "warning", "log level (default warning; info logs every task)")
     worker.set_defaults(func=cmd_worker)
 
     purge = command("purge", "Delete the waiting messages of queues.")
