@@ -119,7 +119,6 @@ class RedisResultBackend(ResultBackend):
             )
         socket = {"socket_connect_timeout": 4.0, "socket_keepalive": True, **dict(options or {})}
         self.conn = RedisConnector(url, "result_backend", pool_limit, pool_timeout, socket)
-        self._store_script: Any = None  # _STORE, registered on first use
         # Waiters hold a subscribed connection for as long as they wait: they get a
         # pool of their own so they never starve writers of pooled connections.
         self._subscriber = RedisConnector(url, "result_backend", None, pool_timeout, socket)
@@ -216,10 +215,9 @@ class RedisResultBackend(ResultBackend):
         writes = [(task_key(item.task_id), self.encode(item)[1]) for item in items]
         ex = self._ex or 0
 
+        script = self.conn.script(_STORE)
+
         def write(client: Any) -> None:
-            if self._store_script is None:
-                self._store_script = client.register_script(_STORE)
-            script = self._store_script
             with client.pipeline() as pipe:
                 for key, raw in writes:
                     script(keys=[key], args=[raw, ex], client=pipe)

@@ -36,8 +36,7 @@ a refused command raises :class:`~celeriac.errors.BrokerError`.
 from __future__ import annotations
 
 import math
-import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
 from celeriac.brokers.redis.connection import RedisConnector
@@ -198,22 +197,11 @@ class RedisStore(Store):
         self.prefix = prefix
         socket = {"socket_connect_timeout": 4.0, "socket_keepalive": True, **dict(options or {})}
         self.conn = RedisConnector(url, setting, pool_limit, pool_timeout, socket)
-        self._scripts: dict[str, Any] = {}
-        self._scripts_pid = -1
 
     # -- plumbing ---------------------------------------------------------------------------
 
-    def _call(self, what: str, fn: Callable[[Any], T]) -> T:
-        """Run ``fn(client)``; the connector raises BrokerConnectionError for a lost connection."""
-        return self.conn.call(what, fn)
-
     def _run(self, name: str, keys: Sequence[str], args: Sequence[Any], what: str) -> Any:
-        if self._scripts_pid != os.getpid():
-            client = self.conn.client
-            self._scripts = {key: client.register_script(source) for key, source in _SCRIPTS.items()}
-            self._scripts_pid = os.getpid()
-        script = self._scripts[name]
-        return self._call(what, lambda client: script(keys=list(keys), args=list(args), client=client))
+        return self.conn.run(what, _SCRIPTS[name], keys, args)
 
     def _value_key(self, key: str) -> str:
         return f"{self.prefix}v:{key}"
@@ -228,7 +216,7 @@ class RedisStore(Store):
 
     def _get(self, key: str) -> bytes | None:
         k = self._value_key(key)
-        return self._call(f"reading {k}", lambda client: client.hget(k, "v"))
+        return self.conn.call(f"reading {k}", lambda client: client.hget(k, "v"))
 
     def _set(self, key: str, value: bytes, ttl: float | None) -> None:
         k = self._value_key(key)
@@ -258,7 +246,7 @@ class RedisStore(Store):
 
     def _owner_of(self, key: str) -> str | None:
         k = self._value_key(key)
-        owner = self._call(f"reading the owner of {k}", lambda client: client.hget(k, "o"))
+        owner = self.conn.call(f"reading the owner of {k}", lambda client: client.hget(k, "o"))
         return None if owner is None else bytes(owner).decode()
 
     # -- sets -------------------------------------------------------------------------------
@@ -287,7 +275,7 @@ class RedisStore(Store):
 
     def _record_count(self, key: str) -> int:
         k = self._record_key(key)
-        return int(self._call(f"counting {k}", lambda client: client.scard(k)))
+        return int(self.conn.call(f"counting {k}", lambda client: client.scard(k)))
 
     # -- maintenance ------------------------------------------------------------------------
 

@@ -45,7 +45,6 @@ from __future__ import annotations
 import base64
 import itertools
 import logging
-import os
 import time
 import uuid
 from collections.abc import Sequence
@@ -193,8 +192,6 @@ class RedisBroker(Broker):
         self.conn = RedisConnector(
             url, "broker_url", self.options.pool_limit, self.options.pool_timeout, socket
         )
-        self._scripts: dict[str, Any] = {}
-        self._scripts_pid = -1
         self._declared: dict[str, Queue] = {}
         self._known: set[str] = set()
         self._owner: dict[str, str] = {}  # durable tag -> consumer that holds it
@@ -215,29 +212,9 @@ class RedisBroker(Broker):
     def _k(self, name: str) -> str:
         return self.prefix + name
 
-    def _script(self, name: str) -> Any:
-        if self._scripts_pid != os.getpid():
-            client = self.conn.client
-            self._scripts = {
-                key: client.register_script(getattr(scripts, key))
-                for key in (
-                    "FETCH",
-                    "MARK_STARTED",
-                    "REJECT",
-                    "EXTEND",
-                    "LOST",
-                    "RECOVER",
-                    "LENGTH",
-                    "REQUEUE_DEAD",
-                    "DEAD",
-                )
-            }
-            self._scripts_pid = os.getpid()
-        return self._scripts[name]
-
     def _run(self, name: str, args: Sequence[Any], what: str) -> Any:
-        script = self._script(name)
-        return self.conn.call(what, lambda client: script(args=[self.prefix, *args], client=client))
+        """Run the script ``name`` of :mod:`~celeriac.brokers.redis.scripts` (the prefix first)."""
+        return self.conn.run(what, getattr(scripts, name), args=[self.prefix, *args])
 
     def _keys(self, queue: str) -> list[str]:
         return [list_key(self.prefix, queue, step) for step in PRIORITY_STEPS]
@@ -601,7 +578,7 @@ class RedisBroker(Broker):
         return QueueLength(queue, int(ready), int(scheduled), int(reserved), int(running))
 
     def queue_lengths(self, queues: Sequence[str]) -> list[QueueLength]:
-        script = self._script("LENGTH")
+        script = self.conn.script(scripts.LENGTH)
 
         def measure(client: Any) -> list[Any]:
             pipe = client.pipeline(transaction=False)

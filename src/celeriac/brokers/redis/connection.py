@@ -17,7 +17,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -166,6 +166,9 @@ class RedisConnector:
         self._pid = -1
         self._client: Any = None
         self._pool: Any = None
+        #: Lua source -> its redis-py Script (its SHA; run with an explicit client, so it
+        #: outlives a fork and serves every connection and pipeline)
+        self._scripts: dict[str, Any] = {}
 
     @property
     def location(self) -> str:
@@ -188,6 +191,19 @@ class RedisConnector:
         if self._pid != os.getpid():
             self._make()
         return self._client
+
+    def script(self, source: str) -> Any:
+        """The redis-py Script for the Lua ``source``: run by its SHA, loaded when Redis lacks it.
+        Call it with ``client=`` (a client or a pipeline)."""
+        found = self._scripts.get(source)
+        if found is None:
+            found = self._scripts[source] = self.client.register_script(source)
+        return found
+
+    def run(self, what: str, source: str, keys: Sequence[Any] = (), args: Sequence[Any] = ()) -> Any:
+        """Run the Lua ``source`` with ``keys`` and ``args``, errors as :meth:`call` turns them."""
+        script = self.script(source)
+        return self.call(what, lambda client: script(keys=list(keys), args=list(args), client=client))
 
     def call(self, what: str, fn: Callable[[Any], T]) -> T:
         """Run ``fn(client)``; turn Redis failures into celeriac errors naming ``what``:
