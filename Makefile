@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: all demo test check lint docs bench bench-redis bench-rabbitmq bench-memory bench-monitor clean
+.PHONY: all demo test chaos check lint docs bench bench-redis bench-rabbitmq bench-memory bench-monitor clean
 
 all: test
 
@@ -25,12 +25,19 @@ test: $(STAMP)
 	@rm -f .coverage .coverage.*
 	$(PY) -m pytest --cov=celeriac --cov-report=term:skip-covered --cov-fail-under=90
 
+# Fault injection: every scenario on every broker (SQLite, and private Redis and RabbitMQ
+# servers it starts and kills) in both ack modes; prints the table and writes it into
+# docs/guarantees.md. Minutes, not part of `make test` (a few scenarios are). Subsets:
+# .venv/bin/python -m chaos --help
+chaos: $(STAMP)
+	$(PY) -m chaos --write
+
 check: lint
 	$(PY) -m pytest tests/unit/test_layers.py -q
 
 lint: $(STAMP)
-	$(PY) -m ruff check src tests benchmarks demo
-	$(PY) -m ruff format --check src tests benchmarks demo
+	$(PY) -m ruff check src tests benchmarks demo chaos
+	$(PY) -m ruff format --check src tests benchmarks demo chaos
 
 docs: $(STAMP)
 	$(PY) -c 'from celeriac.config import settings_markdown; print(settings_markdown(), end="")' > docs/settings.md

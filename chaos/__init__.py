@@ -1,0 +1,1 @@
+"""Fault injection for celeriac: real workers, real brokers, injected faults, an independent ledger."""
