@@ -51,7 +51,7 @@ from celeriac.hooks import ADMIT, DEFER, REVOKE, RUN, Admission, DeadLettered, H
 from celeriac.protocol import serializers
 from celeriac.protocol.message import TaskMessage
 from celeriac.protocol.validate import InvalidMessage, decode
-from celeriac.states import FAILURE, IGNORED, REJECTED, RETRY, REVOKED, SUCCESS
+from celeriac.states import FAILURE, IGNORED, READY_STATES, REJECTED, RETRY, REVOKED, SUCCESS
 
 if TYPE_CHECKING:
     from celeriac.app import Celeriac
@@ -371,6 +371,39 @@ class Executor:
         self.hooks.after_task(request, outcome)
         return REVOKED
 
+    def _ran_before(self, request: Request) -> bool:
+        """Early ack, a message delivered again: did the task already run? Its result says.
+
+        An early-acked message comes back only if its ack was undone (RabbitMQ restarted
+        before the ack reached its disk: AMQP does not confirm acks) or it was never started
+        (its child died first). A stored ready state tells the two apart, so a task acked
+        once does not run twice. Costs one result read, and only for a redelivery.
+        """
+        backend = self.app.backend
+        if backend is None or not request.id:
+            return False
+        try:
+            record = backend.get(request.id)
+        except Exception as exc:
+            logger.warning(
+                "Task %s[%s] delivered again: could not read its result to see whether it "
+                "already ran (%r); running it",
+                request.task,
+                request.id,
+                exc,
+            )
+            return False
+        if record is None or record.state not in READY_STATES:
+            return False
+        logger.warning(
+            "Task %s[%s] delivered again but not run: its result is already %s (its early ack "
+            "was undone, e.g. by a broker restart), and early ack runs a task at most once",
+            request.task,
+            request.id,
+            record.state,
+        )
+        return True
+
     def _start(self, delivery: Delivery, request: Request) -> bool:
         """The early ack. False: this node lost the message's lease (it stalled longer than
         ``broker_lease_timeout``, and another node takes the message over), so it must not run
@@ -415,6 +448,8 @@ class Executor:
         admission = self.admit(message, request)
         if admission is not ADMIT and admission.verdict != RUN:
             return Executed(_ACK, name, self._not_admitted(delivery, request, admission))
+        if delivery.deliveries > 1 and not policy.acks_late and self._ran_before(request):
+            return Executed(_ACK, name)
         slot = self.slot
         if slot is not None:
             # before the early ack: a child dying from here on is seen running this task

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -211,3 +212,56 @@ def test_retry_options_are_checked_in_the_task_when_it_asks(app, inline_worker):
     assert result.state == FAILURE
     with pytest.raises(ConfigurationError, match="did you mean 'countdown'"):
         result.get(timeout=1)
+
+
+def test_early_ack_does_not_run_again_a_redelivered_task_whose_result_is_ready(app, inline_worker):
+    """RabbitMQ can undo an early ack (a broker restart before the ack reached its disk):
+    the message comes back though its task ran. Its stored result shows that it ran."""
+    runs: list[int] = []
+
+    @app.task
+    def once(n):
+        runs.append(n)
+        return n
+
+    once.delay(1)
+    worker = inline_worker(app)
+    delivery = worker.fetch_one()
+    worker.settle(delivery, worker.executor.execute(delivery).settlement)
+    again = replace(delivery, deliveries=2)  # the same message, its ack undone
+    record = worker.executor.execute(again)
+    assert runs == [1]
+    assert (record.settlement.action, record.state) == ("ack", None)
+    assert app.AsyncResult(delivery.envelope.headers["id"]).get(timeout=1) == 1
+
+
+def test_a_redelivery_whose_task_never_ran_still_runs(app, inline_worker):
+    runs: list[int] = []
+
+    @app.task
+    def once(n):
+        runs.append(n)
+        return n
+
+    once.delay(2)
+    worker = inline_worker(app)
+    delivery = replace(worker.fetch_one(), deliveries=2)  # its child died before starting it
+    assert worker.executor.execute(delivery).state == SUCCESS
+    assert runs == [2]
+
+
+def test_late_ack_runs_a_redelivered_task_again_whatever_its_result(make_app, inline_worker):
+    app = make_app(task_acks_late=True)
+    runs: list[int] = []
+
+    @app.task
+    def again(n):
+        runs.append(n)
+        return n
+
+    again.delay(3)
+    worker = inline_worker(app)
+    delivery = worker.fetch_one()
+    worker.executor.execute(delivery)
+    worker.executor.execute(replace(delivery, deliveries=2))
+    assert runs == [3, 3]
