@@ -29,8 +29,8 @@ check: lint
 	$(PY) -m pytest tests/unit/test_layers.py -q
 
 lint: $(STAMP)
-	$(PY) -m ruff check src tests benchmarks demo
-	$(PY) -m ruff format --check src tests benchmarks demo
+	$(PY) -m ruff check src tests benchmarks demo chaos
+	$(PY) -m ruff format --check src tests benchmarks demo chaos
 
 docs: $(STAMP)
 	$(PY) -c 'from celeriac.config import settings_markdown; print(settings_markdown(), end="")' > docs/settings.md
