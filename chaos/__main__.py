@@ -15,13 +15,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.process.harness import ROOT
-
 from chaos.brokers import SETUPS, Setup
 from chaos.check import Outcome, collect, outcome, settled
 from chaos.ledger import Entries
 from chaos.run import Run
 from chaos.scenarios import BY_NAME, SCENARIOS, Scenario
+from tests.process.harness import ROOT
 
 ACKS = ("early", "late")
 DOCS = ROOT / "docs" / "guarantees.md"

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from chaos import ledger
 from chaos.__main__ import judge, run_one
 from chaos.brokers import SQLiteSetup
