@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 # The states lived here first; ``celeriac.states`` is their home (as ``celery.states``).
+from celeriac.errors import BrokerError
 from celeriac.states import (
     FAILURE,
     IGNORED,
@@ -193,7 +194,18 @@ class HookChain(Hooks):
         self._emit("before_retry", request, retry)
 
     def before_settle(self) -> None:
-        self._emit("before_settle")
+        """Every hook's ``before_settle``; a :class:`BrokerError` (a result backend out of
+        reach) is raised once all have run, so the child acks nothing and settles again."""
+        failed: BrokerError | None = None
+        for hooks in self._hooks:
+            try:
+                hooks.before_settle()
+            except BrokerError as exc:
+                failed = failed or exc
+            except Exception:
+                logger.exception("hook %s.before_settle failed; continuing", type(hooks).__name__)
+        if failed is not None:
+            raise failed
 
     def after_dead_letter(self, dead: DeadLettered) -> None:
         self._emit("after_dead_letter", dead)

@@ -100,7 +100,11 @@ class ResultHooks(Hooks):
     def before_settle(self) -> None:
         if self._buffer:
             batch, self._buffer = self._buffer, []
-            self._backend.store_many(batch)
+            try:
+                self._backend.store_many(batch)
+            except BaseException:
+                self._buffer = batch + self._buffer  # written with the next settle, in order
+                raise
 
     def after_dead_letter(self, dead: DeadLettered) -> None:
         if dead.task_id is None:

@@ -158,12 +158,13 @@ class Child:
 
     def _settle(self, ack: bool = True) -> list[Delivery]:
         """Make finished tasks' results durable, then ack them (or return the acks to send)."""
-        acks, self._acks = self._acks, []
-        if not self._unsettled:
-            return acks
-        self._rss = None  # what settling allocates or frees is no task's doing either
-        self.hooks.before_settle()
-        self._unsettled = 0
+        acks = self._acks
+        if self._unsettled:
+            self._rss = None  # what settling allocates or frees is no task's doing either
+            # a result backend out of reach raises here: nothing is acked, all is kept
+            self.hooks.before_settle()
+            self._unsettled = 0
+        self._acks = []
         if ack and acks:
             try:
                 self.broker.ack(acks)
