@@ -202,6 +202,8 @@ class RedisBroker(Broker):
         self._rotation = 0
         self._transient_queues: set[str] = set()
         self._registry_loaded = 0.0
+        #: poison messages this process's fetches dead-lettered, until fetched_dead_letters()
+        self._fetch_dead: list[DeadLetter] = []
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -411,9 +413,14 @@ class RedisBroker(Broker):
             self._unsure.add(consumer)
             raise
         wake = float(reply[0])
+        end = len(reply) - 2 * int(reply[1])  # the dead letters' (id, record) pairs follow
+        if end < len(reply):  # reported to the worker, which logs them and fails their results
+            self._fetch_dead += [
+                self._dead_letter(str(reply[i]), reply[i + 1]) for i in range(end, len(reply), 2)
+            ]
         out: list[Delivery] = []
         garbage: list[tuple[str, str]] = []
-        for i in range(1, len(reply), 4):
+        for i in range(2, end, 4):
             tag = reply[i].decode() if isinstance(reply[i], bytes) else str(reply[i])
             queue = reply[i + 1].decode() if isinstance(reply[i + 1], bytes) else str(reply[i + 1])
             self._owner[tag] = consumer
@@ -429,6 +436,10 @@ class RedisBroker(Broker):
             self._run("REJECT", [consumer, "0", reason, tag], "dead-lettering an unreadable message")
             logger.error("dead-lettered an unreadable message: %s", reason)
         return out, wake
+
+    def fetched_dead_letters(self) -> list[DeadLetter]:
+        found, self._fetch_dead = self._fetch_dead, []
+        return found
 
     def _pop(self, queues: Sequence[str], n: int) -> list[Delivery]:
         keys = [(queue, key) for queue in queues for key in self._keys(queue)]
