@@ -13,7 +13,8 @@ import signal
 import time
 
 from celeriac import Celeriac, Queue, SoftTimeLimitExceeded
-from celeriac.hooks import Hooks
+from celeriac.context import Request
+from celeriac.hooks import ADMIT, Admission, Hooks
 
 app = Celeriac("proc_app")
 app.conf.update(
@@ -89,6 +90,12 @@ def crash(label: str) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
+@app.task(name="die_before_start")
+def die_before_start(label: str) -> None:
+    """Never runs: :class:`DieBeforeStart` kills the child admitting it (a poison message
+    that kills its child before the task starts, as one that crashes the decoder would)."""
+
+
 @app.task(name="fail")
 def fail(label: str) -> None:
     """Record the run and raise."""
@@ -140,4 +147,15 @@ class SlowStart(Hooks):
             import slow_import  # noqa: F401
 
 
+class DieBeforeStart(Hooks):
+    """Kills the child admitting a ``die_before_start`` task, before its task starts."""
+
+    def admit(self, request: Request) -> Admission:
+        if request.task == "die_before_start":
+            record(request.args[0])
+            os.kill(os.getpid(), signal.SIGKILL)
+        return ADMIT
+
+
 app.add_hooks(SlowStart())
+app.add_hooks(DieBeforeStart())
