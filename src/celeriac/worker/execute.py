@@ -191,13 +191,16 @@ class Executor:
         (so their results become FAILURE instead of staying PENDING)."""
         for letter in letters:
             dead = DeadLettered.of(letter)
-            logger.error(
-                "task %s[%s] on queue %r dead-lettered: %s",
-                dead.task_name,
-                dead.task_id,
-                dead.queue,
-                dead.reason,
-            )
+            if dead.task_id is None:  # not even its headers could be read
+                logger.error("a message on queue %r dead-lettered: %s", dead.queue, dead.reason)
+            else:
+                logger.error(
+                    "task %s[%s] on queue %r dead-lettered: %s",
+                    dead.task_name,
+                    dead.task_id,
+                    dead.queue,
+                    dead.reason,
+                )
             self.hooks.after_dead_letter(dead)
 
     def _resolve(self, delivery: Delivery) -> tuple[TaskMessage, Task] | InvalidMessage:
