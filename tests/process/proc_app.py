@@ -8,6 +8,7 @@ task ran and in which child.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import time
@@ -92,8 +93,16 @@ def crash(label: str) -> None:
 
 @app.task(name="die_before_start")
 def die_before_start(label: str) -> None:
-    """Never runs: :class:`DieBeforeStart` kills the child admitting it (a poison message
+    """Never runs: :class:`KillChild` kills the child admitting it (a poison message
     that kills its child before the task starts, as one that crashes the decoder would)."""
+
+
+@app.task(name="die_after_return")
+def die_after_return(label: str) -> str:
+    """Record the run and return; :class:`KillChild` kills the child just after, while the
+    result waits for the child's next batch of writes."""
+    record(label)
+    return label
 
 
 @app.task(name="fail")
@@ -147,8 +156,23 @@ class SlowStart(Hooks):
             import slow_import  # noqa: F401
 
 
-class DieBeforeStart(Hooks):
-    """Kills the child admitting a ``die_before_start`` task, before its task starts."""
+class _KillAtSuccessLine(logging.Filter):
+    """The worker logs a task's success after the task ended and before its result is written
+    (results are written in batches): for ``die_after_return``, the child dies there."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        line = record.getMessage()
+        if line.startswith("Task die_after_return[") and " succeeded in " in line:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return True
+
+
+class KillChild(Hooks):
+    """Kills the child admitting a ``die_before_start`` task, before its task starts, and the
+    child that ran a ``die_after_return`` task, after it ended."""
+
+    def after_child_start(self, index: int) -> None:
+        logging.getLogger("celeriac.worker").addFilter(_KillAtSuccessLine())
 
     def admit(self, request: Request) -> Admission:
         if request.task == "die_before_start":
@@ -158,4 +182,4 @@ class DieBeforeStart(Hooks):
 
 
 app.add_hooks(SlowStart())
-app.add_hooks(DieBeforeStart())
+app.add_hooks(KillChild())

@@ -28,8 +28,10 @@ Acknowledgement modes:
   batch of acks. At most once: it is never delivered again. The mark succeeds only
   while this child still holds the message's lease; a node that stalled past its
   lease finds the message lost, drops it unrun (settled: no ack) and logs it. If the child dies the
-  master records the task as failed (WorkerLostError); if the whole node dies,
-  another node's master moves it to the dead letters with the reason.
+  master records the task as failed (WorkerLostError), also when the task had
+  ended and its result was still waiting for the next batch (the slot's ledger
+  names such tasks); if the whole node dies, another node's master moves it to
+  the dead letters with the reason.
 * late ack (``task_acks_late=True``): the task's ack is batched with others
   after it ran. At least once: if the child dies, the task is delivered again.
 """
@@ -51,7 +53,7 @@ from celeriac.hooks import ADMIT, DEFER, REVOKE, RUN, Admission, DeadLettered, H
 from celeriac.protocol import serializers
 from celeriac.protocol.message import TaskMessage
 from celeriac.protocol.validate import InvalidMessage, decode
-from celeriac.states import FAILURE, IGNORED, REJECTED, RETRY, REVOKED, SUCCESS
+from celeriac.states import FAILURE, IGNORED, READY_STATES, REJECTED, RETRY, REVOKED, SUCCESS
 
 if TYPE_CHECKING:
     from celeriac.app import Celeriac
@@ -436,7 +438,10 @@ class Executor:
             return Executed(_SETTLED, name)
         outcome = self._call(task, request)
         if slot is not None:
-            slot.finish(outcome.state == FAILURE)
+            # early ack: the message is settled, and the result waits for the next batch; until
+            # that is written, the slot's ledger is what tells the master the task ended
+            unwritten = not (policy.acks_late or request.ignore_result) and outcome.state in READY_STATES
+            slot.finish(outcome.state == FAILURE, unwritten)
         self._log(request, outcome)
         settlement = self._settle(request, policy, outcome)
         if settlement.action == DEAD:
