@@ -70,13 +70,17 @@ class Outcome:
 
 @dataclass(frozen=True, slots=True)
 class LostTask:
-    """A task whose child process ended before the task did (seen by the master)."""
+    """A task whose child process ended before the task did, or before its result was
+    written (seen by the master)."""
 
     task_id: str
     task_name: str
     exc: BaseException
     reason: str
     redelivered: bool
+    #: the task had ended, its result not yet written when the child died (early ack): a
+    #: result stored before the death stands, ``exc`` is stored only where there is none
+    ended: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +140,8 @@ class Hooks:
     # -- master side ------------------------------------------------------------------------
 
     def after_task_lost(self, lost: LostTask) -> None:
-        """A running task's child died or was killed at the hard time limit."""
+        """A running task's child died or was killed at the hard time limit, or a child died
+        after a task ended and before its result was written (``lost.ended``)."""
 
     def on_heartbeat(self) -> None:
         """Called by the master every ``worker_stats_interval`` (housekeeping)."""

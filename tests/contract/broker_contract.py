@@ -173,9 +173,16 @@ class BrokerContract:
         short_lease.publish([out(q, "poison")])
         assert short_lease.fetch([q], 1, 0, "c1")
         assert short_lease.fetch([q], 1, 3, "c2")  # lease of c1 expired: 2nd delivery
+        assert short_lease.fetched_dead_letters() == []
         assert short_lease.fetch([q], 1, 3, "c3") == []  # 3rd would pass the limit of 2
         dead = short_lease.dead_letters(queue=q)
         assert len(dead) == 1 and "2 times" in dead[0].reason
+        # the fetch reports it, once, so the worker logs it and stores FAILURE for its result
+        (reported,) = short_lease.fetched_dead_letters()
+        assert (reported.queue, reported.reason) == (q, dead[0].reason)
+        assert reported.deliveries == dead[0].deliveries
+        assert reported.envelope.headers["id"] == dead[0].envelope.headers["id"]
+        assert short_lease.fetched_dead_letters() == []
 
     def test_consumer_lost_releases_at_once(self, broker, q):
         broker.publish([out(q, str(i)) for i in range(3)])

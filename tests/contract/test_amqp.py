@@ -81,9 +81,13 @@ class TestAMQPBroker(BrokerContract):
         _kill_connections(short_lease)
         assert short_lease.fetch([q], 1, 3, "c2")  # 2nd delivery
         _kill_connections(short_lease)
+        assert short_lease.fetched_dead_letters() == []
         assert short_lease.fetch([q], 1, 1, "c3") == []  # a 3rd would pass the limit of 2
         dead = short_lease.dead_letters(queue=q)
         assert len(dead) == 1 and "2 times" in dead[0].reason
+        (reported,) = short_lease.fetched_dead_letters()  # reported once, as by every broker
+        assert (reported.queue, reported.reason) == (q, dead[0].reason)
+        assert short_lease.fetched_dead_letters() == []
 
     def test_started_message_is_never_delivered_again_and_counts_as_running(self, broker, q):
         broker.publish([out(q, "once"), out(q, "waiting")])

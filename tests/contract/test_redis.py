@@ -76,8 +76,26 @@ class TestRedisBroker(BrokerContract):
         assert any("not JSON" in x for x in reasons)
         assert any("needs 'body', 'headers' and 'properties'" in x for x in reasons)
         assert any("not an object" in x for x in reasons)
+        reported = broker.fetched_dead_letters()  # for the worker to log
+        assert sorted(d.reason for d in reported) == reasons
+        assert {d.queue for d in reported} == {q}
         broker.ack(got)
         assert broker.queue_length(q).total == 0
+
+    @pytest.mark.parametrize("durable", [True, False])
+    def test_an_unreadable_message_is_reported_with_the_task_id_its_headers_name(self, broker, q, r, durable):
+        broker.declare_queue(Queue(q, durable=durable))
+        message = json.loads(to_kombu(envelope("x"), "", q, 0))
+        message["properties"]["body_encoding"] = "rot13"
+        r.lpush(self.prefix + q, json.dumps(message))
+        assert broker.fetch([q], 1, 0, "c") == []
+        (reported,) = broker.fetched_dead_letters()
+        assert "'rot13'" in reported.reason and reported.queue == q
+        # the worker fails the result of the task the headers name
+        assert reported.envelope.headers["id"] == message["headers"]["id"]
+        assert broker.fetched_dead_letters() == []
+        (listed,) = broker.dead_letters(queue=q)
+        assert listed.envelope.headers["id"] == message["headers"]["id"]
 
     def test_transient_queue_keeps_no_bookkeeping(self, broker, q, r):
         broker.declare_queue(Queue(q, durable=False))

@@ -8,12 +8,14 @@ task ran and in which child.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import time
 
 from celeriac import Celeriac, Queue, SoftTimeLimitExceeded
-from celeriac.hooks import Hooks
+from celeriac.context import Request
+from celeriac.hooks import ADMIT, Admission, Hooks
 
 app = Celeriac("proc_app")
 app.conf.update(
@@ -89,6 +91,20 @@ def crash(label: str) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
+@app.task(name="die_before_start")
+def die_before_start(label: str) -> None:
+    """Never runs: :class:`KillChild` kills the child admitting it (a poison message
+    that kills its child before the task starts, as one that crashes the decoder would)."""
+
+
+@app.task(name="die_after_return")
+def die_after_return(label: str) -> str:
+    """Record the run and return; :class:`KillChild` kills the child just after, while the
+    result waits for the child's next batch of writes."""
+    record(label)
+    return label
+
+
 @app.task(name="fail")
 def fail(label: str) -> None:
     """Record the run and raise."""
@@ -140,4 +156,30 @@ class SlowStart(Hooks):
             import slow_import  # noqa: F401
 
 
+class _KillAtSuccessLine(logging.Filter):
+    """The worker logs a task's success after the task ended and before its result is written
+    (results are written in batches): for ``die_after_return``, the child dies there."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        line = record.getMessage()
+        if line.startswith("Task die_after_return[") and " succeeded in " in line:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return True
+
+
+class KillChild(Hooks):
+    """Kills the child admitting a ``die_before_start`` task, before its task starts, and the
+    child that ran a ``die_after_return`` task, after it ended."""
+
+    def after_child_start(self, index: int) -> None:
+        logging.getLogger("celeriac.worker").addFilter(_KillAtSuccessLine())
+
+    def admit(self, request: Request) -> Admission:
+        if request.task == "die_before_start":
+            record(request.args[0])
+            os.kill(os.getpid(), signal.SIGKILL)
+        return ADMIT
+
+
 app.add_hooks(SlowStart())
+app.add_hooks(KillChild())

@@ -42,6 +42,18 @@ def test_early_ack_task_of_a_killed_child_is_recorded_as_lost_not_rerun(app, wor
     assert runs.count("victim") == 1
 
 
+def test_early_ack_task_whose_child_dies_after_it_returned_is_not_left_pending(app, workers, runs):
+    # the child dies after the task returned, before the batch that would write its result
+    worker = workers("-c", "1").wait_ready(1)
+    result = app.send_task("die_after_return", ["returned"])
+    with pytest.raises(WorkerLostError, match="after the task ended, before its result was stored"):
+        result.get(timeout=20)
+    worker.wait_for(rf"killed by signal 9.*die_after_return\[{result.id}\]")
+    worker.wait_for(r"child 0 \(pid \d+\) ready", count=2)  # the replacement is serving
+    assert app.send_task("run", ["after"]).get(timeout=20)
+    assert runs.count("returned") == 1  # early ack: not run again
+
+
 def test_poison_message_goes_to_dead_letters_after_the_delivery_limit(app, workers, runs):
     worker = workers("-c", "1", CELERIAC_TASK_DELIVERY_LIMIT="3").wait_ready(1)
     poison = app.send_task("crash", ["poison"])

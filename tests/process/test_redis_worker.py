@@ -10,6 +10,7 @@ import pytest
 import redis
 
 from celeriac.brokers.redis.broker import to_kombu
+from celeriac.errors import DeadLetteredError
 from celeriac.protocol import TaskMessage, encode
 from tests.process.harness import wait_until
 from tests.process.monitoring import monitor_sees_the_runs_of_celeriac_workers
@@ -71,6 +72,28 @@ def test_acks_late_task_of_a_killed_child_runs_again(shared, rapp, workers, runs
     assert runs.count("victim") == 2
     worker.wait_for(r"will run again")
     wait_until(lambda: rapp.broker.queue_length("celery").total == 0, 10, "the ack")
+
+
+@pytest.mark.parametrize(
+    "task",
+    [
+        "crash",  # dies in its task: the master dead-letters it when it sees the child die
+        "die_before_start",  # dies before its task starts: the master hands it back counted, and
+        # the fetch that finds it past the limit dead-letters it and reports it to the child
+    ],
+)
+def test_a_message_that_kills_every_child_is_dead_lettered_logged_and_its_result_fails(
+    shared, rapp, workers, runs, task
+):
+    limit = {"CELERIAC_TASK_ACKS_LATE": "true", "CELERIAC_TASK_DELIVERY_LIMIT": "2"}
+    worker = workers("-c", "1", **limit).wait_ready(1)
+    result = rapp.send_task(task, ["poison"])
+    worker.wait_for(rf"{task}\[{result.id}\].*(went to the dead letters|dead-lettered)")
+    with pytest.raises(DeadLetteredError):
+        result.get(timeout=20)
+    assert runs.count("poison") == 2
+    assert rapp.broker.dead_letter_count("celery") == 1
+    assert rapp.send_task("run", ["after the poison"]).get(timeout=20)
 
 
 def test_node_killed_mid_task_is_recovered_by_another_node(shared, rapp, workers, runs):

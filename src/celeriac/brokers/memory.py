@@ -52,6 +52,8 @@ class MemoryBroker(Broker):
         self._declared: dict[str, Queue] = {}
         self._messages: dict[int, _Stored] = {}
         self._dead: dict[int, DeadLetter] = {}
+        #: poison messages the fetches dead-lettered, until fetched_dead_letters()
+        self._fetch_dead: list[DeadLetter] = []
         self._nodes: dict[str, NodeStats] = {}
 
     def declare_queue(self, queue: Queue) -> None:
@@ -87,7 +89,8 @@ class MemoryBroker(Broker):
         out: list[Delivery] = []
         for stored in picked:
             if stored.deliveries >= self.options.delivery_limit:
-                self._to_dead(stored, f"delivered {stored.deliveries} times without being settled")
+                reason = f"delivered {stored.deliveries} times without being settled"
+                self._fetch_dead.append(self._to_dead(stored, reason))
                 continue
             stored.deliveries += 1
             stored.owner = consumer
@@ -156,9 +159,14 @@ class MemoryBroker(Broker):
             for delivery in batch:
                 self._messages.pop(self._seq_of(delivery.tag), None)
 
-    def _to_dead(self, stored: _Stored, reason: str) -> None:
+    def fetched_dead_letters(self) -> list[DeadLetter]:
+        with self._cond:
+            found, self._fetch_dead = self._fetch_dead, []
+        return found
+
+    def _to_dead(self, stored: _Stored, reason: str) -> DeadLetter:
         self._messages.pop(stored.seq, None)
-        self._dead[stored.seq] = DeadLetter(
+        letter = self._dead[stored.seq] = DeadLetter(
             id=str(stored.seq),
             queue=stored.queue,
             reason=reason,
@@ -167,6 +175,7 @@ class MemoryBroker(Broker):
             deliveries=stored.deliveries,
             persistent=stored.outgoing.persistent,
         )
+        return letter
 
     def _release(self, stored: _Stored, started: bool) -> None:
         stored.owner = None

@@ -117,6 +117,10 @@ class ResultHooks(Hooks):
     def after_task_lost(self, lost: LostTask) -> None:
         if lost.redelivered:
             return
+        if lost.ended:  # its own result may have been written just before the child died
+            stored = self._backend.get(lost.task_id)
+            if stored is not None and stored.ready:
+                return
         self._backend.store(PendingResult(lost.task_id, FAILURE, lost.exc, lost.reason, lost.task_name))
 
     def on_heartbeat(self) -> None:

@@ -8,6 +8,12 @@ oldest unsettled task finished more than :data:`SETTLE_AFTER_S` ago or the last
 task took longer than :data:`SLOW_TASK_S`, so results of slow tasks show up at
 once while fast tasks share a write.
 
+Under early ack a task's message is settled before the task runs, so until its
+buffered result is written the task is listed in the ledger of the child's slot
+(:mod:`celeriac.worker.slots`): a child killed in between leaves the master the
+tasks whose results it lost, and the master records them instead of leaving them
+PENDING. The results are written early if the ledger fills up.
+
 It stops its loop, hands unstarted messages back and exits cleanly when:
 
 * the master asks it to (SIGTERM: warm shutdown, the running task finishes);
@@ -160,9 +166,8 @@ class Child:
         """Make finished tasks' results durable, then ack them (or return the acks to send)."""
         acks = self._acks
         if self._unsettled:
-            self._rss = None  # what settling allocates or frees is no task's doing either
             # a result backend out of reach raises here: nothing is acked, all is kept
-            self.hooks.before_settle()
+            self._write_results()
             self._unsettled = 0
         self._acks = []
         if ack and acks:
@@ -173,6 +178,12 @@ class Child:
                 raise
             return []
         return acks
+
+    def _write_results(self) -> None:
+        """Write the buffered results (the hooks do), then empty the slot's ledger of them."""
+        self._rss = None  # what settling allocates or frees is no task's doing either
+        self.hooks.before_settle()
+        self.slot.written()
 
     def _fetch(self) -> None:
         """Settle the window just run and lease the next one in the same broker round trip."""
@@ -267,6 +278,8 @@ class Child:
                 last_runtime >= SLOW_TASK_S or time.monotonic() - self._oldest >= SETTLE_AFTER_S
             ):
                 self._settle()
+            elif self.slot.ledger_full:  # a long window of quick tasks: their acks can wait
+                self._write_results()
             with self._held_lock:
                 delivery = self._held.popleft() if self._held and not self.stopping else None
             if delivery is None:

@@ -28,8 +28,10 @@ Acknowledgement modes:
   batch of acks. At most once: it is never delivered again. The mark succeeds only
   while this child still holds the message's lease; a node that stalled past its
   lease finds the message lost, drops it unrun (settled: no ack) and logs it. If the child dies the
-  master records the task as failed (WorkerLostError); if the whole node dies,
-  another node's master moves it to the dead letters with the reason.
+  master records the task as failed (WorkerLostError), also when the task had
+  ended and its result was still waiting for the next batch (the slot's ledger
+  names such tasks); if the whole node dies, another node's master moves it to
+  the dead letters with the reason.
 * late ack (``task_acks_late=True``): the task's ack is batched with others
   after it ran. At least once: if the child dies, the task is delivered again.
 """
@@ -191,13 +193,16 @@ class Executor:
         (so their results become FAILURE instead of staying PENDING)."""
         for letter in letters:
             dead = DeadLettered.of(letter)
-            logger.error(
-                "task %s[%s] on queue %r dead-lettered: %s",
-                dead.task_name,
-                dead.task_id,
-                dead.queue,
-                dead.reason,
-            )
+            if dead.task_id is None:  # not even its headers could be read
+                logger.error("a message on queue %r dead-lettered: %s", dead.queue, dead.reason)
+            else:
+                logger.error(
+                    "task %s[%s] on queue %r dead-lettered: %s",
+                    dead.task_name,
+                    dead.task_id,
+                    dead.queue,
+                    dead.reason,
+                )
             self.hooks.after_dead_letter(dead)
 
     def _resolve(self, delivery: Delivery) -> tuple[TaskMessage, Task] | InvalidMessage:
@@ -468,7 +473,10 @@ class Executor:
             return Executed(_SETTLED, name)
         outcome = self._call(task, request)
         if slot is not None:
-            slot.finish(outcome.state == FAILURE)
+            # early ack: the message is settled, and the result waits for the next batch; until
+            # that is written, the slot's ledger is what tells the master the task ended
+            unwritten = not (policy.acks_late or request.ignore_result) and outcome.state in READY_STATES
+            slot.finish(outcome.state == FAILURE, unwritten)
         self._log(request, outcome)
         settlement = self._settle(request, policy, outcome)
         if settlement.action == DEAD:

@@ -24,7 +24,11 @@ case                                   result
 hard time limit                        failed (TimeLimitExceeded); message acked, or
                                        dead-lettered with ``acks_late`` and
                                        ``task_acks_on_failure_or_timeout=False``
-early ack (default)                    failed (WorkerLostError); not run again
+early ack (default)                    failed (WorkerLostError); not run again. So
+                                       is a task that had ended when the child died
+                                       but whose result was not written yet (the
+                                       slot's ledger names it), unless a result was
+                                       stored
 ``acks_late`` (+ reject_on_worker_lost)  delivered again at once; dead-lettered after
                                        ``task_delivery_limit`` deliveries
 ``acks_late``, reject_on_worker_lost   failed (WorkerLostError); message acked
@@ -76,6 +80,8 @@ BROKER_HOUSEKEEPING_S = 0.5
 #: A child that dies sooner than this after starting, having run nothing, counts as a failed start.
 QUICK_DEATH_S = 2.0
 MAX_RESPAWN_DELAY_S = 30.0
+#: Tasks the log line of a dead child names, of those it ended with their results unwritten.
+UNWRITTEN_NAMED = 5
 #: Exits no one asked for.
 _DEATHS = (ExitReason.CRASHED, ExitReason.KILLED)
 RECENT_EXITS = 20
@@ -388,7 +394,7 @@ class Master:
         view = self.slots[child.index].read(writer_alive=False)
         self.tasks_done += view.done
         self.tasks_failed += view.failed
-        lost = self._settle_lost(child, view, reason, detail)
+        lost = self._settle_lost(child, view, reason, detail) + self._settle_unwritten(child, view, detail)
         lifetime = time.monotonic() - child.spawned_at
         self._count_recycle(child, reason, view)
         record = ChildExit(child.index, child.pid, reason, detail + lost, view.done, lifetime, time.time())
@@ -475,6 +481,28 @@ class Master:
         if redelivered:
             return f"; task {view.name}[{view.task_id}] will run again (task_acks_late)"
         return f"; task {view.name}[{view.task_id}] marked failed ({type(exc).__name__})"
+
+    def _settle_unwritten(self, child: ChildProcess, view: SlotView, detail: str) -> str:
+        """Early ack: record the tasks the dead child had ended whose results it had not
+        written yet (its slot's ledger), as lost, where no result of theirs was stored."""
+        ended = [
+            (task_id, name)
+            for task_id, name in self.slots[child.index].unwritten()
+            if not (view.running and task_id == view.task_id)  # settled as the running task
+        ]
+        if not ended:
+            return ""
+        why = f"the child was lost after the task ended, before its result was stored: {detail}"
+        for task_id, name in ended:
+            self.app.hooks.after_task_lost(
+                LostTask(task_id, name, WorkerLostError(why), detail, redelivered=False, ended=True)
+            )
+        named = ", ".join(f"{name}[{task_id}]" for task_id, name in ended[:UNWRITTEN_NAMED])
+        more = f" and {len(ended) - UNWRITTEN_NAMED} more" if len(ended) > UNWRITTEN_NAMED else ""
+        return (
+            f"; {len(ended)} task(s) had ended with their results not yet written, marked failed "
+            f"(WorkerLostError) where no result was stored: {named}{more}"
+        )
 
     def _schedule_respawn(
         self, child: ChildProcess, reason: ExitReason, view: SlotView, lifetime: float

@@ -22,7 +22,17 @@ tag            64s     broker ack tag of the running message
 task_id        64s     id of the running task
 name           192s    name of the running task
 soft_sent      u64     written by the master: seq it sent the soft-limit signal for
+unwritten      u32     how many entries of the ledger below are in use
 =============  ======  ======================================================
+
+After this header (:data:`HEADER_SIZE` bytes) comes the slot's *ledger* of
+unwritten results: :data:`UNWRITTEN_MAX` entries of ``task_id`` (64s) and ``name``
+(192s). Under early ack a task's message is settled before the task runs, and its
+result is written with the next batch; in between, the ledger is the only record
+that the task ended. The child appends an entry as the task ends (the entry first,
+then the count) and empties the ledger once the batch is written; a child that
+dies in between leaves the master the list of tasks whose results were lost with
+it. A child writes its results before the ledger is full.
 """
 
 from __future__ import annotations
@@ -35,13 +45,19 @@ from dataclasses import dataclass
 _GEN = struct.Struct("<Q")
 _BODY = struct.Struct("<QBB6xdddQQ64s64s192s")
 _SOFT = struct.Struct("<Q")
+_COUNT = struct.Struct("<I")
+_ENTRY = struct.Struct("<64s192s")
 _BODY_AT = _GEN.size
 _SOFT_AT = _BODY_AT + _BODY.size
-SLOT_SIZE = 512
+_COUNT_AT = _SOFT_AT + _SOFT.size
+HEADER_SIZE = 512
+#: Ended tasks whose results a child may keep unwritten (the size of its ledger).
+UNWRITTEN_MAX = 256
+SLOT_SIZE = HEADER_SIZE + UNWRITTEN_MAX * _ENTRY.size
 _SPINS = 50
 _READ_ATTEMPTS = 250
 _PAUSE_S = 0.0001
-assert _SOFT_AT + _SOFT.size <= SLOT_SIZE
+assert _COUNT_AT + _COUNT.size <= HEADER_SIZE
 
 
 def _text(raw: bytes) -> str:
@@ -76,11 +92,15 @@ class Slot:
         self._seq = 0
         self._done = 0
         self._failed = 0
+        self._unwritten = 0
+        #: the running task's id and name, as stored
+        self._task_id = self._name = b""
 
     def reset(self) -> None:
-        """Zero the slot (the master does this before forking a new child into it)."""
-        self._buf[self._at : self._at + SLOT_SIZE] = b"\0" * SLOT_SIZE
-        self._gen = self._seq = self._done = self._failed = 0
+        """Zero the slot (the master does this before forking a new child into it). The
+        ledger's entries are left as they are: its count says none is in use."""
+        self._buf[self._at : self._at + HEADER_SIZE] = b"\0" * HEADER_SIZE
+        self._gen = self._seq = self._done = self._failed = self._unwritten = 0
 
     # -- child side -------------------------------------------------------------------------
 
@@ -121,23 +141,36 @@ class Slot:
     ) -> int:
         """Record that a task starts; returns its sequence number."""
         self._seq += 1
-        self._write(
-            1,
-            int(acks_late),
-            started,
-            soft,
-            hard,
-            tag.encode()[:64],
-            task_id.encode()[:64],
-            name.encode()[:192],
-        )
+        self._task_id = task_id.encode()[:64]
+        self._name = name.encode()[:192]
+        self._write(1, int(acks_late), started, soft, hard, tag.encode()[:64], self._task_id, self._name)
         return self._seq
 
-    def finish(self, failed: bool) -> None:
-        """Record that the running task ended."""
+    def finish(self, failed: bool, unwritten: bool = False) -> None:
+        """Record that the running task ended; ``unwritten``: its result waits for the next
+        batch and its message is settled already, so the ledger keeps it until
+        :meth:`written`."""
+        if unwritten:
+            count = self._unwritten
+            assert count < UNWRITTEN_MAX, "write the results before the ledger is full"
+            entry_at = self._at + HEADER_SIZE + count * _ENTRY.size
+            _ENTRY.pack_into(self._buf, entry_at, self._task_id, self._name)
+            self._unwritten = count + 1
+            _COUNT.pack_into(self._buf, self._at + _COUNT_AT, count + 1)
         self._done += 1
         self._failed += failed
         self._write(0, 0, 0.0, 0.0, 0.0, b"", b"", b"")
+
+    def written(self) -> None:
+        """The results of the tasks in the ledger are written: empty it."""
+        if self._unwritten:
+            self._unwritten = 0
+            _COUNT.pack_into(self._buf, self._at + _COUNT_AT, 0)
+
+    @property
+    def ledger_full(self) -> bool:
+        """True when no more unwritten result fits: the child must write its results first."""
+        return self._unwritten >= UNWRITTEN_MAX
 
     def abandon(self) -> None:
         """The task recorded by :meth:`start` did not start after all (its early ack failed)."""
@@ -188,6 +221,14 @@ class Slot:
             _text(name),
             soft_sent,
         )
+
+    def unwritten(self) -> list[tuple[str, str]]:
+        """(task id, name) of the ended tasks in the ledger, oldest first: read after the
+        child died, the tasks whose results were lost with it."""
+        at = self._at + HEADER_SIZE
+        count = min(_COUNT.unpack_from(self._buf, self._at + _COUNT_AT)[0], UNWRITTEN_MAX)
+        entries = (_ENTRY.unpack_from(self._buf, at + i * _ENTRY.size) for i in range(count))
+        return [(_text(task_id), _text(name)) for task_id, name in entries]
 
     def mark_soft_sent(self, seq: int) -> None:
         """The master sent the soft-limit signal for task number ``seq``."""

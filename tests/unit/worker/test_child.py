@@ -216,3 +216,63 @@ def test_acks_are_kept_when_the_broker_call_carrying_them_fails(make_app, event_
     assert app.broker.queue_length("celery").reserved == 2, "the broker never received the acks"
     child._fetch()  # the retry carries them
     assert app.broker.queue_length("celery").total == 0
+
+
+def test_early_ack_tasks_stay_in_the_ledger_until_their_results_are_written(
+    make_app, event_pipe, no_signal_handlers
+):
+    app = make_app()
+
+    @app.task(name="unit.job")
+    def job():
+        return 1
+
+    @app.task(name="unit.quiet", ignore_result=True)
+    def quiet():
+        return 2
+
+    @app.task(name="unit.late", acks_late=True)
+    def late():
+        return 3
+
+    child = make_child(app, event_pipe, concurrency=1, prefetch_multiplier=3)
+    first, _, _ = job.delay(), quiet.delay(), late.delay()
+    child._fetch()
+    while child._held:
+        child._run_one(child._held.popleft())
+    # quiet stores nothing; late's message is not settled, it would run again
+    assert child.slot.unwritten() == [(first.id, "unit.job")]
+    assert first.state == "PENDING"
+    child._fetch()  # the results are written, the acks go with the fetch
+    assert child.slot.unwritten() == []
+    assert first.get(timeout=1) == 1
+
+
+def test_a_full_ledger_writes_the_results_and_keeps_the_acks_for_later(
+    make_app, event_pipe, no_signal_handlers, monkeypatch
+):
+    monkeypatch.setattr("celeriac.worker.slots.UNWRITTEN_MAX", 2)
+    monkeypatch.setattr("celeriac.worker.child.SETTLE_AFTER_S", 60.0)
+    monkeypatch.setattr("celeriac.worker.child.SLOW_TASK_S", 60.0)
+    app = make_app()
+    written: list[int] = []
+    acked: list[int] = []
+
+    class Watch(Hooks):
+        def before_settle(self):
+            written.append(len(child.slot.unwritten()))
+
+    app.add_hooks(Watch())
+    child = make_child(app, event_pipe, prefetch_multiplier=5, max_tasks_per_child=5)
+    ack = app.broker.ack
+    monkeypatch.setattr(app.broker, "ack", lambda batch: (acked.append(len(batch)), ack(batch)))
+
+    @app.task
+    def job(n):
+        return n
+
+    results = [job.delay(n) for n in range(5)]
+    assert child.main() == 0
+    assert [r.get(timeout=1) for r in results] == [0, 1, 2, 3, 4]
+    assert written == [2, 2, 1]  # before the ledger overflowed, then at the end
+    assert acked == [5]  # in one call, at the end

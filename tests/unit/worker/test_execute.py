@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from celeriac import Ignore, Reject, Task
-from celeriac.brokers.base import Outgoing
+from celeriac.brokers.base import DeadLetter, Outgoing
 from celeriac.errors import DeadLetteredError, NotRegisteredError, TaskRevokedError
 from celeriac.hooks import Hooks
 from celeriac.protocol import Envelope, TaskMessage, encode
@@ -252,6 +252,23 @@ def test_undecodable_message_is_dead_lettered_with_the_reason_and_recorded(app, 
     assert result.state == FAILURE
     with pytest.raises(DeadLetteredError, match="cannot decode"):
         result.get(timeout=1)
+
+
+def test_dead_letters_a_fetch_made_are_logged_and_fail_the_results_they_name(app, inline_worker, caplog):
+    named = raw_envelope(task_id="p-1")
+    unreadable = Envelope(b"\x00?", "application/x-unreadable", "binary", {}, {})
+    letters = [
+        DeadLetter("", "celery", "delivered 5 times without being settled", named, 0, 5),
+        DeadLetter("", "celery", "not a kombu message (not JSON)", unreadable, 0, 1),
+    ]
+    with caplog.at_level(logging.ERROR, logger="celeriac.worker"):
+        inline_worker(app).executor.report_dead_letters(letters)
+    assert [r.getMessage() for r in caplog.records] == [
+        "task proj.whatever[p-1] on queue 'celery' dead-lettered: delivered 5 times without being settled",
+        "a message on queue 'celery' dead-lettered: not a kombu message (not JSON)",
+    ]
+    with pytest.raises(DeadLetteredError, match="5 times"):
+        app.AsyncResult("p-1").get(timeout=1)
 
 
 def test_message_without_a_readable_id_is_dead_lettered_without_a_result(app, inline_worker):

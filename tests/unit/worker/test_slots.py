@@ -91,3 +91,31 @@ def test_a_dead_writer_s_slot_is_read_as_it_is(table):
     slot = table[0]
     slot.start("m:1", "a", "t", False, 1.0, 0.0, 0.0)
     assert slot.read(writer_alive=False).task_id == "a"
+
+
+def test_the_ledger_lists_ended_tasks_until_their_results_are_written(table):
+    slot = table[1]
+    for task_id in ("a", "b", "c"):
+        slot.start(f"m:{task_id}", task_id, f"proj.{task_id}", False, 1.0, 0.0, 0.0)
+        slot.finish(failed=False, unwritten=task_id != "b")  # b's result is not the batch's
+    assert table[1].unwritten() == [("a", "proj.a"), ("c", "proj.c")]
+    assert table[0].unwritten() == table[2].unwritten() == []
+    slot.written()
+    assert slot.unwritten() == []
+    slot.start("m:d", "d" * 100, "n" * 300, False, 2.0, 0.0, 0.0)
+    slot.finish(failed=True, unwritten=True)
+    assert slot.unwritten() == [("d" * 64, "n" * 192)]
+    slot.reset()
+    assert slot.unwritten() == []
+
+
+def test_the_ledger_says_when_it_is_full(table, monkeypatch):
+    monkeypatch.setattr("celeriac.worker.slots.UNWRITTEN_MAX", 2)
+    slot = table[0]
+    for task_id in ("a", "b"):
+        assert not slot.ledger_full
+        slot.start("m:1", task_id, "t", False, 1.0, 0.0, 0.0)
+        slot.finish(failed=False, unwritten=True)
+    assert slot.ledger_full
+    slot.written()
+    assert not slot.ledger_full

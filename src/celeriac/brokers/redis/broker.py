@@ -43,6 +43,7 @@ is accepted and not needed (leases are renewed while a task runs).
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
 import logging
 import time
@@ -160,7 +161,15 @@ def from_kombu(raw: bytes) -> Envelope:
 
 
 def _unreadable(raw: bytes) -> Envelope:
-    return Envelope(raw, "application/x-unreadable", "binary", {}, {})
+    """What can be read of a message :func:`from_kombu` refused: its bytes as the body, and
+    its headers if they are readable (they name the task and its id, for its result)."""
+    headers: Any = None
+    with contextlib.suppress(orjson.JSONDecodeError):
+        message = orjson.loads(raw)
+        headers = message.get("headers") if isinstance(message, dict) else None
+    if not isinstance(headers, dict):
+        headers = {}
+    return Envelope(raw, "application/x-unreadable", "binary", headers, {})
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +211,8 @@ class RedisBroker(Broker):
         self._rotation = 0
         self._transient_queues: set[str] = set()
         self._registry_loaded = 0.0
+        #: poison messages this process's fetches dead-lettered, until fetched_dead_letters()
+        self._fetch_dead: list[DeadLetter] = []
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -411,24 +422,33 @@ class RedisBroker(Broker):
             self._unsure.add(consumer)
             raise
         wake = float(reply[0])
+        end = len(reply) - 2 * int(reply[1])  # the dead letters' (id, record) pairs follow
+        if end < len(reply):  # reported to the worker, which logs them and fails their results
+            self._fetch_dead += [
+                self._dead_letter(str(reply[i]), reply[i + 1]) for i in range(end, len(reply), 2)
+            ]
         out: list[Delivery] = []
-        garbage: list[tuple[str, str]] = []
-        for i in range(1, len(reply), 4):
+        garbage: list[tuple[str, str, int, bytes, str]] = []
+        for i in range(2, end, 4):
             tag = reply[i].decode() if isinstance(reply[i], bytes) else str(reply[i])
             queue = reply[i + 1].decode() if isinstance(reply[i + 1], bytes) else str(reply[i + 1])
             self._owner[tag] = consumer
             try:
                 envelope = from_kombu(reply[i + 3])
             except ValueError as exc:
-                garbage.append((tag, str(exc)))
+                garbage.append((tag, queue, int(reply[i + 2]), reply[i + 3], str(exc)))
                 continue
             persistent = envelope.properties.get("delivery_mode", 2) != 1
             out.append(Delivery(queue, envelope, tag, int(reply[i + 2]), persistent, consumer))
-        for tag, reason in garbage:
+        for tag, queue, deliveries, raw, reason in garbage:
             self._owner.pop(tag, None)
             self._run("REJECT", [consumer, "0", reason, tag], "dead-lettering an unreadable message")
-            logger.error("dead-lettered an unreadable message: %s", reason)
+            self._fetch_dead.append(DeadLetter("", queue, reason, _unreadable(raw), self.now(), deliveries))
         return out, wake
+
+    def fetched_dead_letters(self) -> list[DeadLetter]:
+        found, self._fetch_dead = self._fetch_dead, []
+        return found
 
     def _pop(self, queues: Sequence[str], n: int) -> list[Delivery]:
         keys = [(queue, key) for queue in queues for key in self._keys(queue)]
@@ -462,7 +482,7 @@ class RedisBroker(Broker):
             envelope = from_kombu(raw)
         except ValueError as exc:
             self._dead_letter_raw(queue, key, raw, 1, str(exc))
-            logger.error("dead-lettered an unreadable message from %s: %s", queue, exc)
+            self._fetch_dead.append(DeadLetter("", queue, str(exc), _unreadable(raw), self.now(), 1, False))
             return None
         tag = f"t{next(self._transient_tags)}"
         self._popped[tag] = _Popped(queue, key, raw)

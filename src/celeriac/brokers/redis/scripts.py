@@ -65,13 +65,14 @@ local function fields(s, n)
   out[#out + 1] = string.sub(s, start)
   return out
 end
+-- returns the dead letter's id and its record (as stored in celeriac.dead)
 local function dead_letter(queue, listkey, deliveries, reason, raw, at)
   local id = redis.call('INCR', P .. 'celeriac.dead.seq')
   reason = string.gsub(reason, US, ' ')
-  redis.call('HSET', P .. 'celeriac.dead', id,
-    table.concat({queue, listkey, deliveries, string.format('%.6f', at), reason, raw}, US))
+  local record = table.concat({queue, listkey, deliveries, string.format('%.6f', at), reason, raw}, US)
+  redis.call('HSET', P .. 'celeriac.dead', id, record)
   redis.call('ZADD', P .. 'celeriac.dead.index', at, id)
-  return id
+  return id, record
 end
 -- hand a message back to the front of its list, remembering how often it was delivered
 local function requeue(listkey, raw, deliveries)
@@ -157,7 +158,9 @@ end
 
 #: ARGV: P, consumer, n, lease_seconds, delivery_limit, wait_queue, wait_key, n_acks,
 #: ack tags..., then (queue, key, key, ...) groups: queue name, count of keys, keys in
-#: priority order. Returns {seconds_to_next_wake, tag1, queue1, deliveries1, raw1, ...}.
+#: priority order. Returns {seconds_to_next_wake, n_dead, tag1, queue1, deliveries1, raw1,
+#: ..., dead_id1, dead_record1, ...}: the messages leased, then the n_dead messages it moved
+#: to the dead letters (delivered ``delivery_limit`` times already) with their records.
 FETCH = (
     PRELUDE
     + r"""
@@ -204,8 +207,9 @@ end
 -- 4. messages of consumers whose lease ran out are ready again
 reclaim_expired(at, limit)
 -- 5. lease: first what landed while blocked, then the ready lists, priority-major
-local out = {0}
+local out = {0, 0}
 local got = 0
+local dead = {}
 local redelivered = P .. 'celeriac.redelivered'
 local check = redis.call('EXISTS', redelivered) == 1
 local function take(queue, listkey, raw)
@@ -216,7 +220,11 @@ local function take(queue, listkey, raw)
     if d > 0 then redis.call('HDEL', redelivered, sha) end
   end
   if d >= limit then
-    dead_letter(queue, listkey, d, 'delivered ' .. d .. ' times without being settled', raw, at)
+    local reason = 'delivered ' .. d .. ' times without being settled (the workers holding it died '
+      .. 'or lost their lease); task_delivery_limit=' .. limit
+    local id, record = dead_letter(queue, listkey, d, reason, raw, at)
+    dead[#dead + 1] = id
+    dead[#dead + 1] = record
     return
   end
   local tag = tostring(redis.call('INCR', P .. 'celeriac.seq'))
@@ -270,6 +278,10 @@ end
 -- seconds until something may become ready (an ETA, a lease running out), -1: nothing
 if next_wake >= 0 then next_wake = math.max(next_wake - at, 0) end
 out[1] = tostring(next_wake)
+if #dead > 0 then
+  out[2] = #dead / 2
+  for _, v in ipairs(dead) do out[#out + 1] = v end
+end
 return out
 """
 )
@@ -438,6 +450,6 @@ DEAD = (
     PRELUDE
     + r"""
 local t = redis.call('TIME')
-return dead_letter(ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], tonumber(t[1]) + tonumber(t[2]) / 1000000)
+return (dead_letter(ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], tonumber(t[1]) + tonumber(t[2]) / 1000000))
 """
 )
