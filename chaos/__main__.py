@@ -7,8 +7,10 @@ the promises published there are the ones this run measured.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import platform
+import signal
 import sys
 import tempfile
 import time
@@ -162,6 +164,10 @@ def main(argv: list[str] | None = None) -> int:
     scenarios = [BY_NAME[n] for n in names] if names else list(SCENARIOS)
     if args.write and (names or len(brokers) < len(SETUPS) or len(acks) < len(ACKS)):
         parser.error("--write needs the whole table: every scenario, broker and ack mode")
+    # a SIGTERM unwinds like Ctrl-C, so the private brokers and the workers are stopped
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    # the producer's retries while a broker is down are expected; the workers' logs are kept
+    logging.getLogger("celeriac").setLevel(logging.ERROR)
     directory = args.keep or Path(tempfile.mkdtemp(prefix="celeriac-chaos-"))
     directory.mkdir(parents=True, exist_ok=True)
     rows: list[Row] = []
