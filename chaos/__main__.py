@@ -31,7 +31,19 @@ BEGIN, END = "<!-- chaos:begin -->", "<!-- chaos:end -->"
 #: Where a broker cannot keep the general promise, what it does instead, as documented in
 #: docs/guarantees.md and the broker's page: (scenario, broker, acks) -> (what may be
 #: non-zero, why). The row still fails if anything else goes wrong.
-CAVEATS: dict[tuple[str, str, str], tuple[frozenset[str], str]] = {}
+_NODE_LOST = (
+    "RabbitMQ keeps nothing of a message acked at start, so the tasks a node was running "
+    "when it died whole leave no record (rabbitmq.md, what a crash costs)"
+)
+_REPLICATION = (
+    "Redis replicates asynchronously: writes the old master acknowledged just before it died "
+    "can be missing on the new one (redis.md, Redis Sentinel)"
+)
+CAVEATS: dict[tuple[str, str, str], tuple[frozenset[str], str]] = {
+    ("node-kill", "rabbitmq", "early"): (frozenset({"lost"}), _NODE_LOST),
+    ("sentinel-failover", "redis", "early"): (frozenset({"lost", "duplicated"}), _REPLICATION),
+    ("sentinel-failover", "redis", "late"): (frozenset({"lost"}), _REPLICATION),
+}
 
 
 @dataclass

@@ -85,6 +85,7 @@ class Run:
         self.notes: list[str] = []
         self.dead_letters_expected = 0
         self._proxies: list[Proxy] = []
+        self._clusters: list[Any] = []
         self._app: Celeriac | None = None
         self._threads: list[threading.Thread] = []
         self.random = random.Random(f"{name}-{setup.name}-{acks}")
@@ -212,6 +213,27 @@ class Run:
             out["CELERIAC_RESULT_BACKEND"] = proxy.url_for(backend)
         return out
 
+    def sentinel_cluster(self) -> Any:
+        """A private Redis Sentinel cluster (master, replica, three sentinels) this run's
+        broker and results go through from now on; stopped with the run."""
+        import json
+
+        from chaos.sentinel_cluster import SentinelCluster
+
+        cluster = SentinelCluster(self.directory / "sentinel").start()
+        self._clusters.append(cluster)
+        options = json.dumps(cluster.transport_options)
+        self.env.update(
+            CELERIAC_BROKER_URL=cluster.url,
+            CELERIAC_RESULT_BACKEND=cluster.url,
+            CELERIAC_BROKER_TRANSPORT_OPTIONS=options,
+            CELERIAC_RESULT_BACKEND_TRANSPORT_OPTIONS=options,
+        )
+        if self._app is not None:
+            self._app.close()
+            self._app = None
+        return cluster
+
     def expect_dead_letters(self, count: int) -> None:
         """The scenario wrote ``count`` messages that must end in the dead letters."""
         self.dead_letters_expected += count
@@ -234,5 +256,7 @@ class Run:
             node.cleanup()
         for proxy in self._proxies:
             proxy.stop()
+        for cluster in self._clusters:
+            cluster.stop()
         if self._app is not None:
             self._app.close()

@@ -156,6 +156,16 @@ def _eta_beyond_lease(run: Run) -> None:
     run.node()
 
 
+def _failover(run: Run) -> None:
+    cluster = run.sentinel_cluster()
+    run.node()
+    run.send_in_background(200, seconds=0.02, pace=0.01)
+    run.wait_started(30)
+    cluster.kill_master()
+    run.note(f"failed over to {':'.join(map(str, cluster.wait_failover(30)))}")
+    run.join_senders()
+
+
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario("baseline", "no fault", _baseline),
     Scenario("child-kill", "SIGKILL a busy child 5 times", _child_kill),
