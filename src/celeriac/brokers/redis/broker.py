@@ -1,4 +1,4 @@
-"""The Redis broker (``redis://``, ``rediss://``, ``unix://``): Celery's layout, safe leases.
+"""The Redis broker (``redis://``, ``rediss://``, ``unix://``, ``sentinel://``): Celery's layout, safe leases.
 
 Layout
 ------
@@ -36,7 +36,9 @@ several queues).
 
 Transport options (``broker_transport_options``): ``global_keyprefix`` (kombu's
 name: a prefix for every key), ``socket_timeout``, ``socket_connect_timeout``,
-``socket_keepalive``, ``health_check_interval``. Celery's ``visibility_timeout``
+``socket_keepalive``, ``health_check_interval``; for a ``sentinel://`` URL
+``master_name``, ``sentinel_kwargs`` and ``min_other_sentinels``
+(:mod:`~celeriac.brokers.redis.sentinel`). Celery's ``visibility_timeout``
 is accepted and not needed (leases are renewed while a task runs).
 """
 
@@ -67,6 +69,7 @@ from celeriac.brokers.base import (
 )
 from celeriac.brokers.redis import scripts
 from celeriac.brokers.redis.connection import PoolStats, RedisConnector
+from celeriac.brokers.redis.sentinel import OPTION_NAMES as SENTINEL_OPTIONS
 from celeriac.errors import BrokerError, ConfigurationError
 from celeriac.protocol.entities import Queue
 from celeriac.protocol.message import Envelope
@@ -84,6 +87,7 @@ _SOCKET_OPTIONS = ("socket_timeout", "socket_connect_timeout", "socket_keepalive
 _ACCEPTED_OPTIONS = frozenset(
     {
         *_SOCKET_OPTIONS,
+        *SENTINEL_OPTIONS,
         "global_keyprefix",
         # kombu/Celery options that need nothing here
         "visibility_timeout",
@@ -198,8 +202,9 @@ class RedisBroker(Broker):
         socket = {k: transport[k] for k in _SOCKET_OPTIONS if k in transport}
         socket.setdefault("socket_connect_timeout", self.options.connect_timeout)
         socket.setdefault("socket_keepalive", True)
+        sentinel = {k: transport[k] for k in SENTINEL_OPTIONS if k in transport}
         self.conn = RedisConnector(
-            url, "broker_url", self.options.pool_limit, self.options.pool_timeout, socket
+            url, "broker_url", self.options.pool_limit, self.options.pool_timeout, socket, sentinel
         )
         self._declared: dict[str, Queue] = {}
         self._known: set[str] = set()
