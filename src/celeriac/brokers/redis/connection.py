@@ -208,6 +208,9 @@ class RedisConnector:
         self._client: Any = None
         self._pool: Any = None
         self._manager: Any = None  # the sentinels' clients, for a sentinel:// URL
+        #: calls that failed for a refused, lost or timed-out connection: after one, Redis may
+        #: have lost writes it acknowledged (a restart, a failover to a replica that lagged)
+        self.losses = 0
         #: Lua source -> its redis-py Script (its SHA; run with an explicit client, so it
         #: outlives a fork and serves every connection and pipeline)
         self._scripts: dict[str, Any] = {}
@@ -287,10 +290,12 @@ class RedisConnector:
         try:
             return fn(self.client)
         except redis_errors.TimeoutError as exc:
+            self.losses += 1
             raise BrokerConnectionError(
                 f"Redis at {self.location} did not answer in time ({what}): {exc}"
             ) from exc
         except (redis_errors.ConnectionError, OSError) as exc:
+            self.losses += 1
             raise BrokerConnectionError(f"cannot reach Redis at {self.location} ({what}): {exc}") from exc
         except redis_errors.RedisError as exc:
             raise BrokerError(f"Redis at {self.location} refused {what}: {exc}") from exc
