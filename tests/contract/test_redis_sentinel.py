@@ -6,6 +6,7 @@ module; the failover test kills its master and so comes last.
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
@@ -19,6 +20,7 @@ from celeriac.results import backend_from_url
 from celeriac.results.base import PendingResult
 from celeriac.states import SUCCESS
 from celeriac.store import store_from_url
+from chaos.ports import free_ports
 from tests.contract.broker_contract import labels, out
 
 
@@ -85,6 +87,23 @@ def test_the_store_keeps_its_keys_on_the_master(store, master, prefix):
     assert store.add("lease", b"x", 30, owner="me")
     assert store.owner_of("lease") == "me"
     assert master.exists(f"{prefix}v:counter") == 1
+
+
+def test_a_dead_sentinel_named_first_costs_no_time(sentinel_cluster, prefix):
+    (dead,) = free_ports(1)
+    options = {**sentinel_cluster.transport_options, "global_keyprefix": prefix}
+    broker = RedisBroker(
+        f"sentinel://127.0.0.1:{dead}/0;{sentinel_cluster.url}", BrokerOptions(transport_options=options)
+    )
+    try:
+        started = time.monotonic()
+        broker.publish([out("jobs", "a")])
+        assert time.monotonic() - started < 2, "the next sentinel is asked at once, not after retries"
+        got = broker.fetch(["jobs"], 1, 1.0, "consumer-1")
+        assert labels(got) == ["a"]
+        broker.ack(got)
+    finally:
+        broker.close()
 
 
 def test_after_a_failover_the_same_broker_backend_and_store_work_again(

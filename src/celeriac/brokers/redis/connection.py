@@ -45,6 +45,8 @@ try:
     import redis
     from redis import exceptions as redis_errors
     from redis import sentinel as redis_sentinel
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
 except ImportError:  # pragma: no cover - exercised only without the extra installed
     redis = None  # type: ignore[assignment]
     redis_errors = None  # type: ignore[assignment]
@@ -238,8 +240,10 @@ class RedisConnector:
         # the master's connections: the socket options, db and credentials of the URL
         master = dict(self.options, db=url.db, username=url.username, password=url.password)
         # the sentinels' own: the same socket options (no hanging on a dead sentinel) unless
-        # sentinel_kwargs says otherwise, and nothing of the master's credentials
-        asking = {k: v for k, v in self.options.items() if k.startswith("socket_")}
+        # sentinel_kwargs says otherwise, and nothing of the master's credentials. No retries:
+        # redis-py's default spends seconds on a dead sentinel, and the next one is the retry
+        asking: dict[str, Any] = {k: v for k, v in self.options.items() if k.startswith("socket_")}
+        asking["retry"] = Retry(NoBackoff(), 0)
         asking.update(options.sentinel_kwargs)
         try:
             manager = redis_sentinel.Sentinel(
