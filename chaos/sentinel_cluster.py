@@ -36,6 +36,8 @@ from pathlib import Path
 from typing import Any
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from chaos.ports import LOOPBACK as HOST
 from chaos.ports import free_ports
@@ -53,7 +55,7 @@ def _tail(path: Path, size: int = 2000) -> str:
     try:
         return path.read_text(errors="replace")[-size:]
     except OSError as exc:
-        return f"(no log: {exc})"
+        return f"(cannot read {path.name}: {exc})"
 
 
 @dataclass
@@ -69,9 +71,25 @@ class _Node:
     def log(self) -> Path:
         return self.directory / "redis.log"
 
+    @property
+    def output(self) -> Path:
+        """stdout and stderr: where a server that cannot read its configuration says why."""
+        return self.directory / "output.log"
+
+    def tail(self, size: int = 2000) -> str:
+        """What the process printed, then the end of its log file."""
+        found = [_tail(path, size).strip() for path in (self.output, self.log) if path.exists()]
+        return "\n".join(text for text in found if text) or "(nothing printed, no log file)"
+
     def client(self, timeout: float = 1.0) -> redis.Redis:
+        # no retries: a process that is not there is reported at once, and asked again by the caller
         return redis.Redis(
-            HOST, self.port, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True
+            HOST,
+            self.port,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            decode_responses=True,
+            retry=Retry(NoBackoff(), 0),
         )
 
 
@@ -159,14 +177,15 @@ class SentinelCluster:
 
     def _spawn(self, node: _Node, args: list[str]) -> None:
         assert self.binary is not None
-        node.proc = subprocess.Popen(
-            [self.binary, *args],
-            cwd=node.directory,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        with node.output.open("wb") as output:
+            node.proc = subprocess.Popen(
+                [self.binary, *args],
+                cwd=node.directory,
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     def stop(self) -> None:
         """Kill every process this cluster started, by pid (safe to call twice)."""
@@ -228,7 +247,7 @@ class SentinelCluster:
                     self.killed = None
                     return new
                 if time.monotonic() > deadline:
-                    logs = "\n".join(f"--- {n.name}\n{_tail(n.log, 800)}" for n in self.sentinels)
+                    logs = "\n".join(f"--- {n.name}\n{n.tail(800)}" for n in self.sentinels)
                     raise RuntimeError(f"no failover within {timeout} s after killing {self.killed}:\n{logs}")
                 with contextlib.suppress(redis.RedisError):
                     events.get_message(timeout=0.1)
@@ -258,11 +277,9 @@ class SentinelCluster:
         deadline = time.monotonic() + START_TIMEOUT_S
         while not ready():
             if node.proc is None or node.proc.poll() is not None:
-                raise RuntimeError(f"{node.name} (port {node.port}) exited:\n{_tail(node.log)}")
+                raise RuntimeError(f"{node.name} (port {node.port}) exited:\n{node.tail()}")
             if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"timed out after {START_TIMEOUT_S} s waiting for {what}:\n{_tail(node.log)}"
-                )
+                raise RuntimeError(f"timed out after {START_TIMEOUT_S} s waiting for {what}:\n{node.tail()}")
             time.sleep(0.02)
 
     @staticmethod
