@@ -398,7 +398,8 @@ CELERY_IGNORED: dict[str, str] = {
 #: leave a deployment other than its configuration says (no TLS, another exchange).
 CELERY_REFUSED: dict[str, str] = {
     "broker_use_ssl": "put the TLS options in broker_url: amqps://user:password@host:5671/vhost"
-    "?ssl_ca_certs=/path/ca.pem&ssl_cert_reqs=CERT_REQUIRED (rediss://...?ssl_cert_reqs=required for Redis)",
+    "?ssl_ca_certs=/path/ca.pem&ssl_cert_reqs=CERT_REQUIRED (rediss://...?ssl_cert_reqs=required for Redis; "
+    "TLS to Redis Sentinel is not supported)",
     "task_default_exchange": "declare the queue with its exchange in task_queues: "
     "[Queue('celery', Exchange('name', type='direct'), routing_key='celery')]",
     "task_default_exchange_type": "declare the queue with its exchange in task_queues: "
