@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
-from tests.redis_server import RedisServer, shared_redis_url
+from tests.redis_server import RedisServer, shared_redis_url, unavailable
 
 
 @pytest.fixture(scope="session")
@@ -22,6 +24,23 @@ def private_redis(tmp_path):
     server = RedisServer(tmp_path / "redis", appendonly=True).start()
     yield server
     server.stop(kill=True)
+
+
+@pytest.fixture(scope="module")
+def sentinel_cluster(tmp_path_factory):
+    """A private Redis Sentinel cluster for the module (:class:`chaos.sentinel_cluster.SentinelCluster`):
+    one master, one replica, three sentinels. Without redis-server the tests skip, except
+    under ``CI=true``; a test that kills the master leaves the cluster without a replica,
+    so it comes last in its module."""
+    from chaos.sentinel_cluster import SentinelCluster
+
+    if shutil.which("redis-server") is None:
+        unavailable("redis-server is not on PATH (apt-get install redis-server)")
+    cluster = SentinelCluster(tmp_path_factory.mktemp("sentinel"))
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture(scope="session")

@@ -44,7 +44,14 @@ _BROKER_SETTINGS = frozenset(
     }
 )
 _BACKEND_SETTINGS = frozenset(
-    {"result_backend", "result_serializer", "result_accept_content", "accept_content", "result_expires"}
+    {
+        "result_backend",
+        "result_backend_transport_options",
+        "result_serializer",
+        "result_accept_content",
+        "accept_content",
+        "result_expires",
+    }
 )
 _ROUTER_SETTINGS = frozenset(
     {
@@ -155,6 +162,7 @@ class Celeriac:
             self.conf.result_serializer,
             self.conf.result_accept_content or self.conf.accept_content,
             self.conf.result_expires,
+            self.conf.result_backend_transport_options,
         )
 
     @cached_property
@@ -165,7 +173,12 @@ class Celeriac:
         a RabbitMQ broker without a result backend raises ConfigurationError naming
         ``result_backend`` (see ``docs/store.md``).
         """
-        return select_store(self.conf.result_backend, self.conf.broker_url)
+        return select_store(
+            self.conf.result_backend,
+            self.conf.broker_url,
+            backend_transport_options=self.conf.result_backend_transport_options,
+            broker_transport_options=self.conf.broker_transport_options,
+        )
 
     @cached_property
     def router(self) -> Router:

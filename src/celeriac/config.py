@@ -304,8 +304,8 @@ _S = Setting
 # fmt: off
 SETTINGS: tuple[Setting, ...] = (
     # broker
-    _S("broker_url", "sqlite:///celeriac.db", "URL", "", "Where messages are stored: `sqlite:///path.db` (embedded, the default), `redis://host:6379/0` (also `rediss://`, `unix://`), `amqp://user:password@host:5672/vhost` (also `amqps://`, `pyamqp://`; RabbitMQ) or `memory://` (tests).", _url, "default differs: Celery defaults to amqp://"),
-    _S("broker_transport_options", {}, "dict", "", "Broker-specific options. SQLite: `fsync` = `'publish'` (default: fsync each publish) or `'all'` (also fsync deliveries and acks); `busy_timeout` (seconds a write may wait for the lock, default 30). Redis: `global_keyprefix`, `socket_timeout`, `socket_connect_timeout`, `socket_keepalive`, `health_check_interval`. RabbitMQ: `transient_queues` (`'auto'` or `'durable'`), `transient_message_ttl`, `confirm_timeout`, `heartbeat` (see docs/rabbitmq.md).", _mapping),
+    _S("broker_url", "sqlite:///celeriac.db", "URL", "", "Where messages are stored: `sqlite:///path.db` (embedded, the default), `redis://host:6379/0` (also `rediss://`, `unix://`, and `sentinel://host:26379/0;sentinel://host2:26379/0` for Redis Sentinel), `amqp://user:password@host:5672/vhost` (also `amqps://`, `pyamqp://`; RabbitMQ) or `memory://` (tests).", _url, "default differs: Celery defaults to amqp://"),
+    _S("broker_transport_options", {}, "dict", "", "Broker-specific options. SQLite: `fsync` = `'publish'` (default: fsync each publish) or `'all'` (also fsync deliveries and acks); `busy_timeout` (seconds a write may wait for the lock, default 30). Redis: `global_keyprefix`, `socket_timeout`, `socket_connect_timeout`, `socket_keepalive`, `health_check_interval`; with a `sentinel://` URL `master_name` (required), `sentinel_kwargs` (the sentinels' own connection options, e.g. a password), `min_other_sentinels` (see docs/redis.md). RabbitMQ: `transient_queues` (`'auto'` or `'durable'`), `transient_message_ttl`, `confirm_timeout`, `heartbeat` (see docs/rabbitmq.md).", _mapping),
     _S("broker_lease_timeout", 30.0, "float", "seconds", "How long a fetched message stays invisible to other workers if its worker stops renewing the lease. Live workers renew every third of it, so tasks may run longer than this.", _seconds(), "celeriac"),
     _S("task_delivery_limit", 5, "int", "deliveries", "A message delivered this many times without being settled (its child kept dying on it) goes to the dead letters instead of running again.", _int_at_least(1, "deliveries"), "celeriac"),
     _S("broker_pool_limit", 10, "int", "connections", "Most connections to a networked broker (Redis) a process keeps; callers beyond it wait for a free one. None: no limit.", _int_at_least(1, "connections", optional=True), "same; None means no limit (Celery: no pool)"),
@@ -343,7 +343,8 @@ SETTINGS: tuple[Setting, ...] = (
     _S("task_always_eager", False, "bool", "", "Run tasks in the calling process at `apply_async` (for tests); no broker is used.", _bool),
     _S("task_eager_propagates", False, "bool", "", "In eager mode, re-raise the task's exception at `apply_async`.", _bool),
     # results
-    _S("result_backend", None, "URL", "", "Where results are stored: `sqlite:///path.db` or `redis://host:6379/0` (Celery's key layout). None: the broker's file when the broker is SQLite, else no results.", _optional_url, "default differs: Celery stores no results unless set"),
+    _S("result_backend", None, "URL", "", "Where results are stored: `sqlite:///path.db` or `redis://host:6379/0` (Celery's key layout; also `rediss://`, `unix://`, `sentinel://host:26379/0;...`). None: the broker's file when the broker is SQLite, else no results.", _optional_url, "default differs: Celery stores no results unless set"),
+    _S("result_backend_transport_options", {}, "dict", "", "Options of a Redis result backend (and of the store on its URL) behind Redis Sentinel: `master_name` (required with a `sentinel://` URL), `sentinel_kwargs`, `min_other_sentinels`, as for the broker (see docs/redis.md). Other backends take none.", _mapping),
     _S("result_serializer", "json", "str", "", "Content type of stored results.", _serializer),
     _S("result_accept_content", None, "list of str", "", "Content types accepted when reading results (None: `accept_content`).", _optional_accept),
     _S("result_expires", 86400.0, "float", "seconds", "Results older than this are deleted (None: kept).", _seconds(optional=True)),
@@ -397,7 +398,8 @@ CELERY_IGNORED: dict[str, str] = {
 #: leave a deployment other than its configuration says (no TLS, another exchange).
 CELERY_REFUSED: dict[str, str] = {
     "broker_use_ssl": "put the TLS options in broker_url: amqps://user:password@host:5671/vhost"
-    "?ssl_ca_certs=/path/ca.pem&ssl_cert_reqs=CERT_REQUIRED (rediss://...?ssl_cert_reqs=required for Redis)",
+    "?ssl_ca_certs=/path/ca.pem&ssl_cert_reqs=CERT_REQUIRED (rediss://...?ssl_cert_reqs=required for Redis; "
+    "TLS to Redis Sentinel is not supported)",
     "task_default_exchange": "declare the queue with its exchange in task_queues: "
     "[Queue('celery', Exchange('name', type='direct'), routing_key='celery')]",
     "task_default_exchange_type": "declare the queue with its exchange in task_queues: "
@@ -511,6 +513,7 @@ class Settings:
     task_always_eager: bool
     task_eager_propagates: bool
     result_backend: str | None
+    result_backend_transport_options: dict[str, Any]
     result_serializer: str
     result_accept_content: tuple[str, ...] | None
     result_expires: float | None

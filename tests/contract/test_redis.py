@@ -145,6 +145,35 @@ class TestRedisBroker(BrokerContract):
         broker.ack(got)
         assert broker.queue_length(q).total == 0
 
+    def test_after_a_lost_connection_what_redis_holds_but_the_consumer_settled_is_settled_again(self, q, r):
+        broker = self.make_broker(BrokerOptions(pool_limit=1))  # one connection: the one killed
+        try:
+            broker.declare_queue(Queue(q))
+            broker.publish([out(q, "late"), out(q, "early"), out(q, "running")])
+            late, early, running = broker.fetch([q], 3, 0, "c1")
+            assert broker.mark_started([early]) == []
+            held, started = f"{self.prefix}celeriac.held.c1", f"{self.prefix}celeriac.started.c1"
+            records = r.hgetall(held)
+            broker.ack([late, early])
+            # Redis is back without the ack: restarted from an older file, or failed over to a
+            # replica that had not received it
+            r.hset(held, mapping={tag: records[tag.encode()] for tag in (late.tag, early.tag)})
+            r.sadd(started, early.tag)
+            client_id = broker.conn.call("asking for its id", lambda c: c.client_id())
+            killer = threading.Thread(target=kill_when_blocked, args=(r, client_id))
+            killer.start()
+            with pytest.raises(BrokerConnectionError):
+                broker.fetch([f"{q}-idle"], 1, 10, "c1")
+            killer.join()
+            again = broker.fetch([q], 5, 0, "c1")
+            assert labels(again) == ["late"], "late ack: delivered again (at least once)"
+            assert r.sismember(started, early.tag) == 0, "early ack: it ran; acked, not run again"
+            assert broker.queue_length(q).reserved == 2, "the running one stays with its consumer"
+            broker.ack([running, *again])
+            assert broker.queue_length(q).total == 0
+        finally:
+            broker.close()
+
     @pytest.mark.parametrize("how", ["ack", "fetch"])
     def test_an_ack_that_failed_is_sent_again(self, broker, q, monkeypatch, how):
         broker.publish([out(q, "a"), out(q, "b")])

@@ -101,13 +101,30 @@ def publish_with_retry(options: BrokerOptions, what: str, attempt: Callable[[], 
 
 
 def mask_password(url: str) -> str:
-    """The URL without its password, for logs and errors."""
-    parts = urlsplit(url)
+    """The URL without its password, for logs and errors; each part of a ``;`` list of
+    URLs (Redis Sentinel's form) is masked."""
+    if ";" in url:
+        return ";".join(mask_password(part) for part in url.split(";"))
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an unclosed '[': still no password in the log
+        return _mask_unparsed(url)
     if parts.password is None:
         return url
     netloc = parts.netloc.rsplit("@", 1)[1]
     user = f"{parts.username}:***@" if parts.username else ":***@"
     return parts._replace(netloc=user + netloc).geturl()
+
+
+def _mask_unparsed(url: str) -> str:
+    """Mask what stands between ``:`` and ``@`` in a URL that does not parse."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    userinfo, _, host = rest.rpartition("@")
+    if ":" not in userinfo:
+        return url
+    return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{host}"
 
 
 #: Where ``consumer_lost`` sends the messages the lost consumer had started.

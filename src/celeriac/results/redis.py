@@ -27,6 +27,11 @@ meta document Celery's Redis backend writes::
 
 The stored document carries no content type: a reader tells pickle (first byte
 ``0x80``) from JSON by looking, and refuses pickle unless it is accepted.
+
+Behind Redis Sentinel (``result_backend = "sentinel://host:26379/0;..."``) the
+master's name and the sentinels' options come from
+``result_backend_transport_options`` (``master_name``, ``sentinel_kwargs``,
+``min_other_sentinels``; see :mod:`celeriac.brokers.redis.sentinel`), as in Celery.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from celeriac.brokers.redis.connection import RedisConnector
+from celeriac.brokers.redis.sentinel import OPTION_NAMES as SENTINEL_OPTIONS
 from celeriac.errors import ConfigurationError, DecodeError, ProtocolError
 from celeriac.protocol import serializers
 from celeriac.results.base import (
@@ -109,8 +115,16 @@ class RedisResultBackend(ResultBackend):
         pool_limit: int | None = 10,
         pool_timeout: float = 10.0,
         options: Mapping[str, Any] | None = None,
+        transport_options: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(url, serializer, accept, expires)
+        sentinel = dict(transport_options or {})
+        unknown = sorted(set(sentinel) - SENTINEL_OPTIONS)
+        if unknown:
+            raise ConfigurationError(
+                f"result_backend_transport_options: {', '.join(map(repr, unknown))} not known to the "
+                f"Redis result backend; it takes {', '.join(sorted(SENTINEL_OPTIONS))} (Redis Sentinel)"
+            )
         if self.serializer.content_type not in self.accept:
             raise ConfigurationError(
                 f"result_serializer={self.serializer.name!r} is not in the accepted content types "
@@ -118,10 +132,10 @@ class RedisResultBackend(ResultBackend):
                 f"add {self.serializer.name!r} to result_accept_content"
             )
         socket = {"socket_connect_timeout": 4.0, "socket_keepalive": True, **dict(options or {})}
-        self.conn = RedisConnector(url, "result_backend", pool_limit, pool_timeout, socket)
+        self.conn = RedisConnector(url, "result_backend", pool_limit, pool_timeout, socket, sentinel)
         # Waiters hold a subscribed connection for as long as they wait: they get a
         # pool of their own so they never starve writers of pooled connections.
-        self._subscriber = RedisConnector(url, "result_backend", None, pool_timeout, socket)
+        self._subscriber = RedisConnector(url, "result_backend", None, pool_timeout, socket, sentinel)
 
     # -- encoding ---------------------------------------------------------------------------
 

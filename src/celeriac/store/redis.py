@@ -1,8 +1,10 @@
 """Redis store: one Redis key per store key, every primitive one command or one Lua script.
 
-Connection String: ``redis://[:password@]host:6379/0``, ``rediss://...`` (TLS) or
-``unix:///path/redis.sock?db=0`` — the broker's or result backend's own URL; the
-connection pool is :class:`~celeriac.brokers.redis.connection.RedisConnector`'s.
+Connection String: ``redis://[:password@]host:6379/0``, ``rediss://...`` (TLS),
+``unix:///path/redis.sock?db=0`` or ``sentinel://host:26379/0;...`` (Redis
+Sentinel, with ``sentinel={'master_name': ...}``) — the broker's or result
+backend's own URL; the connection pool is
+:class:`~celeriac.brokers.redis.connection.RedisConnector`'s.
 
 Key schema (``P`` is the key prefix, ``celeriac.store:`` unless configured, so
 nothing here can collide with kombu's or Celery's keys):
@@ -192,11 +194,12 @@ class RedisStore(Store):
         pool_limit: int | None = 10,
         pool_timeout: float = 10.0,
         options: Mapping[str, Any] | None = None,
+        sentinel: Mapping[str, Any] | None = None,
     ) -> None:
         self.url = url
         self.prefix = prefix
         socket = {"socket_connect_timeout": 4.0, "socket_keepalive": True, **dict(options or {})}
-        self.conn = RedisConnector(url, setting, pool_limit, pool_timeout, socket)
+        self.conn = RedisConnector(url, setting, pool_limit, pool_timeout, socket, sentinel)
 
     # -- plumbing ---------------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""The Redis broker (``redis://``, ``rediss://``, ``unix://``): Celery's layout, safe leases.
+"""The Redis broker (``redis://``, ``rediss://``, ``unix://``, ``sentinel://``): Celery's layout, safe leases.
 
 Layout
 ------
@@ -36,7 +36,9 @@ several queues).
 
 Transport options (``broker_transport_options``): ``global_keyprefix`` (kombu's
 name: a prefix for every key), ``socket_timeout``, ``socket_connect_timeout``,
-``socket_keepalive``, ``health_check_interval``. Celery's ``visibility_timeout``
+``socket_keepalive``, ``health_check_interval``; for a ``sentinel://`` URL
+``master_name``, ``sentinel_kwargs`` and ``min_other_sentinels``
+(:mod:`~celeriac.brokers.redis.sentinel`). Celery's ``visibility_timeout``
 is accepted and not needed (leases are renewed while a task runs).
 """
 
@@ -67,6 +69,7 @@ from celeriac.brokers.base import (
 )
 from celeriac.brokers.redis import scripts
 from celeriac.brokers.redis.connection import PoolStats, RedisConnector
+from celeriac.brokers.redis.sentinel import OPTION_NAMES as SENTINEL_OPTIONS
 from celeriac.errors import BrokerError, ConfigurationError
 from celeriac.protocol.entities import Queue
 from celeriac.protocol.message import Envelope
@@ -84,6 +87,7 @@ _SOCKET_OPTIONS = ("socket_timeout", "socket_connect_timeout", "socket_keepalive
 _ACCEPTED_OPTIONS = frozenset(
     {
         *_SOCKET_OPTIONS,
+        *SENTINEL_OPTIONS,
         "global_keyprefix",
         # kombu/Celery options that need nothing here
         "visibility_timeout",
@@ -198,14 +202,17 @@ class RedisBroker(Broker):
         socket = {k: transport[k] for k in _SOCKET_OPTIONS if k in transport}
         socket.setdefault("socket_connect_timeout", self.options.connect_timeout)
         socket.setdefault("socket_keepalive", True)
+        sentinel = {k: transport[k] for k in SENTINEL_OPTIONS if k in transport}
         self.conn = RedisConnector(
-            url, "broker_url", self.options.pool_limit, self.options.pool_timeout, socket
+            url, "broker_url", self.options.pool_limit, self.options.pool_timeout, socket, sentinel
         )
         self._declared: dict[str, Queue] = {}
         self._known: set[str] = set()
         self._owner: dict[str, str] = {}  # durable tag -> consumer that holds it
         #: consumers whose FETCH failed: Redis may have leased them messages whose reply was lost
         self._unsure: set[str] = set()
+        #: consumer -> the connector's loss count when its held messages were last checked
+        self._checked: dict[str, int] = {}
         self._popped: dict[str, _Popped] = {}  # transient tag -> what was popped
         self._transient_tags = itertools.count(1)
         self._rotation = 0
@@ -333,7 +340,8 @@ class RedisBroker(Broker):
         self, queues: Sequence[str], n: int, timeout: float, consumer: str, ack: Sequence[Delivery]
     ) -> list[Delivery]:
         self._load_registry()
-        if consumer in self._unsure:
+        losses = self.conn.losses
+        if consumer in self._unsure or self._checked.setdefault(consumer, losses) != losses:
             self._release_strays(consumer)
         acks = self._durable_tags(ack)
         durable = [q for q in queues if q not in self._transient_queues]
@@ -378,28 +386,56 @@ class RedisBroker(Broker):
             self._owner.pop(tag, None)
 
     def _release_strays(self, consumer: str) -> None:
-        """Hand back what Redis leased to ``consumer`` in a FETCH whose reply was lost.
+        """Settle what Redis holds for ``consumer`` that the consumer does not know of.
 
-        The script ran (Redis runs a script whole) but the connection broke before the answer
-        arrived: the messages sit in the consumer's held hash, unknown to it, and its master
-        would renew their lease for as long as the child lives.
+        Run after a FETCH whose reply was lost (the script ran, Redis runs a script whole, but
+        the connection broke before the answer arrived), and after any lost connection: Redis
+        may have come back, or failed over, without writes it had acknowledged, such as an
+        ack. Either way the messages sit in the consumer's held hash, unknown to it, and its
+        master would renew their lease for as long as the child lives. The ones marked started
+        (early ack) ran and are acked; the others go back to their queue (at least once).
         """
-        held = self.conn.call(
-            "reading held messages", lambda client: client.hkeys(self._k(f"celeriac.held.{consumer}"))
-        )
+        losses = self.conn.losses
+        held_key, started_key = self._k(f"celeriac.held.{consumer}"), self._k(f"celeriac.started.{consumer}")
+
+        def read(client: Any) -> list[Any]:
+            pipe = client.pipeline(transaction=False)
+            pipe.hkeys(held_key)
+            pipe.smembers(started_key)
+            return pipe.execute()
+
+        held, started = self.conn.call("reading held messages", read)
         known = {tag for tag, owner in self._owner.items() if owner == consumer}
         tags = (h.decode() if isinstance(h, bytes) else str(h) for h in held)
         # "~wait" is the landing list's entry, not a message
         strays = [t for t in tags if t not in known and not t.startswith("~")]
-        if strays:
-            self._run("REJECT", [consumer, "1", "", *strays], "handing back messages of a lost reply")
+        ran = {s.decode() if isinstance(s, bytes) else str(s) for s in started}
+        back = [t for t in strays if t not in ran]
+        if back:
+            self._run("REJECT", [consumer, "1", "", *back], "handing back messages of a lost reply")
             logger.warning(
-                "handed %d message(s) back to their queue: Redis leased them to %s in a fetch whose "
-                "reply the broken connection lost",
-                len(strays),
+                "handed %d message(s) back to their queue: Redis held them for %s, which had not "
+                "received them (a fetch reply lost with the connection) or had settled them (an ack "
+                "Redis lost in a restart or a failover)",
+                len(back),
                 consumer,
             )
+        done = [t for t in strays if t in ran]
+        if done:
+            self.conn.call("acking started messages", lambda c: self._drop_held(c, {consumer: done}))
+            logger.warning(
+                "acked %d started message(s) of %s again: Redis had lost the ack", len(done), consumer
+            )
         self._unsure.discard(consumer)
+        self._checked[consumer] = losses
+
+    def _drop_held(self, client: Any, groups: dict[str, list[str]]) -> None:
+        """Ack: delete the tags of each consumer from its held hash and started set."""
+        pipe = client.pipeline(transaction=False)
+        for consumer, tags in groups.items():
+            pipe.hdel(self._k(f"celeriac.held.{consumer}"), *tags)
+            pipe.srem(self._k(f"celeriac.started.{consumer}"), *tags)
+        pipe.execute()
 
     def _lease(
         self, queues: Sequence[str], n: int, consumer: str, acks: Sequence[str], wait_queue: str
@@ -536,15 +572,7 @@ class RedisBroker(Broker):
         groups = self._by_consumer(batch)
         if not groups:
             return
-
-        def ack(client: Any) -> None:
-            pipe = client.pipeline(transaction=False)
-            for consumer, tags in groups.items():
-                pipe.hdel(self._k(f"celeriac.held.{consumer}"), *tags)
-                pipe.srem(self._k(f"celeriac.started.{consumer}"), *tags)
-            pipe.execute()
-
-        self.conn.call("acking", ack)
+        self.conn.call("acking", lambda client: self._drop_held(client, groups))
         self._forget([tag for tags in groups.values() for tag in tags])
 
     def _reject(self, batch: Sequence[Delivery], requeue: bool, reason: str) -> None:

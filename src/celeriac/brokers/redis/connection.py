@@ -1,8 +1,16 @@
 """Connections to Redis: URL checks, a measured connection pool, errors with a fix.
 
-Shared by the Redis broker and the Redis result backend. One
+Shared by the Redis broker, the Redis result backend and the Redis store. One
 :class:`RedisConnector` per process (redis-py's pools reset themselves after
 ``fork()``; the connector also starts afresh in a child).
+
+A ``sentinel://`` URL (:mod:`~celeriac.brokers.redis.sentinel`) gives a client
+of the master the sentinels name: every new connection asks them where the
+master is, so after a failover the client reaches the new master without being
+rebuilt. A command cut off by the failover fails like any lost connection
+(:class:`~celeriac.errors.BrokerConnectionError`), and the callers retry as they
+do for a Redis that went away; a connection to a demoted master is dropped
+instead of being used again.
 
 The pool is a blocking pool of at most ``broker_pool_limit`` connections: a
 caller that finds every connection in use waits up to ``broker_pool_timeout``
@@ -13,6 +21,7 @@ connections are in use (:meth:`RedisConnector.pool_stats`), for the monitor.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -22,20 +31,32 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from celeriac.brokers.base import PoolStats, mask_password
+from celeriac.brokers.redis.sentinel import (
+    SentinelOptions,
+    SentinelURL,
+    is_sentinel,
+    options_setting,
+    parse_url,
+    read_options,
+)
 from celeriac.errors import BrokerConnectionError, BrokerError, ConfigurationError
 
 try:
     import redis
     from redis import exceptions as redis_errors
+    from redis import sentinel as redis_sentinel
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
 except ImportError:  # pragma: no cover - exercised only without the extra installed
     redis = None  # type: ignore[assignment]
     redis_errors = None  # type: ignore[assignment]
+    redis_sentinel = None  # type: ignore[assignment]
 
 logger = logging.getLogger("celeriac.redis")
 
 T = TypeVar("T")
 
-SCHEMES = ("redis", "rediss", "unix")
+SCHEMES = ("redis", "rediss", "unix", "sentinel")
 
 
 def require_redis(setting: str) -> None:
@@ -50,6 +71,9 @@ def check_url(url: str, setting: str) -> str:
     """Validate a Redis URL; return it. The error names the setting and a valid example."""
     parts = urlsplit(url)
     example = "redis://localhost:6379/0, rediss://host:6380/0 or unix:///run/redis.sock?db=0"
+    if parts.scheme in ("sentinel", "sentinels"):
+        parse_url(url, setting)
+        return url
     if parts.scheme not in SCHEMES:
         raise ConfigurationError(f"{setting}={url!r}: not a Redis URL; use e.g. {example}")
     if parts.scheme == "unix":
@@ -120,14 +144,18 @@ class _MeasuredPool:
         return connection
 
 
-_POOL_CLASSES: dict[bool, type] = {}
+_POOL_CLASSES: dict[tuple[bool, bool], type] = {}
 
 
-def _pool_class(blocking: bool) -> type:
-    if blocking not in _POOL_CLASSES:
-        base = redis.BlockingConnectionPool if blocking else redis.ConnectionPool
+def _pool_class(blocking: bool, sentinel: bool = False) -> type:
+    """The measured pool: blocking (``broker_pool_limit``) or not, of one server or of the
+    master the sentinels name."""
+    if (blocking, sentinel) not in _POOL_CLASSES:
+        bases: tuple[type, ...] = (redis.BlockingConnectionPool if blocking else redis.ConnectionPool,)
+        if sentinel:  # asks the sentinels for the master's address before connecting
+            bases = (redis_sentinel.SentinelConnectionPool, *bases)
 
-        class MeasuredPool(_MeasuredPool, base):  # type: ignore[valid-type,misc]
+        class MeasuredPool(_MeasuredPool, *bases):  # type: ignore[misc]
             def __init__(self, *args: Any, **kwargs: Any) -> None:
                 self._init_stats()
                 super().__init__(*args, **kwargs)
@@ -138,8 +166,16 @@ def _pool_class(blocking: bool) -> type:
                     return len(self._connections) - available
                 return len(self._in_use_connections)
 
-        _POOL_CLASSES[blocking] = MeasuredPool
-    return _POOL_CLASSES[blocking]
+            def release(self, connection: Any) -> None:
+                # A connection to a master that is no longer the master is closed and not
+                # pooled again; the blocking pool would go on counting it as in use.
+                if blocking and not self.owns_connection(connection):
+                    with self._lock, contextlib.suppress(ValueError):
+                        self._connections.remove(connection)
+                super().release(connection)
+
+        _POOL_CLASSES[(blocking, sentinel)] = MeasuredPool
+    return _POOL_CLASSES[(blocking, sentinel)]
 
 
 class RedisConnector:
@@ -147,6 +183,9 @@ class RedisConnector:
 
     ``options`` are socket options: ``socket_timeout``, ``socket_connect_timeout``,
     ``socket_keepalive``, ``health_check_interval``, ``retry_on_timeout``.
+    ``sentinel`` are the transport options a ``sentinel://`` URL reads (``master_name``,
+    ``sentinel_kwargs``, ``min_other_sentinels``; other names are ignored): a missing
+    ``master_name`` is an error naming the setting that holds them.
     """
 
     def __init__(
@@ -156,6 +195,7 @@ class RedisConnector:
         pool_limit: int | None = 10,
         pool_timeout: float = 10.0,
         options: Mapping[str, Any] | None = None,
+        sentinel: Mapping[str, Any] | None = None,
     ) -> None:
         require_redis(setting)
         self.url = check_url(url, setting)
@@ -163,9 +203,16 @@ class RedisConnector:
         self.pool_limit = pool_limit
         self.pool_timeout = pool_timeout
         self.options = dict(options or {})
+        self.sentinel: tuple[SentinelURL, SentinelOptions] | None = None
+        if is_sentinel(url):
+            self.sentinel = parse_url(url, setting), read_options(sentinel or {}, setting)
         self._pid = -1
         self._client: Any = None
         self._pool: Any = None
+        self._manager: Any = None  # the sentinels' clients, for a sentinel:// URL
+        #: calls that failed for a refused, lost or timed-out connection: after one, Redis may
+        #: have lost writes it acknowledged (a restart, a failover to a replica that lagged)
+        self.losses = 0
         #: Lua source -> its redis-py Script (its SHA; run with an explicit client, so it
         #: outlives a fork and serves every connection and pipeline)
         self._scripts: dict[str, Any] = {}
@@ -175,6 +222,9 @@ class RedisConnector:
         return where(self.url)
 
     def _make(self) -> None:
+        if self.sentinel is not None:
+            self._make_sentinel(*self.sentinel)
+            return
         kwargs = dict(self.options)
         if self.pool_limit:
             kwargs.update(max_connections=self.pool_limit, timeout=self.pool_timeout)
@@ -183,6 +233,38 @@ class RedisConnector:
         except (ValueError, TypeError) as exc:
             raise ConfigurationError(f"{self.setting}={self.location!r}: {exc}") from None
         self._client = redis.Redis(connection_pool=self._pool)
+        self._pid = os.getpid()
+
+    def _make_sentinel(self, url: SentinelURL, options: SentinelOptions) -> None:
+        """A client of the master named ``options.master_name``, found through the sentinels."""
+        # the master's connections: the socket options, db and credentials of the URL
+        master = dict(self.options, db=url.db, username=url.username, password=url.password)
+        # the sentinels' own: the same socket options (no hanging on a dead sentinel) unless
+        # sentinel_kwargs says otherwise, and nothing of the master's credentials. No retries:
+        # redis-py's default spends seconds on a dead sentinel, and the next one is the retry
+        asking: dict[str, Any] = {k: v for k, v in self.options.items() if k.startswith("socket_")}
+        asking["retry"] = Retry(NoBackoff(), 0)
+        asking.update(options.sentinel_kwargs)
+        try:
+            manager = redis_sentinel.Sentinel(
+                list(url.sentinels),
+                min_other_sentinels=options.min_other_sentinels,
+                sentinel_kwargs=asking,
+                **master,
+            )
+        except (ValueError, TypeError) as exc:
+            raise ConfigurationError(
+                f"{options_setting(self.setting)} sentinel_kwargs: not a Redis connection option ({exc})"
+            ) from None
+        pool_class = _pool_class(bool(self.pool_limit), sentinel=True)
+        pool_kwargs: dict[str, Any] = {}
+        if self.pool_limit:
+            pool_kwargs.update(max_connections=self.pool_limit, timeout=self.pool_timeout)
+        self._client = manager.master_for(
+            options.master_name, connection_pool_class=pool_class, **pool_kwargs
+        )
+        self._pool = self._client.connection_pool
+        self._manager = manager
         self._pid = os.getpid()
 
     @property
@@ -212,10 +294,12 @@ class RedisConnector:
         try:
             return fn(self.client)
         except redis_errors.TimeoutError as exc:
+            self.losses += 1
             raise BrokerConnectionError(
                 f"Redis at {self.location} did not answer in time ({what}): {exc}"
             ) from exc
         except (redis_errors.ConnectionError, OSError) as exc:
+            self.losses += 1
             raise BrokerConnectionError(f"cannot reach Redis at {self.location} ({what}): {exc}") from exc
         except redis_errors.RedisError as exc:
             raise BrokerError(f"Redis at {self.location} refused {what}: {exc}") from exc
@@ -238,7 +322,10 @@ class RedisConnector:
             )
 
     def close(self) -> None:
-        if self._pool is not None and self._pid == os.getpid():
-            self._pool.disconnect()
-        self._pool = self._client = None
+        if self._pid == os.getpid():
+            if self._pool is not None:
+                self._pool.disconnect()
+            for client in self._manager.sentinels if self._manager is not None else ():
+                client.close()
+        self._pool = self._client = self._manager = None
         self._pid = -1
