@@ -181,6 +181,13 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("warm-shutdown", "SIGTERM mid-run, then start a new node", _warm_shutdown),
     Scenario("cold-shutdown", "SIGTERM + SIGQUIT mid-run, then start a new node", _cold_shutdown),
     Scenario(
+        "sentinel-failover",
+        "Redis Sentinel: SIGKILL the master mid-run; a replica takes over",
+        _failover,
+        ("redis",),
+        settle=60.0,
+    ),
+    Scenario(
         "eta-beyond-lease",
         f"countdown {LEASE * 2:g} s > lease; node killed while it waits",
         _eta_beyond_lease,
