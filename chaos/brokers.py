@@ -12,7 +12,7 @@ import json
 import sqlite3
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from chaos.run import Run
@@ -74,7 +74,27 @@ class SQLiteSetup(Setup):
         return len(rows)
 
 
-class RedisSetup(Setup):
+class _ServerSetup(Setup):
+    """A broker that runs as a private server (``self.node``): the proxy, kill and restart
+    act on it."""
+
+    node: Any
+
+    def target(self) -> tuple[str, int]:
+        return ("127.0.0.1", self.node.port)
+
+    def kill(self) -> None:
+        self.node.kill()
+
+    def restart(self) -> None:
+        self.node.restart()
+
+    def close(self) -> None:
+        if hasattr(self, "node"):
+            self.node.stop()
+
+
+class RedisSetup(_ServerSetup):
     name = "redis"
 
     def open(self, directory: Path) -> None:
@@ -88,15 +108,6 @@ class RedisSetup(Setup):
         redis.Redis.from_url(self.node.url).flushall()
         return {"CELERIAC_BROKER_URL": self.node.url, "CELERIAC_RESULT_BACKEND": self.node.url}
 
-    def target(self) -> tuple[str, int]:
-        return ("127.0.0.1", self.node.port)
-
-    def kill(self) -> None:
-        self.node.kill()
-
-    def restart(self) -> None:
-        self.node.restart()
-
     def garbage(self, run: Run) -> int:
         import redis
 
@@ -106,12 +117,8 @@ class RedisSetup(Setup):
         client.close()
         return len(items)
 
-    def close(self) -> None:
-        if hasattr(self, "node"):
-            self.node.stop()
 
-
-class RabbitSetup(Setup):
+class RabbitSetup(_ServerSetup):
     name = "rabbitmq"
 
     def open(self, directory: Path) -> None:
@@ -125,15 +132,6 @@ class RabbitSetup(Setup):
             "CELERIAC_BROKER_URL": self.node.url,
             "CELERIAC_RESULT_BACKEND": f"sqlite:///{run_dir / 'results.db'}",
         }
-
-    def target(self) -> tuple[str, int]:
-        return ("127.0.0.1", self.node.port)
-
-    def kill(self) -> None:
-        self.node.kill()
-
-    def restart(self) -> None:
-        self.node.restart()
 
     def garbage(self, run: Run) -> int:
         import amqp
@@ -155,10 +153,6 @@ class RabbitSetup(Setup):
         finally:
             conn.close()
         return len(bodies)
-
-    def close(self) -> None:
-        if hasattr(self, "node"):
-            self.node.stop()
 
 
 SETUPS: dict[str, type[Setup]] = {"sqlite": SQLiteSetup, "redis": RedisSetup, "rabbitmq": RabbitSetup}

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from chaos.run import LEASE, Run
+from chaos.run import LEASE, Node, Run
 
 ALL = ("sqlite", "redis", "rabbitmq")
 NETWORKED = ("redis", "rabbitmq")
@@ -43,22 +43,29 @@ def _child_kill(run: Run) -> None:
         time.sleep(0.3)
 
 
-def _master_kill(run: Run) -> None:
-    first = run.node()
-    run.send_in_background(150, seconds=0.05, pace=0.01)
-    run.wait_started(20)
-    run.kill_master(first)
-    run.join_senders()
-    run.node()
+def _mid_run(fault: Callable[[Run, Node], None]) -> Callable[[Run], None]:
+    """A node busy with 150 tasks of 50 ms meets ``fault``; a new node takes over after it."""
+
+    def act(run: Run) -> None:
+        first = run.node()
+        run.send_in_background(150, seconds=0.05, pace=0.01)
+        run.wait_started(20)
+        fault(run, first)
+        run.join_senders()
+        run.node()
+
+    return act
 
 
-def _node_kill(run: Run) -> None:
-    first = run.node()
-    run.send_in_background(150, seconds=0.05, pace=0.01)
-    run.wait_started(20)
-    run.kill_node(first)
-    run.join_senders()
-    run.node()
+def _warm_stop(run: Run, node: Node) -> None:
+    node.send(signal.SIGTERM)
+    run.note(f"warm shutdown exit code {node.wait_exit(60)}")
+
+
+def _cold_stop(run: Run, node: Node) -> None:
+    node.send(signal.SIGTERM)
+    node.send(signal.SIGQUIT)
+    run.note(f"cold shutdown exit code {node.wait_exit(60)}")
 
 
 def _node_stall(run: Run) -> None:
@@ -126,27 +133,6 @@ def _recycle(run: Run) -> None:
         run.send(2, seconds=0.01, task="chaos.hog", mib=40)
 
 
-def _warm_shutdown(run: Run) -> None:
-    first = run.node()
-    run.send_in_background(150, seconds=0.05, pace=0.01)
-    run.wait_started(20)
-    first.send(signal.SIGTERM)
-    run.note(f"warm shutdown exit code {first.wait_exit(60)}")
-    run.join_senders()
-    run.node()
-
-
-def _cold_shutdown(run: Run) -> None:
-    first = run.node()
-    run.send_in_background(150, seconds=0.05, pace=0.01)
-    run.wait_started(20)
-    first.send(signal.SIGTERM)
-    first.send(signal.SIGQUIT)
-    run.note(f"cold shutdown exit code {first.wait_exit(60)}")
-    run.join_senders()
-    run.node()
-
-
 def _eta_beyond_lease(run: Run) -> None:
     first = run.node()
     run.send(40, seconds=0.005, countdown=LEASE * 2)
@@ -169,8 +155,10 @@ def _failover(run: Run) -> None:
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario("baseline", "no fault", _baseline),
     Scenario("child-kill", "SIGKILL a busy child 5 times", _child_kill),
-    Scenario("master-kill", "SIGKILL the master mid-run, then start a new node", _master_kill),
-    Scenario("node-kill", "SIGKILL master and children at once, then start a new node", _node_kill),
+    Scenario("master-kill", "SIGKILL the master mid-run, then start a new node", _mid_run(Run.kill_master)),
+    Scenario(
+        "node-kill", "SIGKILL master and children at once, then start a new node", _mid_run(Run.kill_node)
+    ),
     Scenario("node-stall", f"SIGSTOP one of two nodes for {LEASE * 2.5:g} s (past the lease)", _node_stall),
     Scenario("broker-kill", "kill -9 the broker mid-run, restart it 1 s later", _broker_kill, NETWORKED),
     Scenario("net-freeze", "the network path freezes for 20 s mid-run", _net_freeze, NETWORKED, settle=60.0),
@@ -178,8 +166,8 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("bad-input", "malformed messages written straight into the queue", _bad_input),
     Scenario("poison", "3 tasks that kill their child, delivery limit 3", _poison),
     Scenario("recycle", "children recycled every 7 tasks and at 60 MiB", _recycle),
-    Scenario("warm-shutdown", "SIGTERM mid-run, then start a new node", _warm_shutdown),
-    Scenario("cold-shutdown", "SIGTERM + SIGQUIT mid-run, then start a new node", _cold_shutdown),
+    Scenario("warm-shutdown", "SIGTERM mid-run, then start a new node", _mid_run(_warm_stop)),
+    Scenario("cold-shutdown", "SIGTERM + SIGQUIT mid-run, then start a new node", _mid_run(_cold_stop)),
     Scenario(
         "sentinel-failover",
         "Redis Sentinel: SIGKILL the master mid-run; a replica takes over",

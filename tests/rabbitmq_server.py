@@ -13,26 +13,20 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import time
 import uuid
 
 import pytest
 
+from chaos import rabbit_node
+
 STANDARD = ("127.0.0.1", 5672)
-#: AMQP 0-9-1 protocol header; a broker answers it with connection.start.
-_PROTOCOL_HEADER = b"AMQP\x00\x00\x09\x01"
 
 
 def answers(host: str = STANDARD[0], port: int = STANDARD[1], timeout: float = 1.0) -> bool:
     """True when an AMQP 0-9-1 broker answers on ``host:port``."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout) as sock:
-            sock.sendall(_PROTOCOL_HEADER)
-            return sock.recv(1) == b"\x01"  # a method frame: connection.start
-    except OSError:
-        return False
+    return rabbit_node.answers(host, port, timeout)
 
 
 def unavailable(reason: str) -> None:
