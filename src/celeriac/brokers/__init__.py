@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-from celeriac.brokers.base import Broker, BrokerOptions, Delivery, Outgoing, QueueLength
+from celeriac.brokers.base import Broker, BrokerOptions, Delivery, Outgoing, QueueLength, mask_password
 from celeriac.brokers.redis.sentinel import refuse_tls
 from celeriac.errors import ConfigurationError
 
@@ -31,7 +31,9 @@ def from_url(url: str, options: BrokerOptions | None = None) -> Broker:
     refuse_tls(url, "broker_url")
     if scheme not in SCHEMES:
         known = ", ".join(f"{s}://" for s in sorted(SCHEMES))
-        raise ConfigurationError(f"broker_url={url!r}: unknown broker scheme {scheme!r}; supported: {known}")
+        raise ConfigurationError(
+            f"broker_url={mask_password(url)!r}: unknown broker scheme {scheme!r}; supported: {known}"
+        )
     module_name, class_name = SCHEMES[scheme]
     broker_class: type[Broker] = getattr(importlib.import_module(module_name), class_name)
     return broker_class(url, options)

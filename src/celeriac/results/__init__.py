@@ -6,6 +6,7 @@ import importlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from celeriac.brokers.base import mask_password
 from celeriac.brokers.redis.sentinel import refuse_tls
 from celeriac.errors import ConfigurationError
 from celeriac.results.base import PendingResult, ResultBackend, ResultRecord
@@ -39,8 +40,8 @@ def backend_from_url(
     refuse_tls(url, "result_backend")
     if scheme not in SCHEMES:
         raise ConfigurationError(
-            f"result_backend={url!r}: unknown scheme {scheme!r}; supported: sqlite://, memory://, "
-            "redis://, rediss://, unix:// (a Redis socket), sentinel:// (Redis Sentinel)"
+            f"result_backend={mask_password(url)!r}: unknown scheme {scheme!r}; supported: sqlite://, "
+            "memory://, redis://, rediss://, unix:// (a Redis socket), sentinel:// (Redis Sentinel)"
         )
     module_name, class_name = SCHEMES[scheme]
     backend_class: type[ResultBackend] = getattr(importlib.import_module(module_name), class_name)

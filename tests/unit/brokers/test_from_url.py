@@ -93,3 +93,15 @@ def test_value_that_is_not_a_url_is_refused(url):
 def test_sqlite_url_with_a_host_is_refused_with_the_right_spelling():
     with pytest.raises(ConfigurationError, match="sqlite:///relative/path.db"):
         from_url("sqlite://host/celeriac.db")
+
+
+def test_a_refused_url_keeps_its_password_out_of_the_error():
+    from celeriac.results import backend_from_url
+
+    with pytest.raises(ConfigurationError) as broker_error:
+        from_url("kafka://user:hunter2@host:9092/0")
+    with pytest.raises(ConfigurationError) as backend_error:
+        backend_from_url("mongodb://user:hunter2@host/results", "json", ["json"], None)
+    for error in (broker_error, backend_error):
+        assert "hunter2" not in str(error.value)
+        assert "user:***@host" in str(error.value)
