@@ -188,6 +188,10 @@ def test_unreadable_row_goes_to_the_dead_letters_and_the_message_behind_it_is_fe
         assert what in dead.reason
         assert dead.envelope.body == b"[[], {}, {}]"  # listed, not an error
         assert broker.queue_length(q).total == 1  # the valid message, leased
+        # reported to the worker once, which logs it
+        [reported] = broker.fetched_dead_letters()
+        assert (reported.queue, reported.reason) == (q, dead.reason)
+        assert broker.fetched_dead_letters() == []
     finally:
         broker.close()
 

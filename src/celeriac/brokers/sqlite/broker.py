@@ -343,7 +343,7 @@ class SQLiteBroker(Broker):
         lease others in their place (off the hot path: only once such a row was met)."""
         got: list[Delivery] = []
         while rows:
-            unreadable: list[tuple[int, str]] = []
+            unreadable: list[tuple[int, str, str, int, bytes]] = []
             for row_id, queue, _priority, deliveries, meta, body in rows:
                 try:
                     got.append(
@@ -357,15 +357,20 @@ class SQLiteBroker(Broker):
                         )
                     )
                 except UNREADABLE as exc:
-                    unreadable.append((row_id, unreadable_reason(exc)))
+                    unreadable.append((row_id, unreadable_reason(exc), queue, deliveries, body))
             if not unreadable:
                 break
             now = self.now()
             store.db.write(
                 lambda conn, unreadable=unreadable, now=now: [
-                    store.to_dead(conn, [row_id], reason, now) for row_id, reason in unreadable
+                    store.to_dead(conn, [entry[0]], entry[1], now) for entry in unreadable
                 ]
             )
+            # reported to the worker, which logs them (their task id cannot be read)
+            self._fetch_dead += [
+                DeadLetter("", queue, reason, for_listing(b"", body), now, deliveries, store.persistent)
+                for _id, reason, queue, deliveries, body in unreadable
+            ]
             rows = self._lease_rows(store, queues, n - len(got), consumer) if len(got) < n else []
         return got
 
