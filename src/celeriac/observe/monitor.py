@@ -15,6 +15,12 @@ Per queue it measures, over the last ``monitor_overload_after`` seconds:
   process consuming the queue) — and how long the backlog takes to drain with
   them. It clears once the queue shrinks again.
 
+Each queue is in one of :data:`QUEUE_STATES`: ``overloaded`` (the alert above),
+``growing`` (the window's estimate says it will not drain: λ > μ, or without rates
+the length grew over the window, while the length does not shrink; it takes
+:data:`GROWING_AFTER_SAMPLES` such samples in a row to enter and as many without to
+leave, so one noisy sample does not flip it), or ``ok``. An empty queue is ``ok``.
+
 Queues whose workers publish no run counts (a plain Celery deployment) get
 lengths, growth and the overload alert from growth alone.
 """
@@ -51,6 +57,10 @@ TRACK_S = 3600.0
 CLEAR_AFTER_SAMPLES = 3
 #: overload needs the backlog to grow by at least this many messages over the window
 MIN_GROWTH = 5
+#: a queue's states, mildest first
+QUEUE_STATES = ("ok", "growing", "overloaded")
+#: samples in a row that must agree before a queue enters or leaves the growing state
+GROWING_AFTER_SAMPLES = 2
 _THRESHOLD_LABEL = {"length": "messages waiting", "oldest_age": "oldest message age", "wait": "expected wait"}
 
 
@@ -106,6 +116,9 @@ class Track:
         self.ticks: list[Tick] = []
         #: since when messages wait here with no worker listing the queue and none taken
         self.unserved_since: float | None = None
+        #: whether the queue is in the growing state, and how many samples in a row said otherwise
+        self.growing = False
+        self.against = 0
 
     def add(self, tick: Tick) -> None:
         self.ticks.append(tick)
@@ -167,6 +180,8 @@ class QueueView:
     drain_s: float | None = None
     wait_s: float | None = None
     overloaded: bool = False
+    #: one of QUEUE_STATES: "ok", "growing" (will not drain at the window's rates) or "overloaded"
+    state: str = "ok"
     #: what one more worker process would serve of this queue per second
     process_rate: float | None = None
     extra_processes: int | None = None
@@ -470,6 +485,32 @@ class Monitor:
         elif growing:
             self.overloaded.add(view.name)
         view.overloaded = view.name in self.overloaded
+        rising = self._rising(view, track, tick)
+        view.state = "overloaded" if view.overloaded else "growing" if rising else "ok"
+
+    @staticmethod
+    def _rising(view: QueueView, track: Track, tick: Tick) -> bool:
+        """Whether the queue is growing: its backlog will not drain at the window's rates.
+
+        A sample says so when the queue is not empty, the window's estimate has λ > μ (without
+        run counts: the length grew over the window), and the length is not below the previous
+        sample's. The state changes once :data:`GROWING_AFTER_SAMPLES` samples in a row disagree
+        with it, so a queue rising steadily shows it by the second sample and a single noisy
+        sample changes nothing. An empty queue is not growing.
+        """
+        if tick.total == 0:
+            track.growing, track.against = False, 0
+            return False
+        lam, mu = view.arrival_rate, view.service_rate
+        ahead = lam > mu if lam is not None and mu is not None else (view.growth_rate or 0.0) > 0
+        says = ahead and tick.total >= track.ticks[-2].total
+        if says == track.growing:
+            track.against = 0
+        else:
+            track.against += 1
+            if track.against >= GROWING_AFTER_SAMPLES:
+                track.growing, track.against = says, 0
+        return track.growing
 
     @staticmethod
     def _unserved(track: Track, view: QueueView, tick: Tick) -> float | None:

@@ -19,7 +19,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from celeriac.observe.monitor import MonitorState
+from celeriac.observe.monitor import QUEUE_STATES, MonitorState
 from celeriac.observe.records import RUNTIME_BUCKETS
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -62,6 +62,11 @@ def _queue_metrics(state: MonitorState) -> Iterator[Metric]:
     arrival = _gauge("celeriac_queue_arrival_rate", "Messages arriving per second (lambda)", ["queue"])
     service = _gauge("celeriac_queue_service_rate", "Messages finished per second (mu)", ["queue"])
     overloaded = _gauge("celeriac_queue_overloaded", "1 while arrivals outrun service", ["queue"])
+    states = _gauge(
+        "celeriac_queue_state",
+        "1 for the queue's state now (ok, growing: will not drain at these rates, overloaded), else 0",
+        ["queue", "state"],
+    )
     for view in state.queues:
         length.add_metric([view.name], view.length)
         for name in _STATES:
@@ -73,7 +78,9 @@ def _queue_metrics(state: MonitorState) -> Iterator[Metric]:
         if view.service_rate is not None:
             service.add_metric([view.name], view.service_rate)
         overloaded.add_metric([view.name], int(view.overloaded))
-    yield from (length, messages, age, arrival, service, overloaded)
+        for name in QUEUE_STATES:
+            states.add_metric([view.name, name], int(view.state == name))
+    yield from (length, messages, age, arrival, service, overloaded, states)
 
 
 def _task_metrics(state: MonitorState) -> Iterator[Metric]:

@@ -30,7 +30,7 @@ def _mib(kib: int | None) -> str:
 
 
 def _drain(view: QueueView) -> str:
-    if view.overloaded:
+    if view.state != "ok":
         return "never"
     return duration(view.drain_s)
 
@@ -76,7 +76,7 @@ def frame(state: MonitorState) -> str:
     widths = [w for _, w, _ in QUEUE_COLUMNS]
     lines.append(_row([name for name, _, _ in QUEUE_COLUMNS], widths))
     for view in state.queues:
-        mark = " OVERLOADED" if view.overloaded else ""
+        mark = "" if view.state == "ok" else " " + view.state.upper()
         lines.append(_row([cell(view) for _, _, cell in QUEUE_COLUMNS], widths) + mark)
     if not state.queues:
         lines.append("(no queues)")

@@ -21,6 +21,7 @@ from celeriac.observe.alerts import AlertBook, Condition, Outbox, command_sink
 from celeriac.observe.history import History, QueuePoint
 from celeriac.observe.monitor import Monitor, Totals, quantile
 from celeriac.observe.records import RUNTIME_BUCKETS, ChildStats, TaskRuns, WorkerStats
+from celeriac.observe.top import frame
 
 
 class Clock:
@@ -117,6 +118,95 @@ def test_arrival_and_service_rates_overload_and_its_clearing(app, tmp_path):
     monitor.close()
 
 
+def steady_backlog(app, tmp_path, clock) -> tuple[Monitor, int]:
+    """A monitor that watched a whole window of 20 arriving and 20 served a second, 10 waiting."""
+    beat(app, stats("w1", [task_runs(0)]))
+    monitor = monitor_for(app, tmp_path, clock)
+    for _ in range(10):
+        app.send_task("t")
+    monitor.sample()
+    finished = 0
+    for _ in range(12):
+        finished += 20
+        step(app, monitor, clock, 20, 20, finished)
+    assert monitor.current().queues[0].state == "ok"
+    return monitor, finished
+
+
+def test_a_queue_that_starts_rising_is_growing_by_the_second_sample_long_before_the_overload(app, tmp_path):
+    clock = Clock()
+    monitor, finished = steady_backlog(app, tmp_path, clock)
+    states = []
+    for _ in range(6):  # 30 arrive a second now, still 20 served
+        finished += 20
+        step(app, monitor, clock, 30, 20, finished)
+        view = monitor.current().queues[0]
+        states.append(view.state)
+        if view.state == "growing":
+            # the row agrees with itself: it will not drain, and says so before any alert
+            assert view.arrival_rate > view.service_rate and view.drain_s is None
+            assert not view.overloaded and monitor.current().alerts == []
+    assert states == ["ok", "growing", "growing", "growing", "growing", "overloaded"]
+    (alert,) = monitor.current().alerts
+    assert alert["kind"] == "overload"
+    for _ in range(4):  # a second process: the queue shrinks, and is ok once the overload clears
+        finished += 40
+        step(app, monitor, clock, 30, 40, finished)
+        states.append(monitor.current().queues[0].state)
+    assert states[6:] == ["overloaded", "overloaded", "ok", "ok"]
+    monitor.close()
+
+
+def test_one_noisy_sample_does_not_make_a_queue_growing(app, tmp_path):
+    app.conf.monitor_overload_after = 60.0  # the window outlasts the test: no overload here
+    clock = Clock()
+    monitor, finished = steady_backlog(app, tmp_path, clock)
+    states = []
+    # 10 more than usual arrive once, and are served the next second
+    for arrive, served in ((30, 20), (20, 30), (20, 20), (20, 20)):
+        finished += served
+        step(app, monitor, clock, arrive, served, finished)
+        states.append(monitor.current().queues[0].state)
+    assert states == ["ok"] * 4
+    # the state is kept by the monitor, not recomputed from one sample: a queue growing for
+    # a while stays growing through one sample that shrinks, and leaves after two
+    states = []
+    for arrive in (30, 30, 30, 15, 30, 30, 10, 10, 10):
+        finished += 20
+        step(app, monitor, clock, arrive, 20, finished)
+        states.append(monitor.current().queues[0].state)
+    assert states == ["ok", "growing", "growing", "growing", "growing", "growing", "growing", "ok", "ok"]
+    monitor.close()
+
+
+def queue_states(monitor: Monitor) -> dict[str, float]:
+    text = promexport.render(promexport.registry_for(monitor.current)).decode()
+    (family,) = [f for f in text_string_to_metric_families(text) if f.name == "celeriac_queue_state"]
+    assert family.type == "gauge"
+    return {s.labels["state"]: s.value for s in family.samples if s.labels["queue"] == "celery"}
+
+
+def test_growing_shows_in_top_and_prometheus_beside_overloaded(app, tmp_path):
+    clock = Clock()
+    monitor, finished = steady_backlog(app, tmp_path, clock)
+    assert queue_states(monitor) == {"ok": 1, "growing": 0, "overloaded": 0}
+    for _ in range(2):
+        finished += 20
+        step(app, monitor, clock, 30, 20, finished)
+    row = next(line for line in frame(monitor.current()).splitlines() if line.startswith("celery "))
+    assert row.endswith(" GROWING") and " never " in row  # the drain column agrees
+    assert queue_states(monitor) == {"ok": 0, "growing": 1, "overloaded": 0}
+    for _ in range(4):
+        finished += 20
+        step(app, monitor, clock, 30, 20, finished)
+    row = next(line for line in frame(monitor.current()).splitlines() if line.startswith("celery "))
+    assert row.endswith(" OVERLOADED") and "GROWING" not in row
+    assert queue_states(monitor) == {"ok": 0, "growing": 0, "overloaded": 1}
+    text = promexport.render(promexport.registry_for(monitor.current)).decode()
+    assert 'celeriac_queue_overloaded{queue="celery"} 1.0' in text
+    monitor.close()
+
+
 def test_a_burst_that_drains_is_not_an_overload(app, tmp_path):
     clock = Clock()
     monitor = monitor_for(app, tmp_path, clock)
@@ -136,11 +226,17 @@ def test_queues_without_run_counts_get_growth_alone(app, tmp_path):
     clock = Clock()
     monitor = monitor_for(app, tmp_path, clock)
     monitor.sample()
+    states = []
     for _ in range(12):
         clock.now += 1.0
         for _ in range(10):
             app.send_task("t")
         monitor.sample()
+        states.append(monitor.current().queues[0].state)
+    # growing from the growth seen so far, by the second sample; overloaded once a window is full
+    assert states[:2] == ["ok", "growing"]
+    assert set(states[2 : states.index("overloaded")]) == {"growing"}
+    assert states[-1] == "overloaded"
     view = monitor.current().queues[0]
     assert (view.arrival_rate, view.service_rate) == (None, None)
     assert view.growth_rate == pytest.approx(10)
