@@ -140,6 +140,8 @@ def test_state_has_every_queue_field_live_nodes_and_alerts(serve):
     assert queue["length"] == STEPS * (ARRIVE - SERVE)
     assert queue["service_rate"] == pytest.approx(SERVE)
     assert queue["arrival_rate"] == pytest.approx(ARRIVE)
+    # it rose every second with arrivals above service, not yet for a whole overload window
+    assert queue["state"] == "growing" and queue["overloaded"] is False
     (node,) = state["nodes"]
     assert node["node"] == "w1@host" and node["concurrency"] == 2 and node["master_rss_kib"] == 30_000
     assert node["queues"] == ["celery"] and "broker_pool" in node

@@ -281,9 +281,13 @@
     if (!queues.length) return;
     // the queue in most trouble, else the longest
     var pick = queues.slice().sort(function (a, b) {
-      return Number(b.overloaded) - Number(a.overloaded) || alertRank(b.name) - alertRank(a.name) || b.length - a.length;
+      return stateRank(b) - stateRank(a) || alertRank(b.name) - alertRank(a.name) || b.length - a.length;
     })[0];
     setSelected(pick.name, false);
+  }
+
+  function stateRank(q) {
+    return q.state === "overloaded" ? 2 : q.state === "growing" ? 1 : 0;
   }
 
   function alertRank(queue) {
@@ -388,7 +392,7 @@
 
   function drainCell(q) {
     if (q.drain_s !== null && q.drain_s !== undefined) return cell(fmtDuration(q.drain_s));
-    if (q.length > 0 && q.arrival_rate !== null && q.service_rate !== null) {
+    if (q.length > 0 && (q.state !== "ok" || (q.arrival_rate !== null && q.service_rate !== null))) {
       return cell("never", "hot", "arrivals keep up with or outrun service: the backlog does not shrink");
     }
     return cell(DASH, "dim");
@@ -401,6 +405,11 @@
       badge = el("span", { class: "badge badge-over", title: "arrivals outrun service" }, "OVERLOADED" + more);
     } else if (Object.values(kinds).indexOf("critical") >= 0) {
       badge = el("span", { class: "badge badge-crit" }, "critical");
+    } else if (q.state === "growing") {
+      badge = el("span", {
+        class: "badge badge-warn",
+        title: "at these rates the backlog does not drain; it becomes an overload if it lasts",
+      }, "growing");
     } else if (Object.keys(kinds).length) {
       badge = el("span", { class: "badge badge-warn" }, "warning");
     } else if (!q.processes && !q.length) {
