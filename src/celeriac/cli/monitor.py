@@ -8,6 +8,7 @@ commands needs; the monitor, its history, alerts and web server load when a comm
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
 import signal
 import sys
@@ -29,6 +30,7 @@ from celeriac.cli.common import (
     seconds,
     setup_logging,
 )
+from celeriac.config import SETTINGS_BY_NAME
 from celeriac.errors import ConfigurationError
 
 if TYPE_CHECKING:  # loaded by the commands only: every `celeriac` command builds this parser
@@ -38,6 +40,35 @@ logger = logging.getLogger("celeriac.monitor")
 
 #: how often the monitor logs a one-line summary (at info level)
 SUMMARY_EVERY_S = 60.0
+_DEFAULT_HOST, _, _DEFAULT_PORT = str(SETTINGS_BY_NAME["monitor_web_bind"].default).rpartition(":")
+
+
+def port_number(text: str) -> int:
+    """A TCP port, 1 to 65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number: give one from 1 to 65535") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a port number: give one from 1 to 65535")
+    return value
+
+
+def host_address(text: str) -> str:
+    """A host name or an IP address (an IPv6 one with or without brackets), without a port."""
+    host = text.strip()
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not host:
+        raise argparse.ArgumentTypeError("give a host name or IP address, e.g. 0.0.0.0")
+    if ":" in host:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not a host: give the port with --port, or both as --bind HOST:PORT"
+            ) from None
+    return host
 
 
 def add_commands(command: CommandFactory) -> None:
@@ -54,6 +85,17 @@ def add_commands(command: CommandFactory) -> None:
     mon.add_argument("--history", metavar="PATH", help="history file (default monitor_history_path)")
     mon.add_argument("--web", action="store_true", help="serve the dashboard and /metrics")
     mon.add_argument("--bind", metavar="HOST:PORT", help="where --web listens (default monitor_web_bind)")
+    mon.add_argument(
+        "--address",
+        metavar="HOST",
+        type=host_address,
+        help=f"the address --web listens on, keeping monitor_web_bind's port (default {_DEFAULT_HOST})",
+    )
+    mon.add_argument(
+        "--port",
+        type=port_number,
+        help=f"the port --web listens on, keeping monitor_web_bind's address (default {_DEFAULT_PORT})",
+    )
     mon.add_argument("--token", help="token the dashboard requires (default monitor_web_token)")
     mon.add_argument("--once", action="store_true", help="take one sample, print it and exit")
     mon.add_argument("--json", action="store_true", help="with --once: print JSON")
@@ -66,10 +108,35 @@ def add_commands(command: CommandFactory) -> None:
     top.set_defaults(func=cmd_top)
 
 
+def _check_bind(args: argparse.Namespace) -> None:
+    """--bind says the whole address: --address and --port cannot be given beside it."""
+    if args.bind is None:
+        return
+    flags = (("--address", args.address), ("--port", args.port))
+    given = [flag for flag, value in flags if value is not None]
+    if given:
+        raise ConfigurationError(
+            f"--bind and {' and '.join(given)} both say where --web listens: use --bind HOST:PORT "
+            "alone, or --address HOST and --port PORT without --bind"
+        )
+
+
+def web_bind(configured: str, args: argparse.Namespace) -> str | None:
+    """Where --web listens: --bind, or --address and --port over ``configured`` (None: unchanged)."""
+    if args.bind is not None:
+        return str(args.bind)
+    if args.address is None and args.port is None:
+        return None
+    host, _, port = configured.rpartition(":")
+    if args.address is not None:
+        host = f"[{args.address}]" if ":" in args.address else args.address
+    return f"{host}:{args.port if args.port is not None else port}"
+
+
 def _apply_overrides(app: Any, args: argparse.Namespace) -> None:
     for setting, value in (
         ("monitor_history_path", args.history),
-        ("monitor_web_bind", args.bind),
+        ("monitor_web_bind", web_bind(app.conf.monitor_web_bind, args)),
         ("monitor_web_token", args.token),
     ):
         if value is not None:
@@ -97,6 +164,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     from celeriac.observe.monitor import Monitor
     from celeriac.observe.top import frame
 
+    _check_bind(args)
     app = load_app(args.app)
     setup_logging(args.loglevel, "[%(asctime)s: %(levelname)s/monitor] %(message)s", args.logfile)
     _apply_overrides(app, args)

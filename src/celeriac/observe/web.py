@@ -358,7 +358,7 @@ class WebServer:
         except OSError as exc:
             raise ConfigurationError(
                 f"cannot serve the monitor dashboard on {bind}: {exc.strerror or exc} "
-                "(set monitor_web_bind or --bind to a free address)"
+                "(choose a free one with monitor_web_bind, --bind HOST:PORT or --port)"
             ) from exc
         self.host = host
         self._thread: threading.Thread | None = None

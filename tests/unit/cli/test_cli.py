@@ -114,6 +114,11 @@ def test_no_command_is_a_usage_error(capsys):
         (["worker", "-A", "x", "-Q", ","], ["-Q/--queues", "at least one queue"]),
         (["call", "t", "-A", "x", "--args", '{"a": 1}'], ["--args", "must be a JSON list"]),
         (["call", "t", "-A", "x", "--kwargs", "[1]"], ["--kwargs", "must be a JSON object"]),
+        (["monitor", "-A", "x", "--port", "0"], ["--port", "0 is not a port number", "1 to 65535"]),
+        (["monitor", "-A", "x", "--port", "65536"], ["--port", "65536 is not a port number"]),
+        (["monitor", "-A", "x", "--port", "http"], ["--port", "'http' is not a port number"]),
+        (["monitor", "-A", "x", "--address", ""], ["--address", "host name or IP address"]),
+        (["monitor", "-A", "x", "--address", "0.0.0.0:8000"], ["--address", "give the port with --port"]),
     ],
 )
 def test_bad_arguments_exit_2_naming_the_argument(capsys, argv, words):
@@ -323,6 +328,84 @@ def test_build_parser_parses_worker_options():
         "info",
     )
     assert args.func is cmd_worker
+
+
+# -- monitor --web: where it listens ----------------------------------------------------------
+
+
+def test_monitor_help_shows_where_the_dashboard_listens(capsys):
+    code, out, _ = run(["monitor", "--help"], capsys)
+    assert code == 0
+    for option in ("--bind HOST:PORT", "--address HOST", "--port PORT"):
+        assert option in out
+
+
+@pytest.fixture
+def web_binds(monkeypatch) -> list[str]:
+    """Where each `monitor --web` run asked the dashboard to listen (the monitor stops at once)."""
+    from celeriac.observe import web
+    from celeriac.observe.monitor import Monitor
+
+    binds: list[str] = []
+
+    class RecordingServer:
+        url = "http://recorded/"
+
+        def __init__(self, monitor, bind, token):
+            binds.append(bind)
+
+        def start(self):
+            pass
+
+        def stop(self):
+            pass
+
+    monkeypatch.setattr(web, "WebServer", RecordingServer)
+    monkeypatch.setattr(Monitor, "run", lambda self, stop, on_sample=None: None)
+    monkeypatch.setattr("celeriac.cli.monitor._stop_on_signals", lambda stop: None)
+    return binds
+
+
+@pytest.mark.parametrize(
+    ("configured", "flags", "bind"),
+    [
+        (None, ["--port", "8000"], "127.0.0.1:8000"),
+        (None, ["--address", "localhost"], "localhost:5555"),
+        (None, ["--address", "::1", "--port", "8000"], "[::1]:8000"),
+        (None, ["--address", "[::1]"], "[::1]:5555"),
+        ("127.0.0.2:7000", ["--port", "8000"], "127.0.0.2:8000"),
+        ("[::1]:7000", ["--address", "127.0.0.3"], "127.0.0.3:7000"),
+        (None, ["--bind", "127.0.0.4:9000"], "127.0.0.4:9000"),
+        ("127.0.0.2:7000", [], "127.0.0.2:7000"),
+    ],
+)
+def test_monitor_port_and_address_replace_one_half_of_where_it_listens(
+    capsys, app_module, web_binds, configured, flags, bind
+):
+    extra = "" if configured is None else f"app.conf.monitor_web_bind = {configured!r}"
+    name, _ = app_module(extra=extra)
+    code, _, err = run(["monitor", "-A", name, "--web", *flags], capsys)
+    assert code == 0, err
+    assert web_binds == [bind]
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--port", "8000"], "--bind and --port"),
+        (["--address", "0.0.0.0"], "--bind and --address"),
+        (["--address", "0.0.0.0", "--port", "8000"], "--bind and --address and --port"),
+    ],
+)
+def test_monitor_bind_with_port_or_address_is_an_error_saying_which_to_use(
+    capsys, app_module, web_binds, flags, named
+):
+    name, _ = app_module()
+    code, _, err = run(["monitor", "-A", name, "--web", "--bind", "127.0.0.1:9000", *flags], capsys)
+    assert code == 2
+    assert named in err
+    assert "use --bind HOST:PORT alone, or --address HOST and --port PORT without --bind" in err
+    assert web_binds == []
 
 
 # -- inspect memory ---------------------------------------------------------------------------
