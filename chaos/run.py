@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -81,7 +81,6 @@ class Run:
         }
         self.nodes: list[Node] = []
         self.ids: list[str] = []
-        self.marks: dict[str, set[str]] = {}
         self.notes: list[str] = []
         self.dead_letters_expected = 0
         self._proxies: list[Proxy] = []
@@ -107,7 +106,6 @@ class Run:
         seconds: float = 0.01,
         task: str = "chaos.work",
         pace: float = 0.0,
-        mark: str | None = None,
         **options: Any,
     ) -> list[str]:
         """Send ``count`` tasks one by one, ``pace`` seconds apart; return their ids.
@@ -129,8 +127,6 @@ class Run:
                 ledger.write(self.ledger, "sent", task_id)
             self.ids.append(task_id)
             sent.append(task_id)
-            if mark:
-                self.marks.setdefault(mark, set()).add(task_id)
             if pace:
                 time.sleep(pace)
         return sent
@@ -240,15 +236,6 @@ class Run:
 
     def note(self, text: str) -> None:
         self.notes.append(text)
-
-    def every(self, interval: float, until: Callable[[], bool], action: Callable[[], object]) -> int:
-        """Call ``action`` every ``interval`` seconds until ``until()``; how many times it ran."""
-        done = 0
-        while not until():
-            action()
-            done += 1
-            time.sleep(interval)
-        return done
 
     def close(self) -> None:
         self.join_senders()

@@ -122,7 +122,7 @@ def _poison(run: Run) -> None:
     run.node(CELERIAC_TASK_DELIVERY_LIMIT="3")
     for _ in range(3):
         run.send(30, seconds=0.01)
-        run.send(1, task="chaos.poison", mark="poison")
+        run.send(1, task="chaos.poison")
     run.send(30, seconds=0.01)
 
 
