@@ -74,22 +74,31 @@ def check_url(url: str, setting: str) -> str:
     if parts.scheme in ("sentinel", "sentinels"):
         parse_url(url, setting)
         return url
+    shown = mask_password(url)  # errors never show the password
     if parts.scheme not in SCHEMES:
-        raise ConfigurationError(f"{setting}={url!r}: not a Redis URL; use e.g. {example}")
+        raise ConfigurationError(f"{setting}={shown!r}: not a Redis URL; use e.g. {example}")
+    if ";" in url:
+        raise ConfigurationError(
+            f"{setting}={shown!r}: a list of Redis URLs (kombu's failover form) is not supported; "
+            "for a Redis that fails over, use Redis Sentinel: sentinel://host:26379/0;sentinel://... "
+            "with master_name in the transport options (docs/redis.md, Redis Sentinel)"
+        )
     if parts.scheme == "unix":
         if not parts.path:
-            raise ConfigurationError(f"{setting}={url!r}: a unix:// URL needs a socket path; e.g. {example}")
+            raise ConfigurationError(
+                f"{setting}={shown!r}: a unix:// URL needs a socket path; e.g. {example}"
+            )
         return url
     try:
         port = parts.port
     except ValueError:
-        raise ConfigurationError(f"{setting}={url!r}: the port is not a number; e.g. {example}") from None
+        raise ConfigurationError(f"{setting}={shown!r}: the port is not a number; e.g. {example}") from None
     if port == 0:
-        raise ConfigurationError(f"{setting}={url!r}: port 0 is not valid")
+        raise ConfigurationError(f"{setting}={shown!r}: port 0 is not valid")
     db = parts.path.strip("/")
     if db and not db.isdigit():
         raise ConfigurationError(
-            f"{setting}={url!r}: the database after the host must be a number (got {db!r}); e.g. {example}"
+            f"{setting}={shown!r}: the database after the host must be a number (got {db!r}); e.g. {example}"
         )
     return url
 
