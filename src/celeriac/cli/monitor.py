@@ -224,14 +224,18 @@ def _banner(monitor: Monitor, url: str | None) -> None:
 
 
 def summary(state: MonitorState) -> str:
-    """One log line: queues, waiting, throughput, alerts."""
+    """One log line: queues, waiting, throughput, alerts, and the queues that are growing."""
     waiting = sum(q.length for q in state.queues)
     out = sum(q.service_rate or 0.0 for q in state.queues)
     workers = sum(1 for n in state.nodes if n.state == "running")
-    return (
+    line = (
         f"{len(state.queues)} queues, {waiting} messages waiting, {out:.1f} tasks/s finished, "
         f"{workers} workers, {len(state.alerts)} active alerts"
     )
+    growing = [q.name for q in state.queues if q.state == "growing"]
+    if growing:  # will not drain at today's rates, not yet long enough for the overload alert
+        line += f", growing: {', '.join(growing)}"
+    return line
 
 
 def cmd_top(args: argparse.Namespace) -> int:

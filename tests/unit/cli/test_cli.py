@@ -546,3 +546,18 @@ def test_cli_modules_import_downward_only():
 
     for name in cli:
         visit(name, ())
+
+
+def test_the_monitors_log_summary_names_the_growing_queues():
+    from celeriac.cli.monitor import summary
+    from celeriac.observe.monitor import MonitorState, QueueView
+
+    def view(name: str, length: int, state: str) -> QueueView:
+        return QueueView(name, length, 0, 0, 0, length, state=state)
+
+    quiet = MonitorState(0.0, "memory://", 1.0, [view("a", 0, "ok")], [], [], {})
+    assert "growing" not in summary(quiet)
+    busy = MonitorState(0.0, "memory://", 1.0, [view("a", 0, "ok"), view("b", 90, "growing")], [], [], {})
+    line = summary(busy)
+    assert line.startswith("2 queues, 90 messages waiting")
+    assert line.endswith("growing: b")
