@@ -4,7 +4,6 @@ with their results still waiting for the child's next batch of writes (the slot'
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 
 import pytest
@@ -13,17 +12,8 @@ from celeriac.errors import WorkerLostError
 from celeriac.results.base import PendingResult
 from celeriac.states import FAILURE, SUCCESS
 from celeriac.worker.master import ChildProcess, Master
-from celeriac.worker.options import WorkerOptions
 
 KILLED = "killed by signal 9 (SIGKILL)"
-
-
-@pytest.fixture
-def master(app):
-    master = Master(app, WorkerOptions.from_app(app))
-    yield master
-    for fd in (master.control.wake_r, master.control.wake_w):
-        os.close(fd)
 
 
 def _ended(master: Master, *task_ids: str) -> None:

@@ -3,27 +3,17 @@ restarted ever more slowly, even when each one got as far as saying it was ready
 
 from __future__ import annotations
 
-import os
 import time
 
 import pytest
 
 from celeriac.observe.records import ExitReason
 from celeriac.worker.master import QUICK_DEATH_S, ChildProcess, Master
-from celeriac.worker.options import WorkerOptions
 from celeriac.worker.slots import SlotView
 
 
 def _view(done: int) -> SlotView:
     return SlotView(done, False, False, 0.0, 0.0, 0.0, done, 0, "", "", "", 0)
-
-
-@pytest.fixture
-def master(app):
-    master = Master(app, WorkerOptions.from_app(app))
-    yield master
-    for fd in (master.control.wake_r, master.control.wake_w):
-        os.close(fd)
 
 
 def _exit(master: Master, reason: ExitReason, done: int, lifetime: float, ready: bool = True) -> float:
