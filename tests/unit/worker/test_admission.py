@@ -214,16 +214,22 @@ def test_retry_options_are_checked_in_the_task_when_it_asks(app, inline_worker):
         result.get(timeout=1)
 
 
-def test_early_ack_does_not_run_again_a_redelivered_task_whose_result_is_ready(app, inline_worker):
-    """RabbitMQ can undo an early ack (a broker restart before the ack reached its disk):
-    the message comes back though its task ran. Its stored result shows that it ran."""
+def _counted(app):
+    """A task that notes each run of it in the list returned beside it."""
     runs: list[int] = []
 
     @app.task
-    def once(n):
+    def counted(n):
         runs.append(n)
         return n
 
+    return counted, runs
+
+
+def test_early_ack_does_not_run_again_a_redelivered_task_whose_result_is_ready(app, inline_worker):
+    """RabbitMQ can undo an early ack (a broker restart before the ack reached its disk):
+    the message comes back though its task ran. Its stored result shows that it ran."""
+    once, runs = _counted(app)
     once.delay(1)
     worker = inline_worker(app)
     delivery = worker.fetch_one()
@@ -236,13 +242,7 @@ def test_early_ack_does_not_run_again_a_redelivered_task_whose_result_is_ready(a
 
 
 def test_a_redelivery_whose_task_never_ran_still_runs(app, inline_worker):
-    runs: list[int] = []
-
-    @app.task
-    def once(n):
-        runs.append(n)
-        return n
-
+    once, runs = _counted(app)
     once.delay(2)
     worker = inline_worker(app)
     delivery = replace(worker.fetch_one(), deliveries=2)  # its child died before starting it
@@ -252,13 +252,7 @@ def test_a_redelivery_whose_task_never_ran_still_runs(app, inline_worker):
 
 def test_late_ack_runs_a_redelivered_task_again_whatever_its_result(make_app, inline_worker):
     app = make_app(task_acks_late=True)
-    runs: list[int] = []
-
-    @app.task
-    def again(n):
-        runs.append(n)
-        return n
-
+    again, runs = _counted(app)
     again.delay(3)
     worker = inline_worker(app)
     delivery = worker.fetch_one()
