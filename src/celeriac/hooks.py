@@ -168,12 +168,20 @@ class HookChain(Hooks):
     def __len__(self) -> int:
         return len(self._hooks)
 
-    def _emit(self, name: str, *args: Any) -> None:
+    def _emit(self, name: str, *args: Any, defer: type[Exception] | None = None) -> None:
+        """Call ``name`` on every hook; a failure is logged and the next hook runs. The first
+        ``defer`` error is raised once every hook has run."""
+        deferred: Exception | None = None
         for hooks in self._hooks if name.startswith("before_") else self._reversed:
             try:
                 getattr(hooks, name)(*args)
-            except Exception:
-                logger.exception("hook %s.%s failed; continuing", type(hooks).__name__, name)
+            except Exception as exc:
+                if defer is not None and isinstance(exc, defer):
+                    deferred = deferred or exc
+                else:
+                    logger.exception("hook %s.%s failed; continuing", type(hooks).__name__, name)
+        if deferred is not None:
+            raise deferred
 
     def after_child_start(self, index: int) -> None:
         self._emit("after_child_start", index)
@@ -201,16 +209,7 @@ class HookChain(Hooks):
     def before_settle(self) -> None:
         """Every hook's ``before_settle``; a :class:`BrokerError` (a result backend out of
         reach) is raised once all have run, so the child acks nothing and settles again."""
-        failed: BrokerError | None = None
-        for hooks in self._hooks:
-            try:
-                hooks.before_settle()
-            except BrokerError as exc:
-                failed = failed or exc
-            except Exception:
-                logger.exception("hook %s.before_settle failed; continuing", type(hooks).__name__)
-        if failed is not None:
-            raise failed
+        self._emit("before_settle", defer=BrokerError)
 
     def after_dead_letter(self, dead: DeadLettered) -> None:
         self._emit("after_dead_letter", dead)
