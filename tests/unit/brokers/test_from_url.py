@@ -62,7 +62,10 @@ def test_amqp_urls_read_as_celery_reads_them(url, host, port, vhost, tls):
         ("redis://localhost:6379/zero", "database after the host must be a number"),
         ("unix://", "needs a socket path"),
         ("redis://:pw@localhost:port/0", "port is not a number"),
-        ("redis://:pw@a:6379/0;redis://:pw@b:6379/0", "list of Redis URLs .* use Redis Sentinel: sentinel://"),
+        (
+            "redis://:pw@a:6379/0;redis://:pw@b:6379/0",
+            "list of Redis URLs .* use Redis Sentinel: sentinel://",
+        ),
     ],
 )
 def test_bad_redis_urls_say_what_is_wrong(url, problem):
