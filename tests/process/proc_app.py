@@ -20,7 +20,8 @@ from celeriac.hooks import ADMIT, Admission, Hooks
 app = Celeriac("proc_app")
 app.conf.update(
     task_queues=(Queue("celery"), Queue("transient", durable=False), Queue("other")),
-    worker_stats_interval=0.2,
+    # quick heartbeats keep the tests short; the rate tests use the default (PROC_STATS_INTERVAL=2)
+    worker_stats_interval=float(os.environ.get("PROC_STATS_INTERVAL", "0.2")),
 )
 
 _HELD: list[bytearray] = []

@@ -7,8 +7,13 @@ Three tiers, each a resolution with its own retention:
 * tier 2: one row per hour, kept ``monitor_history_days``.
 
 A coarser row holds the largest lengths and ages of its period (a spike stays
-visible when zoomed out) and the last value of each cumulative counter, so
-rates over any range are differences of counters, whatever the tier.
+visible when zoomed out), the last value of each cumulative counter, so rates
+over any range are differences of counters whatever the tier, and the mean of
+the per-sample arrival and service rates the monitor measured (on the workers'
+counting time, :mod:`celeriac.observe.rates`).
+
+A file written before a column existed gets it added when it is opened (rows
+from before read it as null).
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ _SCHEMA = (
         ready INTEGER NOT NULL, scheduled INTEGER NOT NULL, reserved INTEGER NOT NULL,
         running INTEGER NOT NULL, oldest_age REAL,
         finished INTEGER, failed INTEGER, busy_s REAL, arrived INTEGER,
-        p50 REAL, p95 REAL, p99 REAL,
+        p50 REAL, p95 REAL, p99 REAL, arrival_rate REAL, service_rate REAL,
         PRIMARY KEY (tier, t, queue)) WITHOUT ROWID""",
     # by time: roll-ups and expiry read one period; by queue: a queue's graph
     "CREATE INDEX IF NOT EXISTS samples_by_queue ON samples(tier, queue, t)",
@@ -70,6 +75,9 @@ class QueuePoint:
     p50: float | None = None
     p95: float | None = None
     p99: float | None = None
+    #: messages per second arriving and finishing over the sample's interval (None: unknown)
+    arrival_rate: float | None = None
+    service_rate: float | None = None
 
     @property
     def length(self) -> int:
@@ -118,8 +126,10 @@ _ROLLUP_SAMPLES = _rollup_sql(
         "p95",
         "p99",
     ],
-    ["p50"],
+    ["p50", "arrival_rate", "service_rate"],
 )
+#: columns added to ``samples`` after its first release, with their types
+_ADDED_COLUMNS = {"arrival_rate": "REAL", "service_rate": "REAL"}
 _ROLLUP_NODES = _rollup_sql("nodes", "node", ["children", "master_rss_kib", "children_rss_kib"])
 
 
@@ -138,6 +148,10 @@ class History:
             self._db.execute("PRAGMA synchronous=NORMAL")
             for statement in _SCHEMA:
                 self._db.execute(statement)
+            have = {row[1] for row in self._db.execute("PRAGMA table_info(samples)")}
+            for column, kind in _ADDED_COLUMNS.items():
+                if column not in have:
+                    self._db.execute(f"ALTER TABLE samples ADD COLUMN {column} {kind}")
         except sqlite3.Error as exc:
             raise OSError(
                 f"cannot open the monitor history {self.path}: {exc} "

@@ -3,9 +3,10 @@
 Per queue it measures, over the last ``monitor_overload_after`` seconds:
 
 * **service rate** μ: runs from the queue that finished, per second, from the run
-  counts workers publish in their heartbeats;
-* **arrival rate** λ = μ + the queue's growth per second (what arrived either
-  left or is still there);
+  counts workers publish in their heartbeats, over the time the workers counted them
+  (:mod:`celeriac.observe.rates`), not the time the monitor read them;
+* **arrival rate** λ = μ + the queue's growth per second over the same span (what
+  arrived either left or is still there);
 * mean run time *S*, **utilisation** λ·S / processes consuming the queue, the
   **time to drain** the backlog L / (μ - λ), and the expected **wait** of a
   message arriving now;
@@ -20,6 +21,9 @@ Each queue is in one of :data:`QUEUE_STATES`: ``overloaded`` (the alert above),
 the length grew over the window, while the length does not shrink; it takes
 :data:`GROWING_AFTER_SAMPLES` such samples in a row to enter and as many without to
 leave, so one noisy sample does not flip it), or ``ok``. An empty queue is ``ok``.
+
+Each sample also stores the rates over the last ``monitor_interval`` alone (at least
+one heartbeat's span), aligned the same way, for the history and the dashboard's chart.
 
 Queues whose workers publish no run counts (a plain Celery deployment) get
 lengths, growth and the overload alert from growth alone.
@@ -41,6 +45,7 @@ from celeriac.brokers.base import QueueLength
 from celeriac.errors import BrokerError
 from celeriac.observe.alerts import AlertBook, Condition, Outbox, Sink, command_sink, webhook_sink
 from celeriac.observe.history import History, NodePoint, QueuePoint
+from celeriac.observe.rates import AlignedRates, Rate
 from celeriac.observe.records import RUNTIME_BUCKETS, WorkerStats
 from celeriac.observe.watch import queue_limits, watched_queues
 
@@ -294,6 +299,7 @@ class Monitor:
         )
         self.extra_queues = list(queues)
         self.totals = Totals()
+        self.aligned = AlignedRates(keep_s=max(self.window_s, self.interval) + self.interval)
         self.tracks: dict[str, Track] = {}
         self.overloaded: set[str] = set()
         self._offsets = {
@@ -327,6 +333,7 @@ class Monitor:
             return self.state
         self.totals.add(nodes)
         live = [n for n in nodes if n.state == "running"]
+        self.aligned.update(live)
         per_queue = self.totals.per_queue()
         views, points = [], []
         # a queue a live celeriac worker consumes, with no runs reported yet, has finished none
@@ -337,7 +344,7 @@ class Monitor:
             tick = self._tick(now, length, per_queue.get(length.queue))
             view = self._view(length.queue, tick, live)
             views.append(view)
-            points.append(self._point(tick, view))
+            points.append(self._point(tick, view, *self._sample_rates(length.queue, tick)))
         self._capacity(views, live)
         node_points = [
             NodePoint(
@@ -394,8 +401,43 @@ class Monitor:
         track.add(tick)
         return tick
 
+    def _sample_rates(self, name: str, tick: Tick) -> tuple[float | None, float | None]:
+        """Arrival and service rates over the last interval, for the history (None: unknown).
+
+        Aligned to the workers' counting time where they publish it, and then over at least one
+        heartbeat's span; else from the run counts' change since the previous sample.
+        """
+        track = self.tracks[name]
+        if len(track.ticks) < 2:
+            return None, None
+        aligned = self.aligned.rate(name, self.interval)
+        if aligned is not None:
+            past = self._tick_before(track, tick, max(self.interval, aligned.span_s))
+            return self._arrivals(aligned, past, tick), aligned.per_s
+        past = track.ticks[-2]
+        if tick.finished is None or past.finished is None or tick.finished < past.finished:
+            return None, None
+        elapsed = tick.t - past.t
+        arrived = (tick.arrived or 0) - (past.arrived or 0)
+        return arrived / elapsed, (tick.finished - past.finished) / elapsed
+
     @staticmethod
-    def _point(tick: Tick, view: QueueView) -> QueuePoint:
+    def _tick_before(track: Track, tick: Tick, span: float) -> Tick:
+        """The sample nearest ``span`` before ``tick``, never ``tick`` itself."""
+        past = track.nearest(tick.t - span)
+        return past if past is not tick else track.ticks[-2]
+
+    @staticmethod
+    def _arrivals(service: Rate, past: Tick, tick: Tick) -> float | None:
+        """λ = μ + the length's growth per second between two samples."""
+        if tick.t <= past.t:
+            return None
+        return max(0.0, service.per_s + (tick.total - past.total) / (tick.t - past.t))
+
+    @staticmethod
+    def _point(
+        tick: Tick, view: QueueView, arrival_rate: float | None, service_rate: float | None
+    ) -> QueuePoint:
         length = tick.length
         return QueuePoint(
             tick.t,
@@ -412,6 +454,8 @@ class Monitor:
             view.p50,
             view.p95,
             view.p99,
+            arrival_rate,
+            service_rate,
         )
 
     # -- analysis ---------------------------------------------------------------------------
@@ -456,6 +500,11 @@ class Monitor:
             if tick.buckets is not None and counted.buckets is not None:
                 window = [a - b for a, b in zip(tick.buckets, counted.buckets, strict=True)]
                 view.p50, view.p95, view.p99 = (quantile(window, q) for q in (0.5, 0.95, 0.99))
+        aligned = self.aligned.rate(name, self.window_s)
+        if aligned is not None:
+            # on the workers' counting time: exact for its span, whenever the heartbeats came
+            view.service_rate = aligned.per_s
+            view.arrival_rate = self._arrivals(aligned, self._tick_before(track, tick, aligned.span_s), tick)
         self._rates(view, track, start, tick)
         return view
 

@@ -69,6 +69,22 @@ class ChildStats:
 
 
 @dataclass(slots=True)
+class SlotCounts:
+    """Runs finished in one child slot (by its successive children), as of the slot's last count.
+
+    ``finished`` only grows over the node's life, and ``at`` is the wall-clock time the
+    count is true for: the time of the child's last report, or of the heartbeat while the
+    slot has no child. Two counts of one slot give its exact rate over the time between
+    them, whenever the heartbeats carrying them were read.
+    """
+
+    index: int
+    at: float
+    #: per queue: runs finished, any outcome
+    finished: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
 class ChildExit:
     """A child that ended, with the reason the master recorded."""
 
@@ -194,6 +210,8 @@ class WorkerStats:
     memory: MemoryReport | None = None
     #: per queue and task name, over the node's life
     runs: list[TaskRuns] = field(default_factory=list)
+    #: per child slot, runs finished per queue with the time they were counted (rates)
+    counted: list[SlotCounts] = field(default_factory=list)
 
     def to_json(self) -> bytes:
         """Encode for the broker's node table."""
@@ -208,6 +226,7 @@ class WorkerStats:
             ChildExit(**{**e, "reason": ExitReason(e["reason"])}) for e in data.get("recent_exits", [])
         ]
         data["runs"] = [TaskRuns(**r) for r in data.get("runs", [])]
+        data["counted"] = [SlotCounts(**c) for c in data.get("counted", [])]
         if data.get("memory") is not None:
             data["memory"] = MemoryReport.from_dict(data["memory"])
         return cls(**data)

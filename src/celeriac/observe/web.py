@@ -181,20 +181,25 @@ def _rate(now: int | None, before: int | None, dt: float) -> float | None:
 
 
 def queue_series(points: list[QueuePoint]) -> dict[str, list[Any]]:
-    """Arrays over time for one queue's points (oldest first), rates from the cumulative counters."""
+    """Arrays over time for one queue's points (oldest first).
+
+    Rates are the ones the monitor stored (aligned to the workers' counting time); a point
+    stored without them (by an older version) gets the change of the cumulative counters
+    since the point before.
+    """
     out: dict[str, list[Any]] = {name: [] for name in ("t", *_QUEUE_SERIES, "arrival_rate", "service_rate")}
     previous: QueuePoint | None = None
     for point in points:
         out["t"].append(point.t)
         for name in _QUEUE_SERIES:
             out[name].append(getattr(point, name))
-        if previous is None:
-            out["arrival_rate"].append(None)
-            out["service_rate"].append(None)
-        else:
+        arrival, service = point.arrival_rate, point.service_rate
+        if previous is not None and arrival is None and service is None:
             dt = point.t - previous.t
-            out["arrival_rate"].append(_rate(point.arrived, previous.arrived, dt))
-            out["service_rate"].append(_rate(point.finished, previous.finished, dt))
+            arrival = _rate(point.arrived, previous.arrived, dt)
+            service = _rate(point.finished, previous.finished, dt)
+        out["arrival_rate"].append(arrival)
+        out["service_rate"].append(service)
         previous = point
     return out
 

@@ -297,9 +297,8 @@ class Child:
 
     def _report(self) -> None:
         self._next_report = time.monotonic() + REPORT_S
-        rows, runs = self.tally.flush(), self.runs.flush()
-        if rows or runs:
-            self._send(Report(rows, runs, self.window.size))
+        # sent also when nothing ran: the count is current as of now, so a rate can fall to zero
+        self._send(Report(self.tally.flush(), self.runs.flush(), self.window.size, time.time()))
 
     def _hand_back(self) -> None:
         """Give every held, unstarted delivery back to its queue."""
@@ -368,7 +367,15 @@ class Child:
                 )
         self.hooks.before_child_exit(self.index)
         self._send(
-            Exit(reason, detail, self._last_name, self.tally.busy_s, self.tally.flush(), self.runs.flush())
+            Exit(
+                reason,
+                detail,
+                self._last_name,
+                self.tally.busy_s,
+                self.tally.flush(),
+                self.runs.flush(),
+                time.time(),
+            )
         )
         return 0
 

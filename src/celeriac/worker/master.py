@@ -55,7 +55,7 @@ import psutil
 from celeriac.brokers.base import ACK, DEAD, QUEUE
 from celeriac.errors import BrokerError, TimeLimitExceeded, WorkerLostError
 from celeriac.hooks import DeadLettered, LostTask
-from celeriac.observe.records import ChildExit, ChildStats, ExitReason, WorkerStats
+from celeriac.observe.records import ChildExit, ChildStats, ExitReason, SlotCounts, WorkerStats
 from celeriac.worker.child import consumer_id, run_child
 from celeriac.worker.control import Action, Control
 from celeriac.worker.execute import task_policy
@@ -63,7 +63,7 @@ from celeriac.worker.link import BrokerLink
 from celeriac.worker.memwatch import Life, MemoryWatch, Sample
 from celeriac.worker.pipe import Exit, PipeMessageError, Ready, Report, decode
 from celeriac.worker.prefetch import PrefetchWindow
-from celeriac.worker.runstats import RunTable
+from celeriac.worker.runstats import RunTable, add_finished
 from celeriac.worker.slots import SlotTable, SlotView
 
 if TYPE_CHECKING:
@@ -143,6 +143,8 @@ class Master:
         self.tasks_done = 0
         self.tasks_failed = 0
         self.runs = RunTable()
+        #: per child slot: runs finished per queue, and when (rates aligned to the counting)
+        self.counted: dict[int, SlotCounts] = {}
         self.memory = MemoryWatch(
             options.memory_interval,
             options.max_tasks_per_child,
@@ -336,16 +338,18 @@ class Master:
                 continue
             match message:
                 case Report():
-                    self._add_counts(message.tasks, message.runs)
+                    self._add_counts(child, message.tasks, message.runs, message.counted_at)
                     child.prefetch = message.window
                 case Ready():
                     self._child_ready(child)
                 case Exit():
                     child.exit_event = message
-                    self._add_counts(message.tasks, message.runs)
+                    self._add_counts(child, message.tasks, message.runs, message.counted_at)
 
     def _child_ready(self, child: ChildProcess) -> None:
         child.ready_at = time.monotonic()
+        # a slot's count starts when its first child is ready; a replacement carries it on
+        self.counted.setdefault(child.index, SlotCounts(child.index, time.time()))
         # being ready does not end a run of quick deaths (a child may die on its first
         # message every time): only a child that ran a task or lived on does, at its exit
         self.memory.starts.started(child.ready_at - child.spawned_at)
@@ -356,10 +360,15 @@ class Master:
             child.ready_at - child.spawned_at,
         )
 
-    def _add_counts(self, tasks: dict[str, list[Any]], runs: list[list[Any]]) -> None:
-        """Add what a child ran since its last report to the node's totals."""
+    def _add_counts(
+        self, child: ChildProcess, tasks: dict[str, list[Any]], runs: list[list[Any]], at: float
+    ) -> None:
+        """Add what a child ran since its last report to the node's and its slot's totals."""
         self.memory.book.merge(tasks)
         self.runs.merge(runs)
+        slot = self.counted.setdefault(child.index, SlotCounts(child.index, at))
+        add_finished(slot.finished, runs)
+        slot.at = max(slot.at, at)
 
     # -- exits ------------------------------------------------------------------------------
 
@@ -666,7 +675,16 @@ class Master:
             broker_pool=self._pool_stats(),
             memory=self.memory.report(),
             runs=self.runs.records(),
+            counted=self._slot_counts(),
         )
+
+    def _slot_counts(self) -> list[SlotCounts]:
+        """Every slot's count; a slot with no child counts nothing more, so its count is true now."""
+        now = time.time()
+        return [
+            SlotCounts(index, slot.at if index in self.by_index else max(slot.at, now), dict(slot.finished))
+            for index, slot in sorted(self.counted.items())
+        ]
 
     def _pool_stats(self) -> dict[str, Any] | None:
         stats = self.app.broker.pool_stats()

@@ -22,17 +22,22 @@ The messages, in the order a child sends them:
     child as started; one that sends nothing within ``worker_proc_alive_timeout``
     is killed.
 ``report`` (:class:`Report`)
-    At most once a second (``REPORT_S``), and only when something ran since the
-    last one: ``tasks`` (per task name, the memory tally rows of
+    Once a second (``REPORT_S``) while the child serves, also when nothing ran
+    (then the master knows the child's counts are current, and a queue's rate
+    can fall to zero): ``tasks`` (per task name, the memory tally rows of
     :meth:`~celeriac.worker.memory.TaskTally.flush`), ``runs`` (the run counts
-    of :meth:`~celeriac.worker.runstats.RunCounts.flush`) and ``window`` (the
-    prefetch window now). The master adds them to its totals.
+    of :meth:`~celeriac.worker.runstats.RunCounts.flush`), ``window`` (the
+    prefetch window now) and ``counted_at`` (the wall-clock time of the count:
+    every run that finished before it is in this or an earlier report). The
+    master adds them to its totals; the monitor turns the counts into rates
+    over ``counted_at`` differences, not over the times it happened to sample.
+    A child busy with one long task sends nothing until it ends.
 ``exit`` (:class:`Exit`)
     Once, last, when the child leaves its loop cleanly: ``reason`` (an
     :class:`~celeriac.observe.records.ExitReason` value), ``detail`` (why, in
     words), ``task`` (the last task it ran, or null), ``busy_s`` (seconds spent
-    running tasks over its life), and ``tasks`` and ``runs`` as in ``report``
-    for what ran since the last one. The master records the reason for the
+    running tasks over its life), and ``tasks``, ``runs`` and ``counted_at`` as
+    in ``report`` for what ran since the last one. The master records the reason for the
     child's exit and weighs the cost of recycling it.
 
 A child writes each message with one ``write()`` and ignores a failed one (its
@@ -76,6 +81,8 @@ class Report:
     runs: list[list[Any]]
     #: the child's prefetch window now
     window: int
+    #: when the child counted (``time.time()``): every run finished before it is reported
+    counted_at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +97,7 @@ class Exit:
     busy_s: float
     tasks: dict[str, list[Any]]
     runs: list[list[Any]]
+    counted_at: float
 
 
 Message = Ready | Report | Exit
@@ -122,7 +130,12 @@ def _ready(event: dict[str, Any]) -> Ready:
 
 
 def _report(event: dict[str, Any]) -> Report:
-    return Report(_field(event, "tasks", dict), _field(event, "runs", list), _field(event, "window", int))
+    return Report(
+        _field(event, "tasks", dict),
+        _field(event, "runs", list),
+        _field(event, "window", int),
+        float(_field(event, "counted_at", _NUMBER)),
+    )
 
 
 def _exit(event: dict[str, Any]) -> Exit:
@@ -138,6 +151,7 @@ def _exit(event: dict[str, Any]) -> Exit:
         float(_field(event, "busy_s", _NUMBER)),
         _field(event, "tasks", dict),
         _field(event, "runs", list),
+        float(_field(event, "counted_at", _NUMBER)),
     )
 
 

@@ -10,6 +10,7 @@ monitor turns their differences into service rates and run-time percentiles.
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections.abc import Iterator
 from typing import Any
 
 from celeriac.observe.records import RUNTIME_BUCKETS, TaskRuns
@@ -44,6 +45,20 @@ class RunCounts:
         return [[queue, name, *row] for (queue, name), row in rows.items()]
 
 
+def _rows(flushed: list[list[Any]]) -> Iterator[tuple[str, str, list[Any]]]:
+    """The well-formed ``(queue, name, row)`` entries of a :meth:`RunCounts.flush`."""
+    for entry in flushed:
+        if isinstance(entry, list) and len(entry) == _WIDTH + 2:
+            queue, name, *row = entry
+            yield queue, name, row
+
+
+def add_finished(into: dict[str, int], flushed: list[list[Any]]) -> None:
+    """Add the runs of a :meth:`RunCounts.flush`, any outcome, to per-queue totals."""
+    for queue, _name, row in _rows(flushed):
+        into[queue] = into.get(queue, 0) + row[0] + row[1] + row[2] + row[3]
+
+
 class RunTable:
     """Master side: the children's counts added up over the node's life."""
 
@@ -52,10 +67,7 @@ class RunTable:
 
     def merge(self, flushed: list[list[Any]]) -> None:
         """Add a child's report (a :meth:`RunCounts.flush`); malformed rows are skipped."""
-        for entry in flushed:
-            if not isinstance(entry, list) or len(entry) != _WIDTH + 2:
-                continue
-            queue, name, *row = entry
+        for queue, name, row in _rows(flushed):
             total = self.rows.get((queue, name))
             if total is None:
                 self.rows[(queue, name)] = row

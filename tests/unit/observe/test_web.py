@@ -16,10 +16,10 @@ import pytest
 
 from celeriac import Celeriac
 from celeriac.errors import ConfigurationError
-from celeriac.observe.history import History
+from celeriac.observe.history import History, QueuePoint
 from celeriac.observe.monitor import Monitor, QueueView
 from celeriac.observe.records import RUNTIME_BUCKETS, ChildStats, TaskRuns, WorkerStats
-from celeriac.observe.web import WebServer, is_loopback
+from celeriac.observe.web import WebServer, is_loopback, queue_series
 
 STEPS = 4
 ARRIVE, SERVE = 3, 2
@@ -192,8 +192,19 @@ def test_history_arrays_have_equal_lengths_and_rates_from_the_counters(serve):
 def test_a_short_range_keeps_the_last_points(serve):
     history = get(serve(), "/api/history?range=2.5").json()
     queue = history["queues"]["celery"]
-    # a short range keeps only the last points; the first of them has no rate
-    assert len(queue["t"]) == 3 and queue["arrival_rate"][0] is None
+    # a short range keeps only the last points, each with the rates stored for its sample
+    assert len(queue["t"]) == 3
+    assert queue["arrival_rate"] == [pytest.approx(ARRIVE)] * 3
+    assert queue["service_rate"] == [pytest.approx(SERVE)] * 3
+
+
+def test_points_stored_without_rates_get_them_from_the_counters():
+    """Rows an older monitor wrote have no stored rates: the counters' change stands in."""
+    old = [QueuePoint(100.0 + i, "celery", 0, 0, 0, 0, finished=4 * i, arrived=6 * i) for i in range(3)]
+    new = QueuePoint(103.0, "celery", 0, 0, 0, 0, finished=12, arrived=18, arrival_rate=7.0, service_rate=5.0)
+    series = queue_series([*old, new])
+    assert series["service_rate"] == [None, 4.0, 4.0, 5.0]
+    assert series["arrival_rate"] == [None, 6.0, 6.0, 7.0]
 
 
 @pytest.mark.parametrize("bad", ["abc", "0", "-5", "nan", "inf", ""])

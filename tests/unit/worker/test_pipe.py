@@ -37,10 +37,10 @@ TALLY, RUNS = _tally(), _runs()
 
 MESSAGES = [
     Ready(pid=4242, setup_s=0.031),
-    Report(tasks=TALLY, runs=RUNS, window=4),
-    Report(tasks={}, runs=[], window=1),
-    Exit(ExitReason.MAX_TASKS, "ran 3 tasks (worker_max_tasks_per_child=3)", "tasks.add", 0.5, TALLY, RUNS),
-    Exit(ExitReason.SHUTDOWN, "warm shutdown", None, 0.0, {}, []),
+    Report(tasks=TALLY, runs=RUNS, window=4, counted_at=1_800_000_000.25),
+    Report(tasks={}, runs=[], window=1, counted_at=1_800_000_001),
+    Exit(ExitReason.MAX_TASKS, "ran 3 tasks (worker_max_tasks_per_child=3)", "tasks.add", 0.5, TALLY, RUNS, 1.5),
+    Exit(ExitReason.SHUTDOWN, "warm shutdown", None, 0.0, {}, [], 2.0),
 ]
 
 
@@ -61,10 +61,11 @@ def test_wire_form_is_the_json_object_the_child_always_wrote():
     """The master and anything reading a captured pipe see the same bytes as before the types."""
     assert encode(Ready(7, 0.5)) == b'{"event":"ready","pid":7,"setup_s":0.5}\n'
     assert (
-        encode(Report(TALLY, RUNS, 4))
-        == orjson.dumps({"event": "report", "tasks": TALLY, "runs": RUNS, "window": 4}) + b"\n"
+        encode(Report(TALLY, RUNS, 4, 12.5))
+        == orjson.dumps({"event": "report", "tasks": TALLY, "runs": RUNS, "window": 4, "counted_at": 12.5})
+        + b"\n"
     )
-    exit_ = Exit(ExitReason.MAX_MEMORY, "over", "tasks.add", 1.5, TALLY, RUNS)
+    exit_ = Exit(ExitReason.MAX_MEMORY, "over", "tasks.add", 1.5, TALLY, RUNS, 13.0)
     assert (
         encode(exit_)
         == orjson.dumps(
@@ -76,6 +77,7 @@ def test_wire_form_is_the_json_object_the_child_always_wrote():
                 "busy_s": 1.5,
                 "tasks": TALLY,
                 "runs": RUNS,
+                "counted_at": 13.0,
             }
         )
         + b"\n"
@@ -84,11 +86,12 @@ def test_wire_form_is_the_json_object_the_child_always_wrote():
 
 def test_decoded_exit_reason_is_the_enum_and_numbers_are_floats():
     message = decode(
-        b'{"event":"exit","reason":"crashed","detail":"d","task":null,"busy_s":0,"tasks":{},"runs":[]}'
+        b'{"event":"exit","reason":"crashed","detail":"d","task":null,"busy_s":0,"tasks":{},"runs":[],'
+        b'"counted_at":2}'
     )
-    assert message == Exit(ExitReason.CRASHED, "d", None, 0.0, {}, [])
+    assert message == Exit(ExitReason.CRASHED, "d", None, 0.0, {}, [], 2.0)
     assert message.reason is ExitReason.CRASHED
-    assert isinstance(message.busy_s, float)
+    assert isinstance(message.busy_s, float) and isinstance(message.counted_at, float)
 
 
 def test_extra_members_are_ignored():
@@ -109,6 +112,10 @@ def test_extra_members_are_ignored():
         pytest.param(b'{"event":7}', id="kind not a string"),
         pytest.param(b'{"event":"ready","pid":1}', id="missing field"),
         pytest.param(b'{"event":"report","tasks":{},"runs":[]}', id="missing window"),
+        pytest.param(b'{"event":"report","tasks":{},"runs":[],"window":4}', id="report without its time"),
+        pytest.param(
+            b'{"event":"report","tasks":{},"runs":[],"window":4,"counted_at":"now"}', id="time not a number"
+        ),
         pytest.param(
             b'{"event":"exit","reason":"max-tasks","task":null,"busy_s":0,"tasks":{},"runs":[]}',
             id="exit without detail",
@@ -154,8 +161,8 @@ def master_and_child(app):
 
 def test_master_reads_a_message_split_across_reads(master_and_child):
     master, child, write_fd = master_and_child
-    line = encode(Report(TALLY, RUNS, 4)) + encode(
-        Exit(ExitReason.SHUTDOWN, "warm shutdown", "tasks.add", 0.5, {}, [])
+    line = encode(Report(TALLY, RUNS, 4, 10.0)) + encode(
+        Exit(ExitReason.SHUTDOWN, "warm shutdown", "tasks.add", 0.5, {}, [], 11.0)
     )
     os.write(write_fd, line[:10])
     master._read_events(child)
@@ -166,7 +173,7 @@ def test_master_reads_a_message_split_across_reads(master_and_child):
     assert child.exit_event is None
     os.write(write_fd, line[-7:])
     master._read_events(child)
-    assert child.exit_event == Exit(ExitReason.SHUTDOWN, "warm shutdown", "tasks.add", 0.5, {}, [])
+    assert child.exit_event == Exit(ExitReason.SHUTDOWN, "warm shutdown", "tasks.add", 0.5, {}, [], 11.0)
     assert [(r.queue, r.task, r.succeeded) for r in master.runs.records()] == [("celery", "tasks.add", 3)]
     assert master.memory.book.rows["tasks.add"] == TALLY["tasks.add"]
 
