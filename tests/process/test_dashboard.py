@@ -14,7 +14,7 @@ import pytest
 from celeriac import Celeriac
 from celeriac.observe.history import History
 from celeriac.observe.monitor import Monitor
-from celeriac.observe.records import RUNTIME_BUCKETS, ChildStats, TaskRuns, WorkerStats
+from celeriac.observe.records import RUNTIME_BUCKETS, ChildStats, SlotCounts, TaskRuns, WorkerStats
 from celeriac.observe.web import WebServer
 
 pytestmark = pytest.mark.process
@@ -48,6 +48,28 @@ _PIXELS_OF_SERIES = """([chart, name]) => {
   for (let i = 0; i < data.length; i += 4) {
     const near = Math.abs(data[i] - rgb[0]) + Math.abs(data[i + 1] - rgb[1]) + Math.abs(data[i + 2] - rgb[2]);
     if (near < 40 && data[i + 3] > 200) count++;
+  }
+  return count;
+}"""
+
+
+# the same, counting only the pixels within ``rows`` of the bottom of the plot, where the value 0 is
+_PIXELS_AT_ZERO = """([chart, name, rows]) => {
+  const box = document.querySelector(chart);
+  const canvas = box && box.querySelector("canvas");
+  const over = box && box.querySelector(".u-over");
+  if (!canvas || !canvas.width || !over) return -1;
+  const row = [...box.querySelectorAll(".u-legend .u-series")].find((r) => r.textContent.includes(name));
+  const rgb = getComputedStyle(row.querySelector(".u-marker")).borderColor.match(/\\d+/g).map(Number);
+  const scale = canvas.width / canvas.getBoundingClientRect().width;
+  const left = Math.floor(parseFloat(over.style.left) * scale);
+  const width = Math.ceil(parseFloat(over.style.width) * scale);
+  const bottom = Math.round((parseFloat(over.style.top) + parseFloat(over.style.height)) * scale);
+  const data = canvas.getContext("2d").getImageData(left, bottom - rows, width, rows + 1).data;
+  let count = 0;
+  for (let i = 0; i < data.length; i += 4) {
+    const near = Math.abs(data[i] - rgb[0]) + Math.abs(data[i + 1] - rgb[1]) + Math.abs(data[i + 2] - rgb[2]);
+    if (near < 60 && data[i + 3] > 100) count++;
   }
   return count;
 }"""
@@ -111,6 +133,9 @@ class Scene:
             for i in range(2)
         ]
         runs = [TaskRuns("celery", "dash.report", self.finished, 0, 0, 0, self.finished * 0.2, buckets)]
+        # each child's count of the default queue, true as of now (the worker's counting time)
+        halves = (self.finished - self.finished // 2, self.finished // 2)
+        counted = [SlotCounts(i, self.clock.now, {"celery": halves[i]}) for i in range(2)]
         stats = WorkerStats(
             "sim@dashboard",
             7000,
@@ -122,17 +147,19 @@ class Scene:
             34_000 + self.finished * 10,
             children=children,
             runs=runs,
+            counted=counted,
         )
         self.app.broker.put_node_stats(stats.node, stats.to_json(), 3600)
 
-    def step(self, arrive_celery: int = 3, serve_celery: int = 3) -> None:
-        """One sample a second after the previous one."""
+    def step(self, arrive_celery: int = 3, serve_celery: int = 3, beat: bool = True) -> None:
+        """One sample a second after the previous one (with a heartbeat before it, if ``beat``)."""
         self.clock.now += 1.0
         self.publish(arrive_celery, "celery")
         got = self.app.broker.fetch(["celery"], serve_celery, 0, "simulated")
         self.app.broker.ack(got)
         self.finished += len(got)
-        self.heartbeat()
+        if beat:
+            self.heartbeat()
         self.monitor.sample()
 
     def close(self) -> None:
@@ -257,3 +284,37 @@ def test_a_token_in_the_address_becomes_a_cookie_the_page_keeps_using(scene):
                 browser.close()
     finally:
         web.stop()
+
+
+def test_the_service_line_never_touches_zero_while_the_worker_serves_steadily(scene, server):
+    """The monitor samples every second and the worker's heartbeat comes every two (its default):
+    the samples between heartbeats keep the steady rate, so the drawn service line stays off zero
+    (counted on the sample's time it would zigzag between twice the rate and zero)."""
+    executable = chromium_or_skip()
+    from playwright.sync_api import expect, sync_playwright
+
+    scene.heartbeat()
+    scene.monitor.sample()
+    for i in range(24):
+        scene.step(arrive_celery=4, serve_celery=3, beat=i % 2 == 1)
+    points = scene.monitor.history.points(scene.clock.now - 60, scene.clock.now, "celery")
+    served = [p.service_rate for p in points if p.service_rate is not None]
+    assert len(served) >= 20 and all(rate == pytest.approx(3.0) for rate in served), served
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 1000})
+            page.goto(server.url)
+            page.locator("#queues tr[data-queue='celery']").click()
+            expect(page.locator("#chart-rates .u-legend")).to_contain_text("service")
+            page.wait_for_function(
+                f"args => ({_PIXELS_OF_SERIES})(args) >= {DRAWN_PIXELS}",
+                arg=["#chart-rates", "service"],
+                timeout=15_000,
+            )
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.locator("#chart-rates").screenshot(path=str(ARTIFACTS / "dashboard-rates.png"))
+            assert page.evaluate(_PIXELS_AT_ZERO, ["#chart-rates", "service", 3]) == 0
+        finally:
+            browser.close()

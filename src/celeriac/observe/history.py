@@ -13,13 +13,16 @@ the per-sample arrival and service rates the monitor measured (on the workers'
 counting time, :mod:`celeriac.observe.rates`).
 
 A file written before a column existed gets it added when it is opened (rows
-from before read it as null).
+from before read it as null). The time the rate columns were added is kept
+(:attr:`History.rates_from`), so a reader can tell a row stored before them from
+a sample whose rates were unknown.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -51,6 +54,7 @@ _SCHEMA = (
         id INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL, queue TEXT, kind TEXT NOT NULL,
         level TEXT NOT NULL, fired_at REAL NOT NULL, cleared_at REAL, message TEXT NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS alerts_open ON alerts(key) WHERE cleared_at IS NULL",
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID",
 )
 
 
@@ -142,22 +146,32 @@ class History:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        #: samples before this time were stored without their rates (an older version wrote them)
+        self.rates_from = 0.0
         try:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             for statement in _SCHEMA:
                 self._db.execute(statement)
-            have = {row[1] for row in self._db.execute("PRAGMA table_info(samples)")}
-            for column, kind in _ADDED_COLUMNS.items():
-                if column not in have:
-                    self._db.execute(f"ALTER TABLE samples ADD COLUMN {column} {kind}")
+            self.rates_from = self._add_columns()
         except sqlite3.Error as exc:
             raise OSError(
                 f"cannot open the monitor history {self.path}: {exc} "
                 "(set monitor_history_path or --history to a writable file)"
             ) from exc
         self._rolled = {tier: self._last_t(tier) for tier, _ in ROLLUPS}
+
+    def _add_columns(self) -> float:
+        """Add the columns a file from an older version lacks; return when the rates began."""
+        have = {row[1] for row in self._db.execute("PRAGMA table_info(samples)")}
+        missing = [column for column in _ADDED_COLUMNS if column not in have]
+        for column in missing:
+            self._db.execute(f"ALTER TABLE samples ADD COLUMN {column} {_ADDED_COLUMNS[column]}")
+        if missing:
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('rates_from', ?)", (time.time(),))
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'rates_from'").fetchone()
+        return float(row[0]) if row else 0.0
 
     def _last_t(self, tier: int) -> float:
         row = self._db.execute("SELECT MAX(t) FROM samples WHERE tier = ?", (tier,)).fetchone()

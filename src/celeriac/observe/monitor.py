@@ -405,7 +405,8 @@ class Monitor:
         """Arrival and service rates over the last interval, for the history (None: unknown).
 
         Aligned to the workers' counting time where they publish it, and then over at least one
-        heartbeat's span; else from the run counts' change since the previous sample.
+        heartbeat's span (unknown until a slot has counted twice); else (workers that publish
+        no counting time) from the run counts' change since the previous sample.
         """
         track = self.tracks[name]
         if len(track.ticks) < 2:
@@ -414,6 +415,8 @@ class Monitor:
         if aligned is not None:
             past = self._tick_before(track, tick, max(self.interval, aligned.span_s))
             return self._arrivals(aligned, past, tick), aligned.per_s
+        if self.aligned.covers(name):
+            return None, None  # the workers' second count is yet to come: no aliased guess meanwhile
         past = track.ticks[-2]
         if tick.finished is None or past.finished is None or tick.finished < past.finished:
             return None, None

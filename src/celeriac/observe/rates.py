@@ -99,6 +99,10 @@ class AlignedRates:
         for key in self._series.keys() - seen:
             del self._series[key]
 
+    def covers(self, queue: str) -> bool:
+        """Whether a live node that consumes ``queue`` publishes counts (then only they give rates)."""
+        return any(queue in series.queues for series in self._series.values())
+
     def rate(self, queue: str, span: float) -> Rate | None:
         """Runs of ``queue`` finished per second over about ``span`` seconds (None: not known).
 

@@ -180,12 +180,12 @@ def _rate(now: int | None, before: int | None, dt: float) -> float | None:
     return (now - before) / dt
 
 
-def queue_series(points: list[QueuePoint]) -> dict[str, list[Any]]:
+def queue_series(points: list[QueuePoint], rates_from: float = 0.0) -> dict[str, list[Any]]:
     """Arrays over time for one queue's points (oldest first).
 
     Rates are the ones the monitor stored (aligned to the workers' counting time); a point
-    stored without them (by an older version) gets the change of the cumulative counters
-    since the point before.
+    from before ``rates_from``, stored by an older version without them, gets the change of
+    the cumulative counters since the point before.
     """
     out: dict[str, list[Any]] = {name: [] for name in ("t", *_QUEUE_SERIES, "arrival_rate", "service_rate")}
     previous: QueuePoint | None = None
@@ -194,7 +194,7 @@ def queue_series(points: list[QueuePoint]) -> dict[str, list[Any]]:
         for name in _QUEUE_SERIES:
             out[name].append(getattr(point, name))
         arrival, service = point.arrival_rate, point.service_rate
-        if previous is not None and arrival is None and service is None:
+        if previous is not None and point.t < rates_from:
             dt = point.t - previous.t
             arrival = _rate(point.arrived, previous.arrived, dt)
             service = _rate(point.finished, previous.finished, dt)
@@ -246,7 +246,9 @@ def history_document(monitor: Monitor, now: float, span: float) -> dict[str, Any
         "since": since,
         "until": now,
         "range": span,
-        "queues": {name: queue_series(points) for name, points in sorted(by_queue.items())},
+        "queues": {
+            name: queue_series(points, monitor.history.rates_from) for name, points in sorted(by_queue.items())
+        },
         "nodes": {name: node_series(points) for name, points in sorted(by_node.items())},
     }
 

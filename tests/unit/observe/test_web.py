@@ -202,9 +202,12 @@ def test_points_stored_without_rates_get_them_from_the_counters():
     """Rows an older monitor wrote have no stored rates: the counters' change stands in."""
     old = [QueuePoint(100.0 + i, "celery", 0, 0, 0, 0, finished=4 * i, arrived=6 * i) for i in range(3)]
     new = QueuePoint(103.0, "celery", 0, 0, 0, 0, finished=12, arrived=18, arrival_rate=7.0, service_rate=5.0)
-    series = queue_series([*old, new])
+    series = queue_series([*old, new], rates_from=102.5)
     assert series["service_rate"] == [None, 4.0, 4.0, 5.0]
     assert series["arrival_rate"] == [None, 6.0, 6.0, 7.0]
+    # a newer sample whose rates were unknown stays unknown, not a guess from the counters
+    unknown = QueuePoint(104.0, "celery", 0, 0, 0, 0, finished=20, arrived=30)
+    assert queue_series([new, unknown], rates_from=102.5)["service_rate"] == [5.0, None]
 
 
 @pytest.mark.parametrize("bad", ["abc", "0", "-5", "nan", "inf", ""])
