@@ -239,6 +239,7 @@ def history_document(monitor: Monitor, now: float, span: float) -> dict[str, Any
     by_queue: dict[str, list[QueuePoint]] = {}
     for point in monitor.history.points(since, now):
         by_queue.setdefault(point.queue, []).append(point)
+    rates_from = monitor.history.rates_from
     by_node: dict[str, list[NodePoint]] = {}
     for point in monitor.history.node_points(since, now):
         by_node.setdefault(point.node, []).append(point)
@@ -246,9 +247,7 @@ def history_document(monitor: Monitor, now: float, span: float) -> dict[str, Any
         "since": since,
         "until": now,
         "range": span,
-        "queues": {
-            name: queue_series(points, monitor.history.rates_from) for name, points in sorted(by_queue.items())
-        },
+        "queues": {name: queue_series(points, rates_from) for name, points in sorted(by_queue.items())},
         "nodes": {name: node_series(points) for name, points in sorted(by_node.items())},
     }
 

@@ -39,7 +39,9 @@ MESSAGES = [
     Ready(pid=4242, setup_s=0.031),
     Report(tasks=TALLY, runs=RUNS, window=4, counted_at=1_800_000_000.25),
     Report(tasks={}, runs=[], window=1, counted_at=1_800_000_001),
-    Exit(ExitReason.MAX_TASKS, "ran 3 tasks (worker_max_tasks_per_child=3)", "tasks.add", 0.5, TALLY, RUNS, 1.5),
+    Exit(
+        ExitReason.MAX_TASKS, "ran 3 tasks (worker_max_tasks_per_child=3)", "tasks.add", 0.5, TALLY, RUNS, 1.5
+    ),
     Exit(ExitReason.SHUTDOWN, "warm shutdown", None, 0.0, {}, [], 2.0),
 ]
 
