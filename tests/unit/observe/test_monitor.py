@@ -649,3 +649,24 @@ def test_without_counting_times_an_older_workers_rates_come_from_the_counters_be
     view = monitor.current().queues[0]
     assert view.service_rate == pytest.approx(70 / 4) and view.arrival_rate == pytest.approx(30)
     monitor.close()
+
+
+def test_a_queue_an_older_worker_also_consumes_is_rated_on_every_workers_runs(app, tmp_path):
+    """During a rolling upgrade: w1 publishes slot counts, w2 (an older version) only its counters.
+    Rates from w1's counts alone would leave out w2's runs."""
+    clock = Clock()
+    start = clock.now
+    monitor = monitor_for(app, tmp_path, clock)
+    for second in range(12):
+        clock.now = start + second
+        for _ in range(50):
+            app.send_task("t")
+        serve(app, 50)
+        beat(app, counting_worker(clock.now, 20 * second))
+        beat(app, stats("w2", [task_runs(30 * second)], pid=2))
+        monitor.sample()
+    rates = stored_rates(monitor, start)
+    assert rates[1:] == [(t, pytest.approx(50), pytest.approx(50)) for t in range(1, 12)]
+    view = monitor.current().queues[0]
+    assert view.service_rate == pytest.approx(50) and view.arrival_rate == pytest.approx(50)
+    monitor.close()

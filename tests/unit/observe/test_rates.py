@@ -134,3 +134,16 @@ def test_counts_older_than_keep_s_are_dropped():
     assert 5 <= longest.span_s <= 5 + 2
     assert longest.per_s == 20
     assert rates.rate("celery", 5) == longest
+
+
+def test_a_queue_a_node_consumes_without_publishing_counts_has_no_aligned_rate():
+    """An older worker beside a newer one (a rolling upgrade): the newer one's counts are not all the
+    queue's runs, so the monitor goes by the counters, which have every worker's."""
+    rates = AlignedRates(keep_s=60)
+    older = WorkerStats("old", 2, 1.0, 0.0, ["celery", "reports"], 1, "4", 30_000)
+    for t in (0.0, 1.0):
+        rates.update([node(count(t, 10 * int(t)), queues=["celery", "thumbs"]), older])
+    assert rates.rate("celery", 1) is None
+    assert rates.rate("thumbs", 1) == Rate(0.0, 1.0)  # the older node does not consume it
+    rates.update([node(count(2.0, 20), queues=["celery", "thumbs"])])  # the older node stopped
+    assert rates.rate("celery", 1) == Rate(10.0, 1.0)
