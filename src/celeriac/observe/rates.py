@@ -11,7 +11,9 @@ second while it serves), and a rate is a count's change over the change in *that
 per heartbeat that brought news. A slot's rate over a span ends at its latest count and
 starts at the latest count at least the span before it, so it is exact for the time
 between those two counts; a queue's rate is the sum over the slots of the nodes that
-consume it. Until a slot's next heartbeat arrives, its rate stays what it was.
+consume it. Until a slot's next heartbeat arrives, its rate stays what it was. A queue that
+a live node consumes without publishing slot counts (an older version, during a rolling
+upgrade) has no aligned rate: the other nodes' counts alone would leave its runs out.
 
 What remains is lag: a rate describes the span ending at the slot's last report, at most
 ``worker_stats_interval`` plus one second before the sample.
@@ -82,11 +84,16 @@ class AlignedRates:
         #: how much counting time to keep per slot (the longest span asked for)
         self.keep_s = keep_s
         self._series: dict[tuple[str, int, float, int], _Series] = {}
+        #: queues a live node consumes without publishing slot counts
+        self._uncounted: set[str] = set()
 
     def update(self, nodes: Iterable[WorkerStats]) -> None:
         """Add the counts of each node's latest heartbeat; forget the slots of nodes gone."""
         seen = set()
+        self._uncounted = set()
         for node in nodes:
+            if not node.counted:
+                self._uncounted.update(node.queues)
             for slot in node.counted:
                 key = (node.node, node.pid, node.started_at, slot.index)
                 seen.add(key)
@@ -106,8 +113,11 @@ class AlignedRates:
     def rate(self, queue: str, span: float) -> Rate | None:
         """Runs of ``queue`` finished per second over about ``span`` seconds (None: not known).
 
-        Only slots whose node consumes the queue count, and only once they have two counts.
+        Only slots whose node consumes the queue count, and only once they have two counts; None
+        while a node consumes the queue without publishing counts (its runs would be left out).
         """
+        if queue in self._uncounted:
+            return None
         total, longest, known = 0.0, 0.0, False
         for series in self._series.values():
             if queue not in series.queues:

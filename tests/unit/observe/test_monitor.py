@@ -20,7 +20,7 @@ from celeriac.observe import promexport
 from celeriac.observe.alerts import AlertBook, Condition, Outbox, command_sink
 from celeriac.observe.history import History, QueuePoint
 from celeriac.observe.monitor import Monitor, Totals, quantile
-from celeriac.observe.records import RUNTIME_BUCKETS, ChildStats, TaskRuns, WorkerStats
+from celeriac.observe.records import RUNTIME_BUCKETS, ChildStats, SlotCounts, TaskRuns, WorkerStats
 from celeriac.observe.top import frame
 
 
@@ -561,3 +561,112 @@ def test_a_consumer_the_broker_counts_serves_the_queue(app, tmp_path, monkeypatc
         monitor.sample()
     assert monitor.current().queues[0].unserved_s is None
     assert no_consumer(monitor) == []
+
+
+# -- rates on the workers' counting time ----------------------------------------------------------
+
+
+def counting_worker(second_at: float, n: int) -> WorkerStats:
+    """w1's heartbeat: ``n`` runs finished in its one slot, counted 0.3 s before ``second_at``."""
+    return stats("w1", [task_runs(n)], counted=[SlotCounts(0, second_at - 0.3, {"celery": n})])
+
+
+def stored_rates(monitor: Monitor, since: float) -> list[tuple[float, float | None, float | None]]:
+    return [
+        (p.t - since, p.arrival_rate, p.service_rate)
+        for p in monitor.history.points(since, monitor.clock(), "celery")
+    ]
+
+
+@pytest.mark.parametrize("interval", [1.0, 5.0])
+def test_stored_rates_follow_the_workers_count_whether_the_monitor_samples_faster_or_slower(
+    app, tmp_path, interval
+):
+    """Heartbeats every 2 s, 50 finished a second: sampled every second, every other sample saw no
+    new heartbeat (0, then 100); every 5 s, 4 s and 6 s of runs (40, then 60). Neither, now."""
+    clock = Clock()
+    start = clock.now
+    monitor = Monitor(app, History(tmp_path / "h.db"), interval=interval, sinks={}, clock=clock)
+    for second in range(31):
+        clock.now = start + second
+        for _ in range(60):  # 60 arrive a second, 50 are served: the queue grows 10 a second
+            app.send_task("t")
+        serve(app, 50)
+        if second % 2 == 0:
+            beat(app, counting_worker(clock.now, 50 * second))
+        if second % interval == 0:
+            monitor.sample()
+    points = stored_rates(monitor, start)
+    assert len(points) == int(30 // interval) + 1
+    # from the first sample that has seen two heartbeats on
+    known = [(arrival, service) for t, arrival, service in points if t >= 2]
+    assert len(known) == len(points) - (2 if interval == 1 else 1)
+    assert known == [(pytest.approx(60), pytest.approx(50))] * len(known)
+    view = monitor.current().queues[0]
+    assert view.service_rate == pytest.approx(50) and view.arrival_rate == pytest.approx(60)
+    monitor.close()
+
+
+def test_the_windows_rates_come_from_the_counts_the_heartbeats_carry(app, tmp_path):
+    """Heartbeats every 3 s, sampled every second over a 10 s window: the heartbeats a window's
+    ends saw are 9 or 12 s apart (45 or 60 a second by the counters); the counts' times say 50."""
+    clock = Clock()
+    start = clock.now
+    monitor = monitor_for(app, tmp_path, clock)
+    views = []
+    for second in range(25):
+        clock.now = start + second
+        for _ in range(60):
+            app.send_task("t")
+        serve(app, 50)
+        if second % 3 == 0:
+            beat(app, counting_worker(clock.now, 50 * second))
+        monitor.sample()
+        if second >= 3:  # two heartbeats seen
+            view = monitor.current().queues[0]
+            views.append((view.service_rate, view.arrival_rate))
+    assert views == [(pytest.approx(50), pytest.approx(60))] * len(views)
+    monitor.close()
+
+
+def test_without_counting_times_an_older_workers_rates_come_from_the_counters_between_samples(app, tmp_path):
+    clock = Clock()
+    start = clock.now
+    beat(app, stats("w1", [task_runs(0)]))  # no `counted`: a worker from before it existed
+    monitor = monitor_for(app, tmp_path, clock)
+    monitor.sample()
+    finished = 0
+    for served in (20, 35, 10, 5):
+        finished += served
+        step(app, monitor, clock, 30, served, finished)
+    assert stored_rates(monitor, start) == [
+        (0, None, None),
+        (1, 30, 20),
+        (2, 30, 35),
+        (3, 30, 10),
+        (4, 30, 5),
+    ]
+    view = monitor.current().queues[0]
+    assert view.service_rate == pytest.approx(70 / 4) and view.arrival_rate == pytest.approx(30)
+    monitor.close()
+
+
+def test_a_queue_an_older_worker_also_consumes_is_rated_on_every_workers_runs(app, tmp_path):
+    """During a rolling upgrade: w1 publishes slot counts, w2 (an older version) only its counters.
+    Rates from w1's counts alone would leave out w2's runs."""
+    clock = Clock()
+    start = clock.now
+    monitor = monitor_for(app, tmp_path, clock)
+    for second in range(12):
+        clock.now = start + second
+        for _ in range(50):
+            app.send_task("t")
+        serve(app, 50)
+        beat(app, counting_worker(clock.now, 20 * second))
+        beat(app, stats("w2", [task_runs(30 * second)], pid=2))
+        monitor.sample()
+    rates = stored_rates(monitor, start)
+    assert rates[1:] == [(t, pytest.approx(50), pytest.approx(50)) for t in range(1, 12)]
+    view = monitor.current().queues[0]
+    assert view.service_rate == pytest.approx(50) and view.arrival_rate == pytest.approx(50)
+    monitor.close()

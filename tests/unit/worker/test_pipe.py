@@ -10,8 +10,8 @@ import orjson
 import pytest
 
 from celeriac.errors import ProtocolError
-from celeriac.observe.records import ExitReason
-from celeriac.states import SUCCESS
+from celeriac.observe.records import ExitReason, SlotCounts
+from celeriac.states import FAILURE, SUCCESS
 from celeriac.worker.master import ChildProcess, Master
 from celeriac.worker.memory import TaskTally
 from celeriac.worker.options import WorkerOptions
@@ -190,3 +190,55 @@ def test_master_logs_an_unreadable_line_and_reads_on(master_and_child, caplog):
         'child 0 sent an unreadable event: b\'{"event":"hello"}\'',
         "child 0 sent an unreadable event: b'not json'",
     ]
+
+
+def _runs_of(**per_queue: int) -> list:
+    runs = RunCounts()
+    for queue, n in per_queue.items():
+        for i in range(n):
+            runs.add(queue, "tasks.add", SUCCESS if i % 2 else FAILURE, 0.002)
+    return runs.flush()
+
+
+def _slot(master: Master, index: int = 0) -> SlotCounts:
+    (slot,) = [s for s in master.stats().counted if s.index == index]
+    return slot
+
+
+def test_the_heartbeat_counts_a_slots_runs_at_the_time_its_children_counted_them(master_and_child):
+    master, child, write_fd = master_and_child
+    master.by_index[0] = child
+    before = time.time()
+    os.write(
+        write_fd,
+        encode(Report({}, _runs_of(celery=3, thumbs=2), 4, before - 20.0))
+        + encode(
+            Exit(ExitReason.MAX_TASKS, "ran 5", "tasks.add", 0.5, {}, _runs_of(celery=1), before - 10.0)
+        ),
+    )
+    master._read_events(child)
+    # any outcome counts; as of the exit's count, while the child is still the slot's
+    assert _slot(master) == SlotCounts(0, before - 10.0, {"celery": 4, "thumbs": 2})
+    del master.by_index[0]  # reaped: nothing more can finish in the slot, so its count is true now
+    ahead = time.time()
+    first = _slot(master)
+    assert ahead <= first.at <= time.time()
+    assert first.finished == {"celery": 4, "thumbs": 2}
+    assert _slot(master).at >= first.at  # and stays true as time goes on
+    # the replacement carries the slot's count on: a rate over the recycle is not thrown off
+    read_fd, write_fd2 = os.pipe()
+    os.set_blocking(read_fd, False)
+    try:
+        second = ChildProcess(0, 4243, read_fd, time.monotonic())
+        master.by_index[0] = second
+        counted_at = time.time() + 1.0
+        os.write(write_fd2, encode(Ready(4243, 0.01)) + encode(Report({}, _runs_of(celery=5), 4, counted_at)))
+        master._read_events(second)
+        assert _slot(master) == SlotCounts(0, counted_at, {"celery": 9, "thumbs": 2})
+        # an idle report moves the time on, not the count
+        os.write(write_fd2, encode(Report({}, [], 4, counted_at + 1.0)))
+        master._read_events(second)
+        assert _slot(master) == SlotCounts(0, counted_at + 1.0, {"celery": 9, "thumbs": 2})
+    finally:
+        os.close(read_fd)
+        os.close(write_fd2)
