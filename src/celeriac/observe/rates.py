@@ -92,8 +92,9 @@ class AlignedRates:
         seen = set()
         self._uncounted = set()
         for node in nodes:
-            if not node.counted:
+            if node.counted is None:
                 self._uncounted.update(node.queues)
+                continue
             for slot in node.counted:
                 key = (node.node, node.pid, node.started_at, slot.index)
                 seen.add(key)
@@ -107,8 +108,10 @@ class AlignedRates:
             del self._series[key]
 
     def covers(self, queue: str) -> bool:
-        """Whether a live node that consumes ``queue`` publishes counts (then only they give rates)."""
-        return any(queue in series.queues for series in self._series.values())
+        """Whether the live nodes that consume ``queue`` publish counts (then only they give rates)."""
+        return queue not in self._uncounted and any(
+            queue in series.queues for series in self._series.values()
+        )
 
     def rate(self, queue: str, span: float) -> Rate | None:
         """Runs of ``queue`` finished per second over about ``span`` seconds (None: not known).

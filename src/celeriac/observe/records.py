@@ -210,8 +210,9 @@ class WorkerStats:
     memory: MemoryReport | None = None
     #: per queue and task name, over the node's life
     runs: list[TaskRuns] = field(default_factory=list)
-    #: per child slot, runs finished per queue with the time they were counted (rates)
-    counted: list[SlotCounts] = field(default_factory=list)
+    #: per child slot, runs finished per queue with the time they were counted (rates);
+    #: None: the worker publishes no counting time (an older version)
+    counted: list[SlotCounts] | None = None
 
     def to_json(self) -> bytes:
         """Encode for the broker's node table."""
@@ -226,7 +227,8 @@ class WorkerStats:
             ChildExit(**{**e, "reason": ExitReason(e["reason"])}) for e in data.get("recent_exits", [])
         ]
         data["runs"] = [TaskRuns(**r) for r in data.get("runs", [])]
-        data["counted"] = [SlotCounts(**c) for c in data.get("counted", [])]
+        if data.get("counted") is not None:
+            data["counted"] = [SlotCounts(**c) for c in data["counted"]]
         if data.get("memory") is not None:
             data["memory"] = MemoryReport.from_dict(data["memory"])
         return cls(**data)
