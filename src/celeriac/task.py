@@ -9,6 +9,7 @@ again with its retry count in the message headers.
 from __future__ import annotations
 
 import contextvars
+import functools
 import inspect
 import random
 import traceback as tb
@@ -173,6 +174,20 @@ class Task:
             self.app.producer.validate(self.name, args, kwargs, self, options)  # same checks as a send
             return self.apply(args, kwargs, task_id=task_id, throw=self.app.conf.task_eager_propagates)
         return self.app.send_task(self.name, args, kwargs, task_id=task_id, task=self, **options)
+
+    def delay_on_commit(self, *args: Any, **kwargs: Any) -> None:
+        """``delay()`` when the current Django database transaction commits (Celery's
+        ``DjangoTask``): a task that reads what the caller wrote finds it. Returns nothing,
+        as the task is not sent yet; outside a transaction it is sent at once."""
+        from celeriac.fixups.django import on_commit
+
+        on_commit(functools.partial(self.delay, *args, **kwargs))
+
+    def apply_async_on_commit(self, *args: Any, **kwargs: Any) -> None:
+        """``apply_async()`` when the current Django database transaction commits."""
+        from celeriac.fixups.django import on_commit
+
+        on_commit(functools.partial(self.apply_async, *args, **kwargs))
 
     def apply_many(self, calls: Iterable[Sequence[Any]], **options: Any) -> list[AsyncResult]:
         """Send one task per argument tuple in ``calls``, in one broker round trip."""

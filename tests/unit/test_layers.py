@@ -8,7 +8,7 @@ Every module under ``src/celeriac`` is parsed with :mod:`ast`. Layers, bottom up
 3. the producer side, in four ordered sub-layers:
 
    a. vocabulary: ``states``, ``context``, ``hooks``
-   b. services: ``routing``, ``config``, ``results``
+   b. services: ``routing``, ``config``, ``results``, ``fixups`` (framework integrations)
    c. sending: ``task``, ``sending``, ``canvas``
    d. the app: ``app``, ``_state`` and the public package ``celeriac/__init__.py``
 4. ``worker``
@@ -46,7 +46,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("protocol", ("celeriac.errors", "celeriac.protocol")),
     ("brokers", ("celeriac.brokers", "celeriac.store")),
     ("vocabulary", ("celeriac.states", "celeriac.context", "celeriac.hooks")),
-    ("services", ("celeriac.routing", "celeriac.config", "celeriac.results")),
+    ("services", ("celeriac.routing", "celeriac.config", "celeriac.results", "celeriac.fixups")),
     ("sending", ("celeriac.task", "celeriac.sending", "celeriac.canvas")),
     ("app", ("celeriac", "celeriac._state", "celeriac.app")),
     ("worker", ("celeriac.worker",)),
