@@ -1,9 +1,15 @@
-"""Execution context: the request of the task running now, and whether a worker runs it.
+"""Execution context: the request of the task running now, whether a worker runs it, and the
+default app.
 
 :class:`Request` is what a running task knows about its own invocation
 (``self.request``). The worker (or ``Task.apply``) pushes one around each task
 with :func:`push_request`; :func:`current_request` reads it, for example to give a
 task sent from inside another task its parent and root ids.
+
+The default app (Celery's current app) is held here, below the result handles, so
+``AsyncResult(task_id)`` without an app reads the default app's result backend as in
+Celery. :mod:`celeriac._state` decides which app it is (and creates one when needed);
+this module only keeps the reference.
 """
 
 from __future__ import annotations
@@ -12,10 +18,13 @@ import contextvars
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from celeriac.errors import Retry
 from celeriac.protocol.message import TaskMessage
+
+if TYPE_CHECKING:
+    from celeriac.app import Celeriac
 
 #: True while a worker runs task code, so ``AsyncResult.get()`` inside a task can refuse.
 in_worker_task: contextvars.ContextVar[bool] = contextvars.ContextVar("in_worker_task", default=False)
@@ -71,3 +80,17 @@ def push_request(request: Request) -> contextvars.Token[Request | None]:
 def pop_request(token: contextvars.Token[Request | None]) -> None:
     """Undo :func:`push_request`."""
     _current.reset(token)
+
+
+_default_app: Celeriac | None = None
+
+
+def default_app() -> Celeriac | None:
+    """The default app, or None before any app was created (see :mod:`celeriac._state`)."""
+    return _default_app
+
+
+def set_default_app(app: Celeriac | None) -> None:
+    """Keep ``app`` as the default app; only :mod:`celeriac._state` (and tests) call this."""
+    global _default_app
+    _default_app = app

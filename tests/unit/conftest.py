@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from celeriac import _state
+from celeriac import _state, context
 from celeriac.app import Celeriac
 from celeriac.brokers.base import Delivery
 from celeriac.worker.execute import ACK, REQUEUE, Executor, Settlement
@@ -35,10 +35,10 @@ def _no_celeriac_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(autouse=True)
 def _restore_default_app() -> Iterator[None]:
     """``Celeriac(...)`` becomes the default app (for ``shared_task``); undo that after each test."""
-    saved_app = _state._default_app
+    saved_app = context.default_app()
     saved_shared = list(_state._shared)
     yield
-    _state._default_app = saved_app
+    context.set_default_app(saved_app)
     _state._shared[:] = saved_shared
 
 

@@ -376,9 +376,15 @@ class Celeriac:
         producer.publish(batch)
         return [AsyncResult(message.id, self.backend, name) for message, _ in batch]
 
-    def AsyncResult(self, task_id: str, task_name: str | None = None) -> AsyncResult:
-        """A handle on the result of ``task_id``."""
-        return AsyncResult(task_id, self.backend, task_name)
+    def AsyncResult(
+        self,
+        task_id: str,
+        backend: ResultBackend | None = None,
+        task_name: str | None = None,
+        parent: AsyncResult | None = None,
+    ) -> AsyncResult:
+        """A handle on the result of ``task_id``, read from this app's result backend."""
+        return AsyncResult(task_id, backend, task_name, app=self, parent=parent)
 
     def queues_for(self, names: Sequence[str] | None) -> list[Queue]:
         """The queues a worker consumes: ``names`` (declared or created), or every declared queue."""
