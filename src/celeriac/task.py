@@ -12,6 +12,7 @@ import contextvars
 import functools
 import inspect
 import random
+import socket
 import traceback as tb
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from celeriac.canvas.chunks import Chunks
 from celeriac.context import Request, _current, current_request, pop_request, push_request
+from celeriac.einfo import ExceptionInfo
 from celeriac.errors import Ignore, MaxRetriesExceededError, Reject, Retry
 from celeriac.results.result import AsyncResult, EagerResult
 from celeriac.states import FAILURE, SUCCESS
@@ -172,7 +174,8 @@ class Task:
         self._check_arguments(args, kwargs)
         if self.app.conf.task_always_eager:
             self.app.producer.validate(self.name, args, kwargs, self, options)  # same checks as a send
-            return self.apply(args, kwargs, task_id=task_id, throw=self.app.conf.task_eager_propagates)
+            throw = self.app.conf.task_eager_propagates
+            return self.apply(args, kwargs, task_id=task_id, throw=throw, **options)
         return self.app.send_task(self.name, args, kwargs, task_id=task_id, task=self, **options)
 
     def delay_on_commit(self, *args: Any, **kwargs: Any) -> None:
@@ -209,9 +212,9 @@ class Task:
         """The name the worker logs and counts a run of ``message`` under (the task's own)."""
         return self.name
 
-    def AsyncResult(self, task_id: str) -> AsyncResult:
-        """A handle on the result of ``task_id``."""
-        return self.app.AsyncResult(task_id, task_name=self.name)
+    def AsyncResult(self, task_id: str, **kwargs: Any) -> AsyncResult:
+        """A handle on the result of ``task_id`` (keyword arguments as ``app.AsyncResult``)."""
+        return self.app.AsyncResult(task_id, task_name=self.name, **kwargs)
 
     # -- running here -----------------------------------------------------------------------
 
@@ -222,9 +225,13 @@ class Task:
         task_id: str | None = None,
         retries: int = 0,
         throw: bool | None = None,
-        **_options: Any,
+        **options: Any,
     ) -> EagerResult:
-        """Run the task in this process as the worker would (retries included)."""
+        """Run the task in this process as the worker would (``before_start`` and retries included).
+
+        The request is Celery's eager one: ``is_eager``, this host's name, the ``headers``
+        and ``priority`` options, and ``delivery_info`` saying it is eager.
+        """
         args = tuple(args or ())
         kwargs = dict(kwargs or {})
         task_id = task_id or str(uuid.uuid4())
@@ -236,11 +243,21 @@ class Task:
                 kwargs=kwargs,
                 retries=retries,
                 root_id=task_id,
+                hostname=socket.gethostname(),
+                delivery_info={
+                    "is_eager": True,
+                    "exchange": options.get("exchange"),
+                    "routing_key": options.get("routing_key"),
+                    "priority": options.get("priority"),
+                },
+                headers=options.get("headers"),
+                priority=options.get("priority"),
                 is_eager=True,
                 called_directly=False,
             )
             token = push_request(request)
             try:
+                self.before_start(task_id, args, kwargs)
                 value = self.call_with_autoretry(args, kwargs)
             except Retry:
                 retries += 1
@@ -338,6 +355,12 @@ class Task:
 
     # -- handlers (override in a base class) ------------------------------------------------
 
+    def before_start(self, task_id: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
+        """Called in the worker (and by ``apply``) before the task body, with its request current.
+
+        What it raises is the task's outcome, as if the body had raised it.
+        """
+
     def on_success(self, retval: Any, task_id: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
         """Called in the worker after the task returned."""
 
@@ -347,9 +370,9 @@ class Task:
         task_id: str,
         args: Sequence[Any],
         kwargs: Mapping[str, Any],
-        einfo: str | None,
+        einfo: ExceptionInfo,
     ) -> None:
-        """Called in the worker after the task raised."""
+        """Called in the worker after the task raised; ``einfo`` holds the exception and its traceback."""
 
     def on_retry(
         self,
@@ -357,9 +380,9 @@ class Task:
         task_id: str,
         args: Sequence[Any],
         kwargs: Mapping[str, Any],
-        einfo: str | None,
+        einfo: ExceptionInfo,
     ) -> None:
-        """Called in the worker when the task asked to be retried."""
+        """Called in the worker when the task asked to be retried; ``einfo`` holds the reason."""
 
     def after_return(
         self,
@@ -368,9 +391,9 @@ class Task:
         task_id: str,
         args: Sequence[Any],
         kwargs: Mapping[str, Any],
-        einfo: str | None,
+        einfo: ExceptionInfo | None,
     ) -> None:
-        """Called in the worker after any outcome."""
+        """Called in the worker after any outcome (``einfo``: None unless the task raised)."""
 
 
 def make_task(
