@@ -3,7 +3,8 @@
 ``@app.task`` turns a function into a :class:`Task`. Calling it runs the function
 here; ``delay`` / ``apply_async`` send a message; ``apply`` runs it here as a task
 (eager). ``self.retry()`` inside a bound task (``bind=True``) sends the task
-again with its retry count in the message headers.
+again with its retry count in the message headers; ``self.update_state()`` stores a
+state (a custom one such as ``PROGRESS`` too) while the task runs.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import contextvars
 import functools
 import inspect
+import logging
+import os
 import random
 import socket
 import traceback as tb
@@ -22,9 +25,10 @@ from typing import TYPE_CHECKING, Any
 from celeriac.canvas.chunks import Chunks
 from celeriac.context import Request, _current, current_request, pop_request, push_request
 from celeriac.einfo import ExceptionInfo
-from celeriac.errors import Ignore, MaxRetriesExceededError, Reject, Retry
+from celeriac.errors import ConfigurationError, Ignore, MaxRetriesExceededError, Reject, Retry
+from celeriac.results.base import PendingResult
 from celeriac.results.result import AsyncResult, EagerResult
-from celeriac.states import FAILURE, SUCCESS
+from celeriac.states import EXCEPTION_STATES, FAILURE, READY_STATES, SUCCESS
 
 if TYPE_CHECKING:
     from celeriac.app import Celeriac
@@ -42,6 +46,8 @@ __all__ = [
     "push_request",
 ]
 
+
+logger = logging.getLogger("celeriac.task")
 
 #: The task the worker (or ``apply``) is entering through ``__call__`` right now.
 _invoking: contextvars.ContextVar[Task | None] = contextvars.ContextVar("celeriac_invoking", default=None)
@@ -352,6 +358,74 @@ class Task:
     def _sets_max_retries(self) -> bool:
         """True when the task or a base class below Task chose max_retries (None = unlimited)."""
         return any("max_retries" in cls.__dict__ for cls in type(self).__mro__ if cls is not Task)
+
+    # -- reporting progress -----------------------------------------------------------------
+
+    def update_state(
+        self, task_id: str | None = None, state: str | None = None, meta: Any = None, **kwargs: Any
+    ) -> None:
+        """Store ``state`` with ``meta`` for ``task_id`` (default: the running task), at once.
+
+        ``state`` may be any string, so a task reports progress with a state of its own::
+
+            self.update_state(state="PROGRESS", meta={"current": i, "total": n})
+
+        and ``AsyncResult.state`` / ``.info`` read ``"PROGRESS"`` and the meta dict. A
+        custom state is not ready: ``get()`` waits on for the task's outcome, which
+        replaces it. A ready state set here is stored like the task's own
+        (``FAILURE`` with Celery's ``{"exc_type", "exc_message"}`` meta, then ``raise
+        Ignore()``: the task fails as it said); but a SUCCESS stored here stands, so
+        the task's return value does not replace it (a warning says so).
+        ``traceback=`` is stored too; other keyword arguments are ignored, as Celery's
+        backends ignore them.
+
+        Run eagerly or called directly, the task's own state is not stored: the
+        :class:`EagerResult` holds the outcome, and nothing would ever replace the state
+        (Celery writes it to the result backend, where it then stays). Without a result
+        backend nothing could read the state: ConfigurationError (Celery drops it
+        without a word).
+        """
+        if not isinstance(state, str) or not state:
+            raise ValueError(f"{self.name}.update_state() needs a state, e.g. state='PROGRESS'")
+        request = self.request
+        if task_id is None or task_id == request.id:
+            if request.is_eager or request.called_directly:
+                return
+            task_id = request.id
+        backend = self.app.backend
+        if backend is None:
+            raise ConfigurationError(
+                f"{self.name}.update_state(state={state!r}): no result backend is configured, so no one "
+                "could read the state; set result_backend (e.g. 'redis://localhost:6379/0'), or remove "
+                "the call (Celery drops it silently when there is no backend)"
+            )
+        assert task_id is not None
+        if state == SUCCESS and task_id == request.id:
+            logger.warning(
+                "%s[%s] stored SUCCESS with update_state: a stored SUCCESS is final in celeriac, so what "
+                "the task returns will not replace it (in Celery it does); return the value instead",
+                self.name,
+                task_id,
+            )
+        backend.store(self._state_record(task_id, state, meta, request, kwargs.get("traceback")))
+
+    def _state_record(
+        self, task_id: str, state: str, meta: Any, request: Request, traceback: str | None
+    ) -> PendingResult:
+        """What ``update_state`` stores: a ready or exception state keeps ``meta`` as its value;
+        an unfinished one keeps a dict as its meta (as STARTED keeps its pid), anything else
+        as its value."""
+        as_meta = isinstance(meta, dict) and state not in READY_STATES and state not in EXCEPTION_STATES
+        return PendingResult(
+            task_id,
+            state,
+            None if as_meta else meta,
+            traceback,
+            request.task or self.name,
+            request.retries,
+            f"{request.hostname}/{os.getpid()}" if request.hostname else None,
+            dict(meta) if as_meta else {},
+        )
 
     # -- handlers (override in a base class) ------------------------------------------------
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from celeriac.context import default_app, in_worker_task
 from celeriac.errors import ConfigurationError, TimeoutError
 from celeriac.results.base import ResultBackend, ResultRecord
-from celeriac.states import FAILURE, PENDING, READY_STATES, SUCCESS
+from celeriac.states import EXCEPTION_STATES, FAILURE, PENDING, READY_STATES, SUCCESS
 
 if TYPE_CHECKING:
     from celeriac.app import Celeriac
@@ -83,7 +83,8 @@ class AsyncResult:
 
     @property
     def state(self) -> str:
-        """PENDING, STARTED, RETRY, SUCCESS, FAILURE or REVOKED. Unknown ids are PENDING."""
+        """PENDING, STARTED, RETRY, SUCCESS, FAILURE, REVOKED, or a custom state the task set with
+        ``update_state`` (e.g. ``PROGRESS``). Unknown ids are PENDING."""
         record = self._record()
         return record.state if record is not None else PENDING
 
@@ -91,9 +92,15 @@ class AsyncResult:
 
     @property
     def result(self) -> Any:
-        """The return value, or the exception for a failed task; None while not ready."""
+        """The return value, the exception of a failed task, or, while the task runs, what its
+        state carries: the ``meta`` of ``update_state`` (a custom state such as ``PROGRESS``),
+        STARTED's ``{"pid", "hostname"}``; None when nothing is known."""
         record = self._record()
-        return record.result if record is not None else None
+        if record is None:
+            return None
+        if record.meta and record.result is None and record.state not in EXCEPTION_STATES:
+            return record.meta
+        return record.result
 
     info = result
 

@@ -229,3 +229,13 @@ def test_a_handle_never_opens_a_backend_it_does_not_read(make_app):
     AsyncResult("lazy", app=app)
     AsyncResult("lazy")
     assert "backend" not in app.__dict__  # the cached backend was not built
+
+
+def test_info_of_an_unfinished_state_is_its_meta_and_of_a_finished_one_its_value(backend):
+    backend.store(PendingResult("s1", STARTED, meta={"pid": 4, "hostname": "n"}))
+    backend.store(PendingResult("p1", "PROGRESS", meta={"current": 2}))
+    backend.store(PendingResult("r1", RETRY, KeyError("again")))
+    assert AsyncResult("s1", backend).info == {"pid": 4, "hostname": "n"}
+    assert AsyncResult("p1", backend).result == {"current": 2}
+    assert isinstance(AsyncResult("r1", backend).info, KeyError)
+    assert AsyncResult("p1", backend).state == "PROGRESS" and not AsyncResult("p1", backend).ready()
