@@ -88,7 +88,8 @@ class Celeriac:
         self.conf = config.Settings(listener=self._reset)
         if config_source is not None:
             self.config_from_object(config_source)
-        explicit: dict[str, Any] = dict(settings)
+        # Celery reads its old names (CELERY_ALWAYS_EAGER=...) here, without refusing a mix.
+        explicit = config.rename_old_names(settings, "Celeriac()")
         if broker is not None:
             explicit["broker_url"] = broker
         if backend is not None:
