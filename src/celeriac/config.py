@@ -39,10 +39,12 @@ from typing import Any
 
 import orjson
 
-from celeriac.brokers.base import DEFAULT_PUBLISH_RETRY_POLICY
+from celeriac.brokers.base import DEFAULT_PUBLISH_RETRY_POLICY, mask_password
+from celeriac.brokers.redis.sentinel import refuse_tls
 from celeriac.errors import ConfigurationError
 from celeriac.protocol import serializers
 from celeriac.protocol.entities import Queue, delivery_mode_of
+from celeriac.results import SCHEMES as RESULT_SCHEMES
 
 logger = logging.getLogger("celeriac.config")
 
@@ -77,6 +79,34 @@ def _url(name: str, value: Any) -> str:
 
 def _optional_url(name: str, value: Any) -> str | None:
     return None if value is None else _url(name, value)
+
+
+_RESULT_BACKENDS = (
+    "redis://host:6379/0 (Redis, Celery's key layout; also rediss://, unix://, sentinel://), "
+    "sqlite:///path.db (leave result_backend unset with the SQLite broker: results go to its file), "
+    "memory:// (tests), or None (no results)"
+)
+
+
+def _result_backend(name: str, value: Any) -> str | None:
+    """A result backend URL celeriac has: refused here, before any task is sent, otherwise."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise _fail(name, value, f"a result backend URL: {_RESULT_BACKENDS}")
+    scheme = value.split("://", 1)[0].lower()
+    refuse_tls(value, name)
+    if scheme == "rpc":
+        raise ConfigurationError(
+            f"{name}={value!r} is not supported: celeriac has no RPC result backend (Celery's rpc:// "
+            "sends each result back as a message to the caller). Use one of: " + _RESULT_BACKENDS
+        )
+    if "://" not in value or scheme not in RESULT_SCHEMES:
+        raise ConfigurationError(
+            f"{name}={mask_password(value)!r} is not a result backend celeriac has; use one of: "
+            + _RESULT_BACKENDS
+        )
+    return value
 
 
 def _bool(name: str, value: Any) -> bool:
@@ -352,7 +382,7 @@ SETTINGS: tuple[Setting, ...] = (
     _S("task_always_eager", False, "bool", "", "Run tasks in the calling process at `apply_async` (for tests); no broker is used.", _bool),
     _S("task_eager_propagates", False, "bool", "", "In eager mode, re-raise the task's exception at `apply_async`.", _bool),
     # results
-    _S("result_backend", None, "URL", "", "Where results are stored: `sqlite:///path.db` or `redis://host:6379/0` (Celery's key layout; also `rediss://`, `unix://`, `sentinel://host:26379/0;...`). None: the broker's file when the broker is SQLite, else no results.", _optional_url, "default differs: Celery stores no results unless set"),
+    _S("result_backend", None, "URL", "", "Where results are stored: `sqlite:///path.db` or `redis://host:6379/0` (Celery's key layout; also `rediss://`, `unix://`, `sentinel://host:26379/0;...`). None: the broker's file when the broker is SQLite, else no results. Celery's `rpc://` and other backends are refused when set, before any task is sent.", _result_backend, "default differs: Celery stores no results unless set; `rpc://` is refused"),
     _S("result_backend_transport_options", {}, "dict", "", "Options of a Redis result backend (and of the store on its URL) behind Redis Sentinel: `master_name` (required with a `sentinel://` URL), `sentinel_kwargs`, `min_other_sentinels`, as for the broker (see docs/redis.md). Other backends take none.", _mapping),
     _S("result_serializer", "json", "str", "", "Content type of stored results.", _serializer),
     _S("result_accept_content", None, "list of str", "", "Content types accepted when reading results (None: `accept_content`).", _optional_accept),

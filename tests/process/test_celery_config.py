@@ -55,3 +55,18 @@ def test_a_worker_and_a_producer_configured_with_old_names_meet_on_the_configure
     finally:
         legacy_app.app.close()
         sys.modules.pop("legacy_app", None)
+
+
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        ("rpc://", "result_backend='rpc://' is not supported"),  # refused by the setting
+        ("redis://localhost:notaport/0", "the port is not a number"),  # refused when built
+    ],
+)
+def test_a_result_backend_the_worker_cannot_use_stops_it_once_before_any_child(workers, url, words):
+    worker = workers("-c", "2", celeriac_result_backend=url)
+    assert worker.wait_exit() == 2
+    log = worker.log()
+    assert "celeriac worker: configuration error: result_backend=" in log and words in log
+    assert "started child" not in log and "crashed" not in log, log

@@ -11,6 +11,7 @@ import pytest
 from celeriac import Celeriac, Queue
 from celeriac.config import (
     CELERY_OLD_NAMES,
+    Settings,
     from_object,
     settings_markdown,
 )
@@ -253,3 +254,61 @@ def test_settings_page_lists_every_old_name():
     page = settings_markdown()
     for old, new in CELERY_OLD_NAMES.items():
         assert f"| `{old}` | `{new}` |" in page
+
+
+# -- result backends ----------------------------------------------------------------------------
+
+
+def test_rpc_result_backend_is_refused_when_the_app_is_configured():
+    with pytest.raises(ConfigurationError) as info:
+        Celeriac("t", broker="memory://", backend="rpc://", set_as_current=False)
+    message = str(info.value)
+    assert "result_backend='rpc://' is not supported" in message
+    assert "redis://" in message and "sqlite:///" in message and "None" in message
+
+
+@pytest.mark.parametrize("how", ["setting", "old name", "environment"])
+def test_rpc_result_backend_is_refused_however_it_is_set(make_app, monkeypatch, how):
+    app = make_app()
+    with pytest.raises(ConfigurationError, match=r"result_backend='rpc://' is not supported"):
+        if how == "setting":
+            app.conf.result_backend = "rpc://"
+        elif how == "old name":
+            app.config_from_object({"CELERY_RESULT_BACKEND": "rpc://"})
+        else:
+            monkeypatch.setenv("CELERY_RESULT_BACKEND", "rpc://")
+            app.conf.apply_environment()
+    assert app.conf.result_backend == "memory://"
+
+
+def test_nothing_is_sent_with_a_refused_backend(make_app):
+    app = make_app(backend=None)
+
+    @app.task
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    with pytest.raises(ConfigurationError):
+        app.conf.result_backend = "rpc://"
+    add.delay(1, 2)  # the app kept its working configuration
+    assert app.broker.queue_length("celery").ready == 1
+
+
+@pytest.mark.parametrize(
+    "url", ["django-db", "db+postgresql://db/results", "mongodb://db/0", "amqp://guest@rabbit//"]
+)
+def test_result_backends_celeriac_lacks_are_refused_at_configuration(url):
+    with pytest.raises(
+        ConfigurationError, match=r"is not a result backend celeriac has; use one of: redis://"
+    ):
+        Settings({"result_backend": url}, environ={})
+
+
+def test_a_backend_that_cannot_be_built_fails_before_the_message_is_sent(make_app):
+    # passes the setting's check, fails when built: no Sentinel master name
+    app = make_app(backend="sentinel://localhost:26379/0")
+    with pytest.raises(ConfigurationError, match="master_name"):
+        app.send_task("anything", (1,))
+    with pytest.raises(ConfigurationError, match="master_name"):
+        app.send_many("anything", [(1,), (2,)])
+    assert app.broker.queue_length("celery").ready == 0

@@ -360,8 +360,9 @@ class Celeriac:
         **options: Any,
     ) -> AsyncResult:
         """Send a task by name (it need not be registered here) and return its result handle."""
+        backend = self.backend  # a backend that cannot be built fails before anything is sent
         message = self.producer.send(name, args, kwargs, task_id, task, route_name, **options)
-        return AsyncResult(message.id, self.backend, name)
+        return AsyncResult(message.id, backend, name)
 
     def send_many(
         self,
@@ -372,10 +373,10 @@ class Celeriac:
         **options: Any,
     ) -> list[AsyncResult]:
         """Send one task per argument tuple, in one broker round trip."""
-        producer = self.producer
+        producer, backend = self.producer, self.backend
         batch = [producer.build(name, args, None, None, task, route_name, **options) for args in calls]
         producer.publish(batch)
-        return [AsyncResult(message.id, self.backend, name) for message, _ in batch]
+        return [AsyncResult(message.id, backend, name) for message, _ in batch]
 
     def AsyncResult(
         self,
