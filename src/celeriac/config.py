@@ -32,7 +32,7 @@ import importlib
 import logging
 import os
 import types
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -318,6 +318,97 @@ def _protocol(name: str, value: Any) -> int:
     return 2
 
 
+#: The task options ``@app.task(...)`` takes besides ``name``, ``bind`` and ``base``
+#: (``Task.OPTIONS``); ``task_annotations`` may set the same ones.
+TASK_OPTIONS = frozenset(
+    {
+        "typing",
+        "max_retries",
+        "default_retry_delay",
+        "autoretry_for",
+        "dont_autoretry_for",
+        "retry_kwargs",
+        "retry_backoff",
+        "retry_backoff_max",
+        "retry_jitter",
+        "acks_late",
+        "acks_on_failure_or_timeout",
+        "reject_on_worker_lost",
+        "time_limit",
+        "soft_time_limit",
+        "ignore_result",
+        "track_started",
+        "queue",
+        "priority",
+        "delivery_mode",
+        "serializer",
+        "expires",
+    }
+)
+
+_RATE_LIMIT_ADVICE = (
+    "celeriac does not implement rate limits yet, and running tasks without their limit would silently "
+    "differ from Celery. Remove it; to bound how fast a task runs, route it to a queue of its own and run "
+    "one worker with a small concurrency for that queue (celeriac worker -Q that-queue -c 1)"
+)
+
+
+def rate_limit_refused(task: str, value: Any, where: str) -> ConfigurationError:
+    """The error for a rate limit given anywhere (task option, base class, annotation):
+    one wording, naming the task, the value and where it was given."""
+    return ConfigurationError(
+        f"rate_limit={value!r} for task {task!r} ({where}) is not supported: {_RATE_LIMIT_ADVICE}"
+    )
+
+
+def _annotation_map(name: str, annotation: Any) -> dict[str, dict[str, Any]]:
+    example = "{'proj.tasks.add': {'acks_late': True}, '*': {'time_limit': 60}}"
+    if not isinstance(annotation, Mapping):
+        raise ConfigurationError(
+            f"setting {name}: {annotation!r} is not supported: only dicts of task name (or '*') to task "
+            f"options, such as {example}; Celery's annotation objects and import paths are not. Set the "
+            "options with @app.task(...) or on a base class (base=) instead"
+        )
+    out: dict[str, dict[str, Any]] = {}
+    for pattern, options in annotation.items():
+        if not isinstance(pattern, str) or not isinstance(options, Mapping):
+            raise _fail(
+                name, annotation, f"a dict of task name (or '*') to a dict of options, such as {example}"
+            )
+        for key, value in options.items():
+            if key == "rate_limit":
+                if value is not None:
+                    raise rate_limit_refused(pattern, value, f"{name}[{pattern!r}]")
+                continue
+            if key not in TASK_OPTIONS:
+                raise ConfigurationError(
+                    f"setting {name}[{pattern!r}]: {key!r} cannot be annotated{did_you_mean(key, TASK_OPTIONS)}: "
+                    f"only task options can ({', '.join(sorted(TASK_OPTIONS))}). Define {key} in a base "
+                    "class and pass it as @app.task(base=...) instead"
+                )
+        out[pattern] = {k: v for k, v in options.items() if k != "rate_limit"}
+    return out
+
+
+def _annotations(name: str, value: Any) -> tuple[dict[str, dict[str, Any]], ...] | None:
+    if value is None:
+        return None
+    annotations = value if isinstance(value, list | tuple) else [value]
+    return tuple(_annotation_map(name, annotation) for annotation in annotations)
+
+
+def annotations_for(
+    annotations: Sequence[Mapping[str, Mapping[str, Any]]] | None, task: str
+) -> dict[str, Any]:
+    """The options ``task_annotations`` sets on ``task``, in Celery's order: the first map that
+    names the task, then the first that has ``'*'`` (so ``'*'`` wins where both set an option)."""
+    found: dict[str, Any] = {}
+    for key in (task, "*"):
+        match = next((annotation[key] for annotation in annotations or () if key in annotation), None)
+        found.update(match or {})
+    return found
+
+
 def _timezone(name: str, value: Any) -> str:
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -381,6 +472,7 @@ SETTINGS: tuple[Setting, ...] = (
     _S("task_ignore_result", False, "bool", "", "Do not store results (per task: `ignore_result=True`).", _bool),
     _S("task_always_eager", False, "bool", "", "Run tasks in the calling process at `apply_async` (for tests); no broker is used.", _bool),
     _S("task_eager_propagates", False, "bool", "", "In eager mode, re-raise the task's exception at `apply_async`.", _bool),
+    _S("task_annotations", None, "dict or list of dicts", "", "Task options set from the configuration: `{'proj.tasks.add': {'acks_late': True}, '*': {'time_limit': 60}}` (or a list of such dicts; the first that names a task applies, then the first with `'*'`, which wins where both set an option, as in Celery). Only task options (those of `@app.task`); `rate_limit` is refused.", _annotations, "dicts of task options only; rate_limit, handlers and annotation objects are refused"),
     # results
     _S("result_backend", None, "URL", "", "Where results are stored: `sqlite:///path.db` or `redis://host:6379/0` (Celery's key layout; also `rediss://`, `unix://`, `sentinel://host:26379/0;...`). None: the broker's file when the broker is SQLite, else no results. Celery's `rpc://` and other backends are refused when set, before any task is sent.", _result_backend, "default differs: Celery stores no results unless set; `rpc://` is refused"),
     _S("result_backend_transport_options", {}, "dict", "", "Options of a Redis result backend (and of the store on its URL) behind Redis Sentinel: `master_name` (required with a `sentinel://` URL), `sentinel_kwargs`, `min_other_sentinels`, as for the broker (see docs/redis.md). Other backends take none.", _mapping),
@@ -426,7 +518,6 @@ CELERY_IGNORED: dict[str, str] = {
     "result_extended": "results always store the task name, args and worker",
     "broker_heartbeat": "connections use TCP keepalive; for AMQP heartbeats on RabbitMQ set broker_transport_options={'heartbeat': seconds}, on Redis health_check_interval",
     "worker_disable_rate_limits": "rate limits are not implemented",
-    "task_annotations": "annotations are not implemented",
     "beat_schedule": "periodic tasks (beat) are not implemented",
     "result_persistent": "results are always persistent",
     "worker_pool_restarts": "children can be recycled by task count and memory instead",
@@ -445,6 +536,7 @@ CELERY_REFUSED: dict[str, str] = {
     "[Queue('celery', Exchange('celery', type='topic'), routing_key='celery')]",
     "task_default_routing_key": "declare the queue with its routing key in task_queues: "
     "[Queue('celery', routing_key='key')]",
+    "task_default_rate_limit": _RATE_LIMIT_ADVICE,
 }
 
 # fmt: off
@@ -768,6 +860,7 @@ class Settings:
     task_ignore_result: bool
     task_always_eager: bool
     task_eager_propagates: bool
+    task_annotations: tuple[dict[str, dict[str, Any]], ...] | None
     result_backend: str | None
     result_backend_transport_options: dict[str, Any]
     result_serializer: str

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from celeriac import Celeriac, Queue
+from celeriac import Celeriac, Queue, Task
 from celeriac.config import (
     CELERY_OLD_NAMES,
     Settings,
@@ -312,3 +312,107 @@ def test_a_backend_that_cannot_be_built_fails_before_the_message_is_sent(make_ap
     with pytest.raises(ConfigurationError, match="master_name"):
         app.send_many("anything", [(1,), (2,)])
     assert app.broker.queue_length("celery").ready == 0
+
+
+# -- rate limits and task annotations ------------------------------------------------------------
+
+RATE_LIMIT_REFUSAL = "is not supported: celeriac does not implement rate limits yet"
+
+
+def test_rate_limit_option_is_refused_naming_the_task(app):
+    with pytest.raises(ConfigurationError) as info:
+
+        @app.task(name="tests.add", rate_limit="10/m")
+        def add() -> None:
+            """A task."""
+
+    assert f"rate_limit='10/m' for task 'tests.add' (@app.task option) {RATE_LIMIT_REFUSAL}" in str(
+        info.value
+    )
+    assert "-Q" in str(info.value)
+
+
+def test_rate_limit_on_a_base_class_is_refused_the_same_way(app):
+    class Throttled(Task):
+        rate_limit = "10/m"
+
+    with pytest.raises(
+        ConfigurationError, match=f"attribute of base class .*Throttled\\) {RATE_LIMIT_REFUSAL}"
+    ):
+
+        @app.task(name="tests.add", base=Throttled)
+        def add() -> None:
+            """A task."""
+
+    assert "tests.add" not in app.tasks
+
+
+def test_rate_limit_none_is_no_limit_and_accepted(app):
+    @app.task(rate_limit=None)
+    def add() -> None:
+        """A task."""
+
+    assert add.rate_limit is None
+
+
+@pytest.mark.parametrize(
+    "annotations", [{"tests.add": {"rate_limit": "10/s"}}, [{"*": {"rate_limit": "10/s"}}]]
+)
+def test_rate_limit_through_task_annotations_is_refused_the_same_way(make_app, annotations):
+    with pytest.raises(ConfigurationError, match=f"task_annotations\\[.*\\]\\) {RATE_LIMIT_REFUSAL}"):
+        make_app(task_annotations=annotations)
+
+
+def test_default_rate_limit_setting_is_refused(make_app):
+    with pytest.raises(ConfigurationError, match="task_default_rate_limit' is not supported: .*rate limits"):
+        make_app().config_from_object({"CELERY_DEFAULT_RATE_LIMIT": "10/s"})
+
+
+def test_task_annotations_set_task_options_as_celery_does(make_app):
+    app = make_app(
+        task_annotations=[
+            {"tests.add": {"acks_late": True, "time_limit": 5}, "*": {"time_limit": 60}},
+            {"tests.add": {"max_retries": 9}},  # only the first map naming a task applies
+        ]
+    )
+
+    @app.task(name="tests.add", acks_late=False)
+    def add() -> None:
+        """A task."""
+
+    @app.task
+    def other() -> None:
+        """Another task."""
+
+    assert add.acks_late is True, "annotations apply over the decorator's options"
+    assert add.time_limit == 60, "'*' is applied after the task's own entry, as in Celery"
+    assert add.max_retries is None
+    assert other.time_limit == 60 and other.acks_late is None
+
+
+def test_task_annotations_set_later_apply_to_tasks_already_registered(app):
+    @app.task(name="tests.add")
+    def add() -> None:
+        """A task."""
+
+    app.conf.task_annotations = {"tests.add": {"queue": "slow"}}
+    assert add.queue == "slow"
+
+
+@pytest.mark.parametrize(
+    ("annotations", "words"),
+    [
+        (
+            {"*": {"on_failure": print}},
+            ["task_annotations['*']", "'on_failure' cannot be annotated", "base="],
+        ),
+        ({"tests.add": {"@__call__": print}}, ["'@__call__' cannot be annotated"]),
+        ({"tests.add": {"time_limt": 5}}, ["did you mean 'time_limit'?"]),
+        ("proj.annotations.MyAnnotate", ["annotation objects and import paths are not"]),
+    ],
+)
+def test_task_annotations_other_than_task_options_are_refused_naming_the_key(make_app, annotations, words):
+    with pytest.raises(ConfigurationError) as info:
+        make_app(task_annotations=annotations)
+    for word in words:
+        assert word in str(info.value)

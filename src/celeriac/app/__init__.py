@@ -85,6 +85,7 @@ class Celeriac:
         **settings: Any,
     ) -> None:
         self.main = main
+        self.tasks: dict[str, Task] = {}
         self.conf = config.Settings(listener=self._reset)
         if config_source is not None:
             self.config_from_object(config_source)
@@ -99,7 +100,6 @@ class Celeriac:
         if explicit:
             self.conf.update(explicit)
             self.conf.apply_environment()
-        self.tasks: dict[str, Task] = {}
         register_builtins(self)
         self._extra_hooks: list[Hooks] = []
         #: framework fix-ups: Django's when DJANGO_SETTINGS_MODULE is set (celeriac.fixups)
@@ -145,6 +145,14 @@ class Celeriac:
             stale |= {"router", "producer"}
         for name in stale:
             self.__dict__.pop(name, None)
+        if "task_annotations" in changed:
+            for task in self.tasks.values():
+                self._annotate(task)
+
+    def _annotate(self, task: Task) -> None:
+        """Set the options ``task_annotations`` gives ``task`` (checked when the setting was set)."""
+        for option, value in config.annotations_for(self.conf.task_annotations, task.name).items():
+            setattr(type(task), option, value)
 
     @cached_property
     def broker(self) -> Broker:
@@ -306,14 +314,19 @@ class Celeriac:
         base: type[Task] | None = None,
         **options: Any,
     ) -> Task:
-        """Register ``fun`` as a task and return it."""
-        unknown = set(options) - Task.OPTIONS
+        """Register ``fun`` as a task and return it.
+
+        ``rate_limit`` (as an option or on a base class) is refused, since rate limits are not
+        implemented yet; ``task_annotations`` apply over the options given here.
+        """
+        unknown = set(options) - Task.OPTIONS - {"rate_limit"}
         if unknown:
             bad = sorted(unknown)[0]
             raise ConfigurationError(
                 f"@task option {bad!r} is not known{config.did_you_mean(bad, Task.OPTIONS)}"
             )
         task = make_task(self, fun, name or self.gen_task_name(fun), base or Task, bind, options)
+        self._annotate(task)
         self.tasks[task.name] = task
         return task
 
