@@ -35,7 +35,7 @@ import types
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -45,6 +45,9 @@ from celeriac.errors import ConfigurationError
 from celeriac.protocol import serializers
 from celeriac.protocol.entities import Queue, delivery_mode_of
 from celeriac.results import SCHEMES as RESULT_SCHEMES
+
+if TYPE_CHECKING:
+    from celeriac.app import Celeriac
 
 logger = logging.getLogger("celeriac.config")
 
@@ -489,6 +492,8 @@ SETTINGS: tuple[Setting, ...] = (
     _S("worker_proc_alive_timeout", 10.0, "float", "seconds", "How long a new child may take to start before it is killed and replaced.", _seconds(), "default differs: Celery uses 4.0"),
     _S("worker_stats_interval", 2.0, "float", "seconds", "How often the master publishes its heartbeat with per-child statistics.", _seconds(), "celeriac"),
     _S("worker_log_format", "[%(asctime)s: %(levelname)s/%(processName)s] %(message)s", "str", "", "Log line format of the worker.", _str),
+    # periodic tasks
+    _S("beat_schedule", {}, "dict", "", "Periodic tasks: not implemented yet. A worker whose app has entries here logs a WARNING at start naming each entry that will not run; `celeriac worker -B` is refused.", _mapping, "accepted, not run: periodic tasks are not implemented yet"),
     _S("monitor_interval", 5.0, "float", "seconds", "How often `celeriac monitor` samples every queue and reads the workers' heartbeats.", _seconds(), "celeriac"),
     _S("monitor_queues", (), "list of str", "", "Queues to watch besides those the broker lists and `task_queues`: the queues of a plain Celery deployment, for example.", _str_list, "celeriac"),
     _S("monitor_history_path", "celeriac-monitor.db", "str", "path", "The monitor's history (SQLite): every sample for 6 hours, one per minute for 7 days, one per hour for `monitor_history_days`.", _str, "celeriac"),
@@ -518,7 +523,6 @@ CELERY_IGNORED: dict[str, str] = {
     "result_extended": "results always store the task name, args and worker",
     "broker_heartbeat": "connections use TCP keepalive; for AMQP heartbeats on RabbitMQ set broker_transport_options={'heartbeat': seconds}, on Redis health_check_interval",
     "worker_disable_rate_limits": "rate limits are not implemented",
-    "beat_schedule": "periodic tasks (beat) are not implemented",
     "result_persistent": "results are always persistent",
     "worker_pool_restarts": "children can be recycled by task count and memory instead",
     "worker_task_log_format": "worker_log_format applies to task logs too",
@@ -875,6 +879,7 @@ class Settings:
     worker_proc_alive_timeout: float
     worker_stats_interval: float
     worker_log_format: str
+    beat_schedule: dict[str, Any]
     monitor_interval: float
     monitor_queues: tuple[str, ...]
     monitor_history_path: str
@@ -1063,6 +1068,49 @@ def _describe(obj: Any) -> str:
     if isinstance(obj, type):
         return obj.__qualname__
     return "a " + type(obj).__name__
+
+
+# -- periodic tasks (not implemented yet) ----------------------------------------------------
+
+
+def _beat_instead(app: Celeriac) -> str:
+    project = app.main or "proj"
+    return (
+        "Send them from elsewhere until then: keep Celery's beat running "
+        f"(`celery -A {project} beat`, with your Celery app) on the same Redis or RabbitMQ broker, whose "
+        f"messages celeriac workers run, or call each task from cron with `celeriac call -A {project} TASK`"
+    )
+
+
+def _beat_entries(schedule: Mapping[str, Any]) -> str:
+    def entry(name: str, spec: Any) -> str:
+        task = spec.get("task") if isinstance(spec, Mapping) else None
+        return f"{name!r} (task {task})" if task else repr(name)
+
+    return ", ".join(entry(name, spec) for name, spec in schedule.items())
+
+
+def beat_schedule_warning(app: Celeriac) -> str | None:
+    """The warning a worker logs at start when ``beat_schedule`` has entries, none of which
+    will run; None for an empty schedule."""
+    schedule = app.conf.beat_schedule
+    if not schedule:
+        return None
+    return (
+        f"beat_schedule has {len(schedule)} entr{'y' if len(schedule) == 1 else 'ies'} that will NOT run: "
+        f"{_beat_entries(schedule)}. Periodic tasks (beat) are not implemented yet in celeriac. "
+        + _beat_instead(app)
+    )
+
+
+def beat_unsupported(app: Celeriac) -> str | None:
+    """Why ``celeriac worker -B/--beat`` cannot start (None once periodic tasks are implemented)."""
+    schedule = app.conf.beat_schedule
+    entries = f" (beat_schedule: {_beat_entries(schedule)})" if schedule else ""
+    return (
+        f"-B/--beat: periodic tasks (beat) are not implemented yet, so this worker cannot run them{entries}. "
+        "Start the worker without -B. " + _beat_instead(app)
+    )
 
 
 def settings_markdown() -> str:

@@ -57,6 +57,18 @@ def test_a_worker_and_a_producer_configured_with_old_names_meet_on_the_configure
         sys.modules.pop("legacy_app", None)
 
 
+def test_a_worker_names_each_beat_schedule_entry_that_will_not_run(workers):
+    schedule = (
+        '{"nightly-report": {"task": "run", "schedule": 86400}, "ping": {"task": "hold", "schedule": 5}}'
+    )
+    worker = workers("-c", "1", celeriac_beat_schedule=schedule).wait_ready(1)
+    (line,) = [line for line in worker.log().splitlines() if "beat_schedule" in line]
+    assert "WARNING" in line
+    assert "2 entries that will NOT run: 'nightly-report' (task run), 'ping' (task hold)" in line
+    assert "periodic tasks (beat) are not implemented yet" in line.lower()
+    assert "celery -A proc_app beat" in line
+
+
 @pytest.mark.parametrize(
     ("url", "words"),
     [

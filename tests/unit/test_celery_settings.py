@@ -12,6 +12,8 @@ from celeriac import Celeriac, Queue, Task
 from celeriac.config import (
     CELERY_OLD_NAMES,
     Settings,
+    beat_schedule_warning,
+    beat_unsupported,
     from_object,
     settings_markdown,
 )
@@ -54,6 +56,12 @@ def test_the_old_name_table_is_celerys_own():
         ("CELERY_TRACK_STARTED", True, "task_track_started", True),
         ("CELERY_TIMEZONE", "Europe/Paris", "timezone", "Europe/Paris"),
         ("CELERY_IMPORTS", ["proj.tasks"], "imports", ("proj.tasks",)),
+        (
+            "CELERYBEAT_SCHEDULE",
+            {"e": {"task": "t", "schedule": 5}},
+            "beat_schedule",
+            {"e": {"task": "t", "schedule": 5}},
+        ),
     ],
 )
 def test_an_old_name_is_read_as_the_new_one_with_a_warning_naming_it(
@@ -416,3 +424,24 @@ def test_task_annotations_other_than_task_options_are_refused_naming_the_key(mak
         make_app(task_annotations=annotations)
     for word in words:
         assert word in str(info.value)
+
+
+# -- beat_schedule -----------------------------------------------------------------------------
+
+
+def test_beat_schedule_is_kept_and_named_at_worker_start(make_app):
+    app = make_app("proj")
+    assert beat_schedule_warning(app) is None
+    app.conf.beat_schedule = {"add-every-30": {"task": "proj.add", "schedule": 30.0}, "odd": 5}
+    warning = beat_schedule_warning(app)
+    assert warning is not None
+    assert "2 entries that will NOT run: 'add-every-30' (task proj.add), 'odd'" in warning
+    assert "not implemented yet" in warning and "celery -A proj beat" in warning
+
+
+def test_worker_beat_is_unsupported_naming_the_feature_and_the_entries(make_app):
+    app = make_app("proj", beat_schedule={"nightly": {"task": "proj.cleanup", "schedule": 86400}})
+    reason = beat_unsupported(app)
+    assert reason is not None
+    assert "-B/--beat: periodic tasks (beat) are not implemented yet" in reason
+    assert "'nightly' (task proj.cleanup)" in reason and "without -B" in reason
