@@ -251,6 +251,22 @@ def test_django_namespace_reads_new_and_old_names_as_celery_does(make_app, caplo
     assert "S3_BUCKET" not in logged
 
 
+def test_django_namespace_on_a_settings_object_reads_old_names_and_nothing_else():
+    class DjangoLikeSettings:
+        CELERY_BROKER_URL = "memory://django"
+        CELERYD_CONCURRENCY = 2
+        TIME_ZONE = "UTC"
+
+        @property
+        def SECRET_KEY(self) -> str:
+            raise AssertionError("read a setting that is neither in the namespace nor Celery's")
+
+    assert from_object(DjangoLikeSettings(), namespace="CELERY") == {
+        "broker_url": "memory://django",
+        "worker_concurrency": 2,
+    }
+
+
 def test_django_namespace_does_not_refuse_a_mix():
     assert from_object({"CELERY_ACKS_LATE": True, "CELERY_WORKER_CONCURRENCY": 2}, namespace="CELERY") == {
         "task_acks_late": True,
