@@ -995,7 +995,7 @@ for _setting in SETTINGS:
     setattr(Settings, _setting.name, _make_property(_setting.name))
 
 
-def from_object(obj: Any, namespace: str | None = None) -> dict[str, Any]:
+def from_object(obj: Any, namespace: str | None = None, silent: bool = False) -> dict[str, Any]:
     """Read settings from a module, class or object, like Celery's ``config_from_object``.
 
     ``obj`` may be an import path (``'proj.celeryconfig'`` or ``'proj.settings:Config'``).
@@ -1004,7 +1004,8 @@ def from_object(obj: Any, namespace: str | None = None) -> dict[str, Any]:
     (a mix of both is refused). With ``namespace='CELERY'``, ``CELERY_BROKER_URL``
     becomes ``broker_url``; Celery's old names (``CELERY_ALWAYS_EAGER``, and
     unprefixed ones such as ``BROKER_URL``) are read too, as Celery reads them, the
-    prefixed new name winning. Returns new names only.
+    prefixed new name winning. Returns new names only; nothing if ``silent`` and the module
+    cannot be imported.
     """
     where = "config_from_object(" + (repr(obj) if isinstance(obj, str) else _describe(obj)) + ")"
     if isinstance(obj, str):
@@ -1012,6 +1013,8 @@ def from_object(obj: Any, namespace: str | None = None) -> dict[str, Any]:
         try:
             target: Any = importlib.import_module(module_name)
         except ImportError as exc:
+            if silent:
+                return {}
             raise ConfigurationError(f"{where}: cannot import {module_name!r}: {exc}") from exc
         if attr:
             target = getattr(target, attr)

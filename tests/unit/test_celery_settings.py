@@ -145,6 +145,13 @@ def test_mixing_old_and_new_names_is_refused_naming_both(make_app):
     assert app.conf.task_acks_late is False, "nothing applied"
 
 
+def test_silent_ignores_a_missing_module_but_not_a_mix(make_app):
+    app = make_app()
+    app.config_from_object("no_such_celeriac_config_module", silent=True)
+    with pytest.raises(ConfigurationError, match="mixes Celery's old upper-case setting names"):
+        app.config_from_object({"BROKER_URL": "memory://x", "task_acks_late": True}, silent=True)
+
+
 def test_mixing_in_conf_update_is_refused(make_app):
     app = make_app()
     with pytest.raises(ConfigurationError, match="CELERY_ALWAYS_EAGER to task_always_eager"):

@@ -120,13 +120,12 @@ class Celeriac:
     # -- configuration ----------------------------------------------------------------------
 
     def config_from_object(self, obj: Any, namespace: str | None = None, silent: bool = False) -> None:
-        """Load settings from a module, import path, class or mapping (environment still wins)."""
-        try:
-            values = config.from_object(obj, namespace)
-        except ConfigurationError:
-            if silent:
-                return
-            raise
+        """Load settings from a module, import path, class or mapping (environment still wins).
+
+        ``silent=True`` ignores a module that cannot be imported, as in Celery; a configuration
+        that loads but is wrong still raises.
+        """
+        values = config.from_object(obj, namespace, silent=silent)
         self.conf.update(values)
         self.conf.apply_environment()
 
