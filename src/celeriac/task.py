@@ -23,6 +23,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from celeriac.canvas.chunks import Chunks
+from celeriac.config import TASK_OPTIONS, rate_limit_refused
 from celeriac.context import Request, _current, current_request, pop_request, push_request
 from celeriac.einfo import ExceptionInfo
 from celeriac.errors import ConfigurationError, Ignore, MaxRetriesExceededError, Reject, Retry
@@ -44,6 +45,7 @@ __all__ = [
     "make_task",
     "pop_request",
     "push_request",
+    "refuse_rate_limit",
 ]
 
 
@@ -89,32 +91,13 @@ class Task:
     serializer: str | None = None
     expires: float | datetime | None = None
 
-    #: Options ``@app.task(...)`` accepts (plus ``name``, ``bind``, ``base``).
-    OPTIONS = frozenset(
-        {
-            "typing",
-            "max_retries",
-            "default_retry_delay",
-            "autoretry_for",
-            "dont_autoretry_for",
-            "retry_kwargs",
-            "retry_backoff",
-            "retry_backoff_max",
-            "retry_jitter",
-            "acks_late",
-            "acks_on_failure_or_timeout",
-            "reject_on_worker_lost",
-            "time_limit",
-            "soft_time_limit",
-            "ignore_result",
-            "track_started",
-            "queue",
-            "priority",
-            "delivery_mode",
-            "serializer",
-            "expires",
-        }
-    )
+    #: Celery's rate limit ('10/m'): not implemented yet, so a task whose class sets it is
+    #: refused at registration rather than run without its limit.
+    rate_limit: str | None = None
+
+    #: Options ``@app.task(...)`` accepts (plus ``name``, ``bind``, ``base``); ``task_annotations``
+    #: may set them too.
+    OPTIONS = TASK_OPTIONS
 
     def __init__(self) -> None:
         self._signature: inspect.Signature | None = None
@@ -491,4 +474,15 @@ def make_task(
         **options,
     }
     cls = type(fun.__name__, (base,), attrs)
+    refuse_rate_limit(cls)
     return cls()
+
+
+def refuse_rate_limit(cls: type[Task]) -> None:
+    """Refuse a task class whose ``rate_limit`` is set (here or on a base class): rate limits are
+    not implemented yet, and a task that runs without its limit would silently differ from Celery."""
+    if cls.rate_limit is None:
+        return
+    owner = next(c for c in cls.__mro__ if "rate_limit" in c.__dict__)
+    where = "@app.task option" if owner is cls else f"attribute of base class {owner.__qualname__}"
+    raise rate_limit_refused(cls.name, cls.rate_limit, where)

@@ -85,10 +85,12 @@ class Celeriac:
         **settings: Any,
     ) -> None:
         self.main = main
+        self.tasks: dict[str, Task] = {}
         self.conf = config.Settings(listener=self._reset)
         if config_source is not None:
             self.config_from_object(config_source)
-        explicit: dict[str, Any] = dict(settings)
+        # Celery reads its old names (CELERY_ALWAYS_EAGER=...) here, without refusing a mix.
+        explicit = config.rename_old_names(settings, "Celeriac()")
         if broker is not None:
             explicit["broker_url"] = broker
         if backend is not None:
@@ -98,7 +100,6 @@ class Celeriac:
         if explicit:
             self.conf.update(explicit)
             self.conf.apply_environment()
-        self.tasks: dict[str, Task] = {}
         register_builtins(self)
         self._extra_hooks: list[Hooks] = []
         #: framework fix-ups: Django's when DJANGO_SETTINGS_MODULE is set (celeriac.fixups)
@@ -119,13 +120,12 @@ class Celeriac:
     # -- configuration ----------------------------------------------------------------------
 
     def config_from_object(self, obj: Any, namespace: str | None = None, silent: bool = False) -> None:
-        """Load settings from a module, import path, class or mapping (environment still wins)."""
-        try:
-            values = config.from_object(obj, namespace)
-        except ConfigurationError:
-            if silent:
-                return
-            raise
+        """Load settings from a module, import path, class or mapping (environment still wins).
+
+        ``silent=True`` ignores a module that cannot be imported, as in Celery; a configuration
+        that loads but is wrong still raises.
+        """
+        values = config.from_object(obj, namespace, silent=silent)
         self.conf.update(values)
         self.conf.apply_environment()
 
@@ -144,6 +144,14 @@ class Celeriac:
             stale |= {"router", "producer"}
         for name in stale:
             self.__dict__.pop(name, None)
+        if "task_annotations" in changed:
+            for task in self.tasks.values():
+                self._annotate(task)
+
+    def _annotate(self, task: Task) -> None:
+        """Set the options ``task_annotations`` gives ``task`` (checked when the setting was set)."""
+        for option, value in config.annotations_for(self.conf.task_annotations, task.name).items():
+            setattr(type(task), option, value)
 
     @cached_property
     def broker(self) -> Broker:
@@ -305,14 +313,19 @@ class Celeriac:
         base: type[Task] | None = None,
         **options: Any,
     ) -> Task:
-        """Register ``fun`` as a task and return it."""
-        unknown = set(options) - Task.OPTIONS
+        """Register ``fun`` as a task and return it.
+
+        ``rate_limit`` (as an option or on a base class) is refused, since rate limits are not
+        implemented yet; ``task_annotations`` apply over the options given here.
+        """
+        unknown = set(options) - Task.OPTIONS - {"rate_limit"}
         if unknown:
             bad = sorted(unknown)[0]
             raise ConfigurationError(
                 f"@task option {bad!r} is not known{config.did_you_mean(bad, Task.OPTIONS)}"
             )
         task = make_task(self, fun, name or self.gen_task_name(fun), base or Task, bind, options)
+        self._annotate(task)
         self.tasks[task.name] = task
         return task
 
@@ -359,8 +372,9 @@ class Celeriac:
         **options: Any,
     ) -> AsyncResult:
         """Send a task by name (it need not be registered here) and return its result handle."""
+        backend = self.backend  # a backend that cannot be built fails before anything is sent
         message = self.producer.send(name, args, kwargs, task_id, task, route_name, **options)
-        return AsyncResult(message.id, self.backend, name)
+        return AsyncResult(message.id, backend, name)
 
     def send_many(
         self,
@@ -371,10 +385,10 @@ class Celeriac:
         **options: Any,
     ) -> list[AsyncResult]:
         """Send one task per argument tuple, in one broker round trip."""
-        producer = self.producer
+        producer, backend = self.producer, self.backend
         batch = [producer.build(name, args, None, None, task, route_name, **options) for args in calls]
         producer.publish(batch)
-        return [AsyncResult(message.id, self.backend, name) for message, _ in batch]
+        return [AsyncResult(message.id, backend, name) for message, _ in batch]
 
     def AsyncResult(
         self,

@@ -4,6 +4,7 @@ empties the queues it consumes."""
 from __future__ import annotations
 
 import argparse
+import logging
 
 from celeriac.cli.common import (
     EXIT_OK,
@@ -16,15 +17,23 @@ from celeriac.cli.common import (
     queue_list,
     setup_logging,
 )
+from celeriac.config import beat_schedule_warning, beat_unsupported
+from celeriac.errors import ConfigurationError
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
     app = load_app(args.app)
+    refusal = beat_unsupported(app) if args.beat else None
+    if refusal:
+        raise ConfigurationError(refusal)
     setup_logging(args.loglevel, app.conf.worker_log_format, args.logfile)
     from celeriac.worker.master import Master
     from celeriac.worker.options import WorkerOptions
 
     app.import_task_modules()
+    beat_warning = beat_schedule_warning(app)
+    if beat_warning:
+        logging.getLogger("celeriac.worker").warning("%s", beat_warning)
     options = WorkerOptions.from_app(
         app,
         queues=args.queues,
@@ -92,6 +101,12 @@ def add_commands(command: CommandFactory) -> None:
         "-n",
         "--hostname",
         help="node name (default celeriac@%%h; %%h host, %%n short host, %%d domain, %%i pid)",
+    )
+    worker.add_argument(
+        "-B",
+        "--beat",
+        action="store_true",
+        help="refused: periodic tasks (beat) are not implemented yet (the message says what to run instead)",
     )
     add_log_arguments(worker, "warning", "log level (default warning; info logs every task)")
     worker.set_defaults(func=cmd_worker)
