@@ -20,8 +20,10 @@ from typing import TYPE_CHECKING, Any
 from celeriac.canvas.chunks import Chunks
 from celeriac.context import Request, _current, current_request, pop_request, push_request
 from celeriac.errors import Ignore, MaxRetriesExceededError, Reject, Retry
+from celeriac.hooks import Outcome
 from celeriac.results.result import AsyncResult, EagerResult
-from celeriac.states import FAILURE, SUCCESS
+from celeriac.signals.hooks import SignalHooks
+from celeriac.states import FAILURE, RETRY, SUCCESS
 
 if TYPE_CHECKING:
     from celeriac.app import Celeriac
@@ -209,10 +211,12 @@ class Task:
         throw: bool | None = None,
         **_options: Any,
     ) -> EagerResult:
-        """Run the task in this process as the worker would (retries included)."""
+        """Run the task in this process as the worker would (retries included), sending the
+        worker's task signals as Celery does in eager mode."""
         args = tuple(args or ())
         kwargs = dict(kwargs or {})
         task_id = task_id or str(uuid.uuid4())
+        signalled = SignalHooks(self.app)
         while True:
             request = Request(
                 id=task_id,
@@ -226,14 +230,21 @@ class Task:
             )
             token = push_request(request)
             try:
+                signalled.before_task(request)
                 value = self.call_with_autoretry(args, kwargs)
-            except Retry:
+            except Retry as retry:
+                signalled.before_retry(request, retry)
+                signalled.after_task(request, Outcome(RETRY, exc=retry.exc or retry))
                 retries += 1
                 continue
             except Exception as exc:
+                formatted = tb.format_exc()
+                signalled.after_task(request, Outcome(FAILURE, exc=exc, traceback=formatted))
                 if throw:
                     raise
-                return EagerResult(task_id, FAILURE, exc, tb.format_exc(), self.name)
+                return EagerResult(task_id, FAILURE, exc, formatted, self.name)
+            else:
+                signalled.after_task(request, Outcome(SUCCESS, value))
             finally:
                 pop_request(token)
             return EagerResult(task_id, SUCCESS, value, None, self.name)

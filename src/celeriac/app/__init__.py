@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import cached_property
 from typing import Any, overload
 
-from celeriac import _state, config
+from celeriac import _state, config, signals
 from celeriac.brokers import Broker, BrokerOptions, from_url
 from celeriac.canvas.builtins import BUILTIN_TASKS, register_builtins
 from celeriac.errors import ConfigurationError, NotRegisteredError
@@ -195,10 +195,12 @@ class Celeriac:
 
     @cached_property
     def hooks(self) -> HookChain:
-        """Hooks the worker runs: results (when a backend is configured), then added ones."""
+        """Hooks the worker runs: Celery's signals, results (when a backend is configured), then
+        added ones."""
         from celeriac.results.hooks import ResultHooks
+        from celeriac.signals.hooks import SignalHooks
 
-        chain = HookChain()
+        chain = HookChain([SignalHooks(self)])
         if self.backend is not None:
             chain.add(ResultHooks(self))
         for hooks in self._extra_hooks:
@@ -211,7 +213,9 @@ class Celeriac:
         self.__dict__.pop("hooks", None)
 
     def import_task_modules(self) -> None:
-        """Import the modules named in ``include`` and ``imports`` (worker start)."""
+        """Import the modules named in ``include`` and ``imports`` (worker start), after sending
+        ``import_modules`` (as Celery's loader does)."""
+        signals.import_modules.send(sender=self)
         for module in (*self.conf.include, *self.conf.imports):
             try:
                 importlib.import_module(module)
