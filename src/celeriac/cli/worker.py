@@ -4,7 +4,9 @@ empties the queues it consumes."""
 from __future__ import annotations
 
 import argparse
+from types import SimpleNamespace
 
+from celeriac import signals
 from celeriac.cli.common import (
     EXIT_OK,
     CommandFactory,
@@ -19,12 +21,18 @@ from celeriac.cli.common import (
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    app = load_app(args.app)
-    setup_logging(args.loglevel, app.conf.worker_log_format, args.logfile)
     from celeriac.worker.master import Master
-    from celeriac.worker.options import WorkerOptions
+    from celeriac.worker.options import WorkerOptions, expand_nodename
 
+    app = load_app(args.app)
+    # Celery's order: task modules, then celeryd_init (its receivers may change settings, so
+    # before the options read them), then logging
     app.import_task_modules()
+    nodename = expand_nodename(args.hostname or "celeriac@%h")
+    instance = SimpleNamespace(app=app, hostname=nodename)  # what Celery's instance has so far
+    options_given = {name: value for name, value in vars(args).items() if name != "func"}
+    signals.celeryd_init.send(sender=nodename, instance=instance, conf=app.conf, options=options_given)
+    setup_logging(args.loglevel, app.conf.worker_log_format, args.logfile)
     options = WorkerOptions.from_app(
         app,
         queues=args.queues,
@@ -33,7 +41,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         max_tasks_per_child=args.max_tasks_per_child,
         max_memory_per_child=args.max_memory_per_child,
         max_memory_per_child_hard=args.max_memory_per_child_hard,
-        nodename=args.hostname,
+        nodename=nodename,
     )
     return Master(app, options).run()
 
