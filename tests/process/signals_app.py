@@ -116,6 +116,11 @@ def on_worker_ready(sender: Any, **kwargs: Any) -> None:
     record(signals.worker_ready, sender)
 
 
+@signals.worker_before_create_process.connect
+def on_before_fork(sender: Any, **kwargs: Any) -> None:
+    record(signals.worker_before_create_process, sender)
+
+
 @signals.worker_process_init.connect
 def on_process_init(sender: Any, **kwargs: Any) -> None:
     record(signals.worker_process_init, sender)
