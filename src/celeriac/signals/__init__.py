@@ -64,6 +64,12 @@ class UnsentSignal(Signal):
             UnsentSignalWarning,
             stacklevel=2,
         )
+        if receiver is None:  # @signal.connect(...): warned here, at the decorator's line
+
+            def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
+                return Signal.connect(self, function, sender, weak, dispatch_uid, retry)
+
+            return decorate
         return super().connect(receiver, sender, weak, dispatch_uid, retry)
 
 

@@ -237,9 +237,14 @@ def test_connecting_to_a_signal_celeriac_never_sends_warns_with_what_to_do():
         assert signals.beat_init.receivers  # still connected: a project may send it itself
     finally:
         signals.beat_init.disconnect(on_beat)
-    with pytest.warns(UnsentSignalWarning, match="task_received.*use task_prerun"):
-        signals.task_received.connect(on_beat)
-    signals.task_received.disconnect(on_beat)
+    with pytest.warns(UnsentSignalWarning, match="task_received.*use task_prerun") as warned:
+
+        @signals.task_received.connect(sender="proj.add")
+        def on_received(**kwargs: Any) -> None:
+            pass
+
+    assert len(warned) == 1 and warned[0].filename == __file__  # once, at the decorator's line
+    assert signals.task_received.disconnect(on_received, sender="proj.add") is True
 
 
 def test_every_celery_signal_name_is_importable():
