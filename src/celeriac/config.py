@@ -650,9 +650,15 @@ def from_object(obj: Any, namespace: str | None = None) -> dict[str, Any]:
         if attr:
             target = getattr(target, attr)
         obj = target
-    values = dict(obj) if isinstance(obj, Mapping) else {k: getattr(obj, k) for k in dir(obj)}
-    found: dict[str, Any] = {}
     prefix = f"{namespace}_" if namespace else ""
+    # With a namespace only its names are read: reading every attribute of Django's settings
+    # warns on deprecated ones (Django 4.2) and raises on some (an empty SECRET_KEY).
+    values = (
+        dict(obj)
+        if isinstance(obj, Mapping)
+        else {k: getattr(obj, k) for k in dir(obj) if k.startswith(prefix)}
+    )
+    found: dict[str, Any] = {}
     for key, value in values.items():
         if key.startswith("_"):
             continue
@@ -711,3 +717,13 @@ def settings_markdown() -> str:
     ]
     lines += [f"| `{name}` | {what} |" for name, what in sorted(CELERY_REFUSED.items())]
     return "\n".join(lines) + "\n"
+
+
+def django_settings_module(environ: Mapping[str, str] | None = None) -> str | None:
+    """``DJANGO_SETTINGS_MODULE`` from ``environ`` (default: the process environment), or None.
+
+    Set when an app is created, it installs the Django fix-up (``celeriac.fixups.django``),
+    as it does in Celery.
+    """
+    environ = os.environ if environ is None else environ
+    return environ.get("DJANGO_SETTINGS_MODULE") or None

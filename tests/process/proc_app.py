@@ -67,6 +67,19 @@ def hold(label: str, release: str, seconds: float = 10.0) -> str:
     return "released"
 
 
+@app.task(name="progress", bind=True)
+def progress(self, label: str, total: int, release: str, seconds: float = 10.0) -> int:
+    """Report ``PROGRESS`` with Celery's recipe meta at each of ``total`` steps; after the first,
+    run on only once the file ``release`` exists (the test creates it when it has seen that step)."""
+    record(label)
+    for step in range(total):
+        self.update_state(state="PROGRESS", meta={"current": step, "total": total})
+        deadline = time.monotonic() + seconds
+        while step == 0 and not os.path.exists(release) and time.monotonic() < deadline:
+            time.sleep(0.01)
+    return total
+
+
 @app.task(name="hog")
 def hog(label: str, mib: int) -> int:
     """Keep ``mib`` MiB alive in this child (a leak), touching every page."""

@@ -17,9 +17,9 @@ from celeriac.states import FAILURE, REVOKED, SUCCESS
 from tests.process.harness import wait_until
 
 MASTER_SIGNALS = (
+    "setup_logging",
     "import_modules",
     "celeryd_init",
-    "setup_logging",
     "worker_init",
     "celeryd_after_setup",
     "worker_ready",

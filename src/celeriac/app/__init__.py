@@ -10,13 +10,15 @@ send leaves. The worker reads the registry and the hooks (``hooks.py``).
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import socket
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import cached_property
 from typing import Any, overload
 
-from celeriac import _state, config, signals
+from celeriac import _state, config, fixups, signals
+from celeriac.app.autodiscover import Packages, related_modules
 from celeriac.brokers import Broker, BrokerOptions, from_url
 from celeriac.canvas.builtins import BUILTIN_TASKS, register_builtins
 from celeriac.errors import ConfigurationError, NotRegisteredError
@@ -28,6 +30,8 @@ from celeriac.routing import Router
 from celeriac.sending import Outbound, Producer
 from celeriac.store import Store, select_store
 from celeriac.task import Task, make_task
+
+logger = logging.getLogger("celeriac.app")
 
 #: Settings whose change means a new broker / result backend / router.
 _BROKER_SETTINGS = frozenset(
@@ -97,6 +101,14 @@ class Celeriac:
         self.tasks: dict[str, Task] = {}
         register_builtins(self)
         self._extra_hooks: list[Hooks] = []
+        #: framework fix-ups: Django's when DJANGO_SETTINGS_MODULE is set (celeriac.fixups)
+        self._fixups = fixups.from_environment()
+        for fixup in self._fixups:
+            hooks = fixup.hooks()
+            if hooks is not None:
+                self._extra_hooks.append(hooks)
+        #: autodiscover_tasks() calls waiting for the task modules to be imported
+        self._discoveries: list[tuple[Packages | None, str | None]] = []
         self.origin = f"gen{os.getpid()}@{socket.gethostname()}"
         if set_as_current:
             _state.set_default_app(self)
@@ -213,9 +225,14 @@ class Celeriac:
         self.__dict__.pop("hooks", None)
 
     def import_task_modules(self) -> None:
-        """Import the modules named in ``include`` and ``imports`` (worker start), after sending
-        ``import_modules`` (as Celery's loader does)."""
+        """Worker start: send ``import_modules`` (as Celery's loader does), make the fix-ups'
+        framework ready (``django.setup()``), then import the packages' task modules
+        ``autodiscover_tasks`` asked for and the modules named in ``include`` and ``imports``."""
         signals.import_modules.send(sender=self)
+        for fixup in self._fixups:
+            fixup.setup()
+        for packages, related_name in self._discoveries:
+            self._discover(packages, related_name)
         for module in (*self.conf.include, *self.conf.imports):
             try:
                 importlib.import_module(module)
@@ -223,6 +240,41 @@ class Celeriac:
                 raise ConfigurationError(
                     f"cannot import task module {module!r} (from include/imports): {exc}"
                 ) from exc
+
+    def autodiscover_tasks(
+        self, packages: Packages | None = None, related_name: str | None = "tasks", force: bool = False
+    ) -> None:
+        """Import ``<package>.<related_name>`` of each package that has one, when the worker
+        imports the task modules (Celery's lazy autodiscovery), or now with ``force=True``.
+
+        ``packages``: package names, or a callable that returns them, called at discovery
+        (``lambda: settings.INSTALLED_APPS``). None: Django's installed apps, which needs
+        ``DJANGO_SETTINGS_MODULE`` set when the app is created. ``related_name`` None imports
+        the packages themselves.
+        """
+        if packages is None and not self._fixups:
+            raise ConfigurationError(
+                "autodiscover_tasks() without packages searches Django's installed apps, and there are "
+                "no Django settings (DJANGO_SETTINGS_MODULE is not set, or Django is not installed): "
+                "set it before creating the app (os.environ.setdefault('DJANGO_SETTINGS_MODULE', "
+                "'proj.settings')), or name the packages: app.autodiscover_tasks(['app1', 'app2'])"
+            )
+        if force:
+            self._discover(packages, related_name)
+        else:
+            self._discoveries.append((packages, related_name))
+
+    def _discover(self, packages: Packages | None, related_name: str | None) -> None:
+        if packages is None:
+            names = [name for fixup in self._fixups for name in fixup.task_packages() or ()]
+        else:
+            names = packages() if callable(packages) else packages
+        if isinstance(names, str):
+            raise ConfigurationError(
+                f"autodiscover_tasks() takes a list of package names, not one string: [{names!r}]"
+            )
+        modules = related_modules(names, related_name)
+        logger.debug("autodiscover_tasks imported %s", ", ".join(m.__name__ for m in modules) or "nothing")
 
     # -- tasks ------------------------------------------------------------------------------
 
@@ -327,9 +379,15 @@ class Celeriac:
         producer.publish(batch)
         return [AsyncResult(message.id, self.backend, name) for message, _ in batch]
 
-    def AsyncResult(self, task_id: str, task_name: str | None = None) -> AsyncResult:
-        """A handle on the result of ``task_id``."""
-        return AsyncResult(task_id, self.backend, task_name)
+    def AsyncResult(
+        self,
+        task_id: str,
+        backend: ResultBackend | None = None,
+        task_name: str | None = None,
+        parent: AsyncResult | None = None,
+    ) -> AsyncResult:
+        """A handle on the result of ``task_id``, read from this app's result backend."""
+        return AsyncResult(task_id, backend, task_name, app=self, parent=parent)
 
     def queues_for(self, names: Sequence[str] | None) -> list[Queue]:
         """The queues a worker consumes: ``names`` (declared or created), or every declared queue."""

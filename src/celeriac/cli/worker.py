@@ -25,14 +25,15 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from celeriac.worker.options import WorkerOptions, expand_nodename
 
     app = load_app(args.app)
-    # Celery's order: task modules, then celeryd_init (its receivers may change settings, so
-    # before the options read them), then logging
+    # logging first, so what django.setup() and the task modules log at import is seen
+    setup_logging(args.loglevel, app.conf.worker_log_format, args.logfile)
     app.import_task_modules()
+    # as in Celery, after the task modules (their receivers are connected) and before the
+    # options read the settings (a receiver may change them)
     nodename = expand_nodename(args.hostname or "celeriac@%h")
     instance = SimpleNamespace(app=app, hostname=nodename)  # what Celery's instance has so far
     options_given = {name: value for name, value in vars(args).items() if name != "func"}
     signals.celeryd_init.send(sender=nodename, instance=instance, conf=app.conf, options=options_given)
-    setup_logging(args.loglevel, app.conf.worker_log_format, args.logfile)
     options = WorkerOptions.from_app(
         app,
         queues=args.queues,

@@ -16,11 +16,10 @@ when the chain is built, because integrations connect in ``worker_process_init``
 from __future__ import annotations
 
 import os
-import traceback as tb_module
 from datetime import UTC, datetime
-from types import TracebackType
 from typing import TYPE_CHECKING
 
+from celeriac.einfo import ExceptionInfo
 from celeriac.errors import NotRegisteredError, ProtocolError
 from celeriac.hooks import Hooks, LostTask, Outcome
 from celeriac.signals import (
@@ -46,30 +45,6 @@ if TYPE_CHECKING:
     from celeriac.errors import Retry
     from celeriac.protocol.validate import InvalidMessage
     from celeriac.task import Task
-
-
-class _ExceptionInfo:
-    """The ``einfo`` of ``task_failure``, ``task_retry`` and ``task_internal_error``: the names
-    of Celery's ``ExceptionInfo`` (``.exception``, ``.type``, ``.tb``, ``.traceback``)."""
-
-    __slots__ = ("exception", "internal", "tb", "traceback", "type")
-
-    def __init__(self, exc: BaseException, formatted: str | None = None, internal: bool = False) -> None:
-        self.type: type[BaseException] = type(exc)
-        self.exception = exc
-        self.tb: TracebackType | None = exc.__traceback__
-        self.traceback = formatted if formatted is not None else "".join(tb_module.format_exception(exc))
-        self.internal = internal
-
-    @property
-    def exc_info(self) -> tuple[type[BaseException], BaseException, TracebackType | None]:
-        return self.type, self.exception, self.tb
-
-    def __str__(self) -> str:
-        return self.traceback
-
-    def __repr__(self) -> str:
-        return f"<ExceptionInfo: {self.exception!r}>"
 
 
 class SignalHooks(Hooks):
@@ -133,13 +108,13 @@ class SignalHooks(Hooks):
                 args=request.args,
                 kwargs=request.kwargs,
                 traceback=exc.__traceback__,
-                einfo=_ExceptionInfo(exc, outcome.traceback),
+                einfo=ExceptionInfo.from_exception(exc, outcome.traceback),
             )
         elif state == RETRY:
             reason = retry or outcome.exc
             retval = reason
             if task_retry.receivers:
-                einfo = None if reason is None else _ExceptionInfo(reason)
+                einfo = None if reason is None else ExceptionInfo.from_exception(reason)
                 task_retry.send(sender=task, request=request, reason=reason, einfo=einfo)
         task_postrun.send(
             sender=task,
@@ -162,7 +137,7 @@ class SignalHooks(Hooks):
                 request=request,
                 exception=exc,
                 traceback=exc.__traceback__,
-                einfo=_ExceptionInfo(exc, internal=True),
+                einfo=ExceptionInfo((type(exc), exc, exc.__traceback__), internal=True),
             )
 
     def after_invalid_message(self, delivery: Delivery, invalid: InvalidMessage) -> None:
@@ -187,7 +162,7 @@ class SignalHooks(Hooks):
             args=None,
             kwargs=None,
             traceback=None,
-            einfo=_ExceptionInfo(lost.exc),
+            einfo=ExceptionInfo.from_exception(lost.exc),
         )
 
     def on_heartbeat(self) -> None:

@@ -47,7 +47,15 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from celeriac.brokers.base import Broker, DeadLetter, Delivery
-from celeriac.context import Request, current_request, in_worker_task, pop_request, push_request
+from celeriac.context import (
+    Request,
+    current_request,
+    custom_headers,
+    in_worker_task,
+    pop_request,
+    push_request,
+)
+from celeriac.einfo import ExceptionInfo
 from celeriac.errors import BrokerError, Ignore, Reject, Retry, TaskRevokedError
 from celeriac.hooks import ADMIT, DEFER, REVOKE, RUN, Admission, DeadLettered, HookChain, Outcome
 from celeriac.protocol import serializers
@@ -164,6 +172,7 @@ class Executor:
         self.max_bytes: int = conf.task_message_max_bytes
         self._canvas_warned: set[str] = set()
         self._policies: dict[str, TaskPolicy] = {}
+        self._routes: dict[str, tuple[str, str]] = {}
         #: True only while task code runs (the soft time limit fires only then).
         self.in_body = False
         self._retry_handler = self.send_retry  # bound once, not per task
@@ -216,7 +225,18 @@ class Executor:
             return InvalidMessage(reason, message.id, message.task)
         return message, task
 
+    def _route(self, queue: str) -> tuple[str, str]:
+        """The exchange and routing key of ``queue``'s declaration (what a message there was sent with)."""
+        found = self._routes.get(queue)
+        if found is None:
+            declared = self.app.router.queues.get(queue)
+            found = (declared.exchange.name, declared.routing_key) if declared else (queue, queue)
+            self._routes[queue] = found
+        return found
+
     def _request(self, message: TaskMessage, task: Task, policy: TaskPolicy, delivery: Delivery) -> Request:
+        exchange, routing_key = self._route(delivery.queue)
+        properties = delivery.envelope.properties
         return Request(
             id=message.id,
             task=message.task,
@@ -236,11 +256,17 @@ class Executor:
             ),
             delivery_info={
                 "queue": delivery.queue,
-                "routing_key": delivery.queue,
-                "exchange": "",
+                "routing_key": routing_key,
+                "exchange": exchange,
                 "redelivered": delivery.deliveries > 1,
                 "delivery_tag": delivery.tag,
+                "priority": message.priority,
             },
+            headers=custom_headers(message),
+            properties=properties,
+            reply_to=message.reply_to or None,
+            correlation_id=properties.get("correlation_id"),
+            priority=message.priority,
             is_eager=False,
             called_directly=False,
             message=message,
@@ -269,6 +295,7 @@ class Executor:
             self.hooks.before_task(request)
             self.in_body = True
             try:
+                task.before_start(request.id or "", request.args, request.kwargs)
                 value = task.call_with_autoretry(request.args, request.kwargs)
             finally:
                 self.in_body = False
@@ -301,17 +328,20 @@ class Executor:
 
     def _handlers(self, task: Task, request: Request, outcome: Outcome) -> None:
         task_id, args, kwargs = request.id or "", request.args, request.kwargs
+        einfo = None
+        if outcome.state in (FAILURE, RETRY) and outcome.exc is not None:
+            einfo = ExceptionInfo.from_exception(outcome.exc, outcome.traceback)
         try:
             if outcome.state == SUCCESS:
                 task.on_success(outcome.result, task_id, args, kwargs)
             elif outcome.state == FAILURE:
-                assert outcome.exc is not None
-                task.on_failure(outcome.exc, task_id, args, kwargs, outcome.traceback)
+                assert outcome.exc is not None and einfo is not None
+                task.on_failure(outcome.exc, task_id, args, kwargs, einfo)
             elif outcome.state == RETRY:
-                assert outcome.exc is not None
-                task.on_retry(outcome.exc, task_id, args, kwargs, outcome.traceback)
+                assert outcome.exc is not None and einfo is not None
+                task.on_retry(outcome.exc, task_id, args, kwargs, einfo)
             retval = outcome.result if outcome.state == SUCCESS else outcome.exc
-            task.after_return(outcome.state, retval, task_id, args, kwargs, outcome.traceback)
+            task.after_return(outcome.state, retval, task_id, args, kwargs, einfo)
         except Exception as exc:
             logger.exception("handler of %s[%s] failed", task.name, task_id)
             self.hooks.after_internal_error(request, exc)

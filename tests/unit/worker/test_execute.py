@@ -489,7 +489,7 @@ def test_on_failure_and_after_return_are_called_with_the_traceback(app, inline_w
     inline_worker(app).run_next()
     (name, exc_name, task_id, args, einfo), after = recording
     assert (name, exc_name, task_id, args) == ("on_failure", "KeyError", result.id, ("k",))
-    assert "KeyError" in einfo
+    assert "KeyError" in str(einfo)
     assert after == ("after_return", FAILURE, "KeyError")
 
 
