@@ -18,6 +18,13 @@ the run a failure, so the task is never lost silently. ``Task.retry(throw=False)
 runs steps 1 and 2 at once, through ``request.retry_handler``, as Celery sends such
 a retry at once; a failed publish then raises in the task.
 
+``Reject`` (late ack only; under early ack the message is gone already): ``Reject()``
+dead-letters the message with the task's reason; ``Reject(requeue=True)`` puts it back
+as a redelivery, so the next run sees ``delivery_info['redelivered']``, and counts the
+delivery: the run on the ``task_delivery_limit``-th delivery dead-letters it instead
+(logged, and FAILURE stored with the reason), so a task that always requeues itself
+cannot run forever.
+
 Nothing here raises for bad input: a message that cannot run is dead-lettered
 with its reason, and the caller goes on with the next one.
 
@@ -366,7 +373,9 @@ class Executor:
                 "Task %s[%s] retry %d: %r", request.task, request.id, request.retries + 1, outcome.exc
             )
 
-    def _settle(self, request: Request, policy: TaskPolicy, outcome: Outcome) -> Settlement:
+    def _settle(
+        self, delivery: Delivery, request: Request, policy: TaskPolicy, outcome: Outcome
+    ) -> Settlement:
         if outcome.state == REJECTED:
             reject = outcome.exc
             assert isinstance(reject, Reject)
@@ -379,7 +388,9 @@ class Executor:
                 )
                 return _ACK
             if reject.requeue:
-                return Settlement(REQUEUE)
+                # the broker would dead-letter it too; here the log and the result say why
+                refusal = self.broker.requeue_refusal(delivery)
+                return Settlement(REQUEUE) if refusal is None else Settlement(DEAD, refusal)
             return Settlement(DEAD, f"rejected by the task: {reject.reason}")
         if outcome.state == FAILURE and policy.acks_late and not policy.acks_on_failure:
             return Settlement(DEAD, f"task raised {outcome.exc!r}")
@@ -510,7 +521,7 @@ class Executor:
             unwritten = not (policy.acks_late or request.ignore_result) and outcome.state in READY_STATES
             slot.finish(outcome.state == FAILURE, unwritten)
         self._log(request, outcome)
-        settlement = self._settle(request, policy, outcome)
+        settlement = self._settle(delivery, request, policy, outcome)
         if settlement.action == DEAD:
             self.dead_letter(delivery, settlement.reason, message.id, message.task)
             settlement = _SETTLED
