@@ -31,9 +31,10 @@ from celeriac.states import (
 )
 
 if TYPE_CHECKING:
-    from celeriac.brokers.base import DeadLetter
+    from celeriac.brokers.base import DeadLetter, Delivery
     from celeriac.context import Request
     from celeriac.errors import Retry
+    from celeriac.protocol.validate import InvalidMessage
 
 logger = logging.getLogger("celeriac.hooks")
 
@@ -134,6 +135,14 @@ class Hooks:
     def after_dead_letter(self, dead: DeadLettered) -> None:
         """A message was dead-lettered instead of run."""
 
+    def after_invalid_message(self, delivery: Delivery, invalid: InvalidMessage) -> None:
+        """A delivery that is no task this worker can run (undecodable, refused, or naming a
+        task not registered here) was dead-lettered (``after_dead_letter`` came first)."""
+
+    def after_internal_error(self, request: Request, exc: Exception) -> None:
+        """The worker's handling of a task failed outside the task body (a handler such as
+        ``on_success`` raised); it was logged and the task keeps its outcome."""
+
     def before_child_exit(self, index: int) -> None:
         """A child is exiting cleanly."""
 
@@ -213,6 +222,12 @@ class HookChain(Hooks):
 
     def after_dead_letter(self, dead: DeadLettered) -> None:
         self._emit("after_dead_letter", dead)
+
+    def after_invalid_message(self, delivery: Delivery, invalid: InvalidMessage) -> None:
+        self._emit("after_invalid_message", delivery, invalid)
+
+    def after_internal_error(self, request: Request, exc: Exception) -> None:
+        self._emit("after_internal_error", request, exc)
 
     def before_child_exit(self, index: int) -> None:
         self._emit("before_child_exit", index)

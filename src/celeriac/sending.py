@@ -35,6 +35,7 @@ from celeriac.errors import ConfigurationError, MessageTooLargeError
 from celeriac.protocol import serializers
 from celeriac.protocol.message import Envelope, TaskMessage, encode
 from celeriac.routing import Route
+from celeriac.signals import after_task_publish, before_task_publish
 
 if TYPE_CHECKING:
     from celeriac.brokers.base import Broker, Delivery
@@ -103,6 +104,15 @@ def _seconds(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ConfigurationError(f"{name}={value!r}: expected a number of seconds")
     return float(value)
+
+
+def _exchange_and_key(route: Route) -> tuple[str, str]:
+    """The exchange and routing key a message of ``route`` goes through on RabbitMQ ("" and the
+    queue name: the default exchange), as the publish signals report them."""
+    queue = route.queue
+    if queue.exchange.name:
+        return queue.exchange.name, queue.routing_key
+    return "", queue.name
 
 
 class _Checked(NamedTuple):
@@ -340,9 +350,44 @@ class Producer:
         )
 
     def publish(self, batch: Iterable[Outbound]) -> None:
-        """Publish built messages in one broker round trip."""
+        """Publish built messages in one broker round trip.
+
+        With receivers connected, each message is announced to ``before_task_publish``
+        (which may change its ``headers`` and ``properties``: they are the ones sent) and,
+        once the batch is published, to ``after_task_publish``, as Celery does.
+        """
         broker = self._broker()
+        if before_task_publish.receivers or after_task_publish.receivers:
+            self._publish_announced(broker, list(batch))
+            return
         broker.publish([self._outgoing(broker, message, route) for message, route in batch])
+
+    def _publish_announced(self, broker: Broker, batch: list[Outbound]) -> None:
+        outgoing = []
+        for message, route in batch:
+            item = self._outgoing(broker, message, route)
+            exchange, routing_key = _exchange_and_key(route)
+            before_task_publish.send(
+                sender=message.task,
+                body=(message.args, message.kwargs, message.embed),
+                exchange=exchange,
+                routing_key=routing_key,
+                headers=item.envelope.headers,
+                properties=item.envelope.properties,
+                declare=[route.queue],
+                retry_policy=None,
+            )
+            outgoing.append(item)
+        broker.publish(outgoing)
+        for (message, route), item in zip(batch, outgoing, strict=True):
+            exchange, routing_key = _exchange_and_key(route)
+            after_task_publish.send(
+                sender=message.task,
+                body=(message.args, message.kwargs, message.embed),
+                headers=item.envelope.headers,
+                exchange=exchange,
+                routing_key=routing_key,
+            )
 
     def send(
         self,

@@ -27,9 +27,11 @@ from celeriac.config import TASK_OPTIONS, rate_limit_refused
 from celeriac.context import Request, _current, current_request, pop_request, push_request
 from celeriac.einfo import ExceptionInfo
 from celeriac.errors import ConfigurationError, Ignore, MaxRetriesExceededError, Reject, Retry
+from celeriac.hooks import Outcome
 from celeriac.results.base import PendingResult
 from celeriac.results.result import AsyncResult, EagerResult
-from celeriac.states import EXCEPTION_STATES, FAILURE, READY_STATES, SUCCESS
+from celeriac.signals.hooks import SignalHooks
+from celeriac.states import EXCEPTION_STATES, FAILURE, READY_STATES, RETRY, SUCCESS
 
 if TYPE_CHECKING:
     from celeriac.app import Celeriac
@@ -216,7 +218,8 @@ class Task:
         throw: bool | None = None,
         **options: Any,
     ) -> EagerResult:
-        """Run the task in this process as the worker would (``before_start`` and retries included).
+        """Run the task in this process as the worker would (``before_start`` and retries included),
+        sending the worker's task signals as Celery does in eager mode.
 
         The request is Celery's eager one: ``is_eager``, this host's name, the ``headers``
         and ``priority`` options, and ``delivery_info`` saying it is eager.
@@ -224,6 +227,7 @@ class Task:
         args = tuple(args or ())
         kwargs = dict(kwargs or {})
         task_id = task_id or str(uuid.uuid4())
+        signalled = SignalHooks(self.app)
         while True:
             request = Request(
                 id=task_id,
@@ -246,15 +250,22 @@ class Task:
             )
             token = push_request(request)
             try:
+                signalled.before_task(request)
                 self.before_start(task_id, args, kwargs)
                 value = self.call_with_autoretry(args, kwargs)
-            except Retry:
+            except Retry as retry:
+                signalled.before_retry(request, retry)
+                signalled.after_task(request, Outcome(RETRY, exc=retry.exc or retry))
                 retries += 1
                 continue
             except Exception as exc:
+                formatted = tb.format_exc()
+                signalled.after_task(request, Outcome(FAILURE, exc=exc, traceback=formatted))
                 if throw:
                     raise
-                return EagerResult(task_id, FAILURE, exc, tb.format_exc(), self.name)
+                return EagerResult(task_id, FAILURE, exc, formatted, self.name)
+            else:
+                signalled.after_task(request, Outcome(SUCCESS, value))
             finally:
                 pop_request(token)
             return EagerResult(task_id, SUCCESS, value, None, self.name)

@@ -6,10 +6,14 @@ import logging
 
 import pytest
 
+from celeriac.brokers.base import Delivery
 from celeriac.hooks import DeadLettered, HookChain, Hooks, LostTask, Outcome
+from celeriac.protocol.message import TaskMessage, encode
+from celeriac.protocol.validate import InvalidMessage
 from celeriac.task import Request
 
 REQUEST = Request(id="t1", task="proj.t")
+DELIVERY = Delivery("celery", encode(TaskMessage(id="t1", task="proj.u")), "tag", 1)
 OUTCOME = Outcome("SUCCESS", 1)
 
 # hook name → arguments to call it with
@@ -19,6 +23,8 @@ CALLS = {
     "after_task": (REQUEST, OUTCOME),
     "before_settle": (),
     "after_dead_letter": (DeadLettered("bad", "t1", "proj.t", "celery"),),
+    "after_invalid_message": (DELIVERY, InvalidMessage("unknown task 'proj.u'", "t1", "proj.u")),
+    "after_internal_error": (REQUEST, RuntimeError("on_success broke")),
     "before_child_exit": (0,),
     "after_task_lost": (LostTask("t1", "proj.t", RuntimeError("gone"), "killed", False),),
 }
@@ -46,6 +52,12 @@ class Recorder(Hooks):
 
     def after_dead_letter(self, dead: DeadLettered) -> None:
         self._record("after_dead_letter")
+
+    def after_invalid_message(self, delivery: Delivery, invalid: InvalidMessage) -> None:
+        self._record("after_invalid_message")
+
+    def after_internal_error(self, request: Request, exc: Exception) -> None:
+        self._record("after_internal_error")
 
     def before_child_exit(self, index: int) -> None:
         self._record("before_child_exit")
@@ -128,10 +140,10 @@ def test_empty_chain_does_nothing():
         getattr(chain, name)(*args)
 
 
-def test_app_hook_chain_holds_result_hooks_then_added_hooks(app):
+def test_app_hook_chain_holds_signal_and_result_hooks_then_added_hooks(app):
     log: list[tuple[str, str]] = []
     app.add_hooks(Recorder("mine", log))
     chain = app.hooks
-    assert len(chain) == 2  # results (a backend is configured), then mine
+    assert len(chain) == 3  # signals, results (a backend is configured), then mine
     chain.before_task(Request(id="t", task="x"))
     assert log == [("mine", "before_task")]

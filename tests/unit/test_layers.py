@@ -9,7 +9,7 @@ Every module under ``src/celeriac`` is parsed with :mod:`ast`. Layers, bottom up
 
    a. vocabulary: ``states``, ``einfo``, ``context``, ``hooks``
    b. services: ``routing``, ``config``, ``results``, ``fixups`` (framework integrations)
-   c. sending: ``task``, ``sending``, ``canvas``
+   c. sending: ``task``, ``sending``, ``canvas``, and ``signals`` (which the producer sends too)
    d. the app: ``app``, ``_state`` and the public package ``celeriac/__init__.py``
 4. ``worker``
 5. ``observe``
@@ -47,7 +47,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("brokers", ("celeriac.brokers", "celeriac.store")),
     ("vocabulary", ("celeriac.states", "celeriac.einfo", "celeriac.context", "celeriac.hooks")),
     ("services", ("celeriac.routing", "celeriac.config", "celeriac.results", "celeriac.fixups")),
-    ("sending", ("celeriac.task", "celeriac.sending", "celeriac.canvas")),
+    ("sending", ("celeriac.task", "celeriac.sending", "celeriac.canvas", "celeriac.signals")),
     ("app", ("celeriac", "celeriac._state", "celeriac.app")),
     ("worker", ("celeriac.worker",)),
     ("observe", ("celeriac.observe",)),

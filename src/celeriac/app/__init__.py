@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import cached_property
 from typing import Any, overload
 
-from celeriac import _state, config, fixups
+from celeriac import _state, config, fixups, signals
 from celeriac.app.autodiscover import Packages, related_modules
 from celeriac.brokers import Broker, BrokerOptions, from_url
 from celeriac.canvas.builtins import BUILTIN_TASKS, register_builtins
@@ -215,10 +215,12 @@ class Celeriac:
 
     @cached_property
     def hooks(self) -> HookChain:
-        """Hooks the worker runs: results (when a backend is configured), then added ones."""
+        """Hooks the worker runs: Celery's signals, results (when a backend is configured), then
+        added ones."""
         from celeriac.results.hooks import ResultHooks
+        from celeriac.signals.hooks import SignalHooks
 
-        chain = HookChain()
+        chain = HookChain([SignalHooks(self)])
         if self.backend is not None:
             chain.add(ResultHooks(self))
         for hooks in self._extra_hooks:
@@ -231,9 +233,10 @@ class Celeriac:
         self.__dict__.pop("hooks", None)
 
     def import_task_modules(self) -> None:
-        """Worker start: make the fix-ups' framework ready (``django.setup()``), then import the
-        packages' task modules ``autodiscover_tasks`` asked for and the modules named in
-        ``include`` and ``imports``."""
+        """Worker start: send ``import_modules`` (as Celery's loader does), make the fix-ups'
+        framework ready (``django.setup()``), then import the packages' task modules
+        ``autodiscover_tasks`` asked for and the modules named in ``include`` and ``imports``."""
+        signals.import_modules.send(sender=self)
         for fixup in self._fixups:
             fixup.setup()
         for packages, related_name in self._discoveries:

@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from celeriac import signals
 from celeriac.app import Celeriac
 from celeriac.errors import ConfigurationError
 
@@ -72,13 +73,28 @@ def load_app(spec: str | None) -> Celeriac:
     return _find_app(module, module_name)
 
 
+#: The parent of task loggers (``celeriac.utils.log.get_task_logger``): ``after_setup_task_logger``'s.
+TASK_LOGGER = "celeriac.task"
+
+
 def setup_logging(level: str, fmt: str, logfile: str | None = None) -> None:
-    """Log to stderr (or ``logfile``) at ``level`` with ``fmt``."""
+    """Log to stderr (or ``logfile``) at ``level`` with ``fmt``, as Celery does with its signals.
+
+    A ``setup_logging`` receiver takes logging over: celeriac then configures nothing.
+    Otherwise the root logger gets the handler, and ``after_setup_logger`` and
+    ``after_setup_task_logger`` receivers may add to it.
+    """
+    loglevel = logging.getLevelNamesMapping()[level.upper()]
+    options: dict[str, Any] = {"loglevel": loglevel, "logfile": logfile, "format": fmt, "colorize": False}
+    if signals.setup_logging.send(sender=None, **options):
+        return
     handler: logging.Handler = logging.FileHandler(logfile) if logfile else logging.StreamHandler()
     handler.setFormatter(logging.Formatter(fmt))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level.upper())
+    root.setLevel(loglevel)
+    signals.after_setup_logger.send(sender=None, logger=root, **options)
+    signals.after_setup_task_logger.send(sender=None, logger=logging.getLogger(TASK_LOGGER), **options)
 
 
 def confirm(prompt: str, force: bool) -> bool:

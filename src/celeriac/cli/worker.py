@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+from types import SimpleNamespace
 
+from celeriac import signals
 from celeriac.cli.common import (
     EXIT_OK,
     CommandFactory,
@@ -22,18 +24,25 @@ from celeriac.errors import ConfigurationError
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    from celeriac.worker.master import Master
+    from celeriac.worker.options import WorkerOptions, expand_nodename
+
     app = load_app(args.app)
     refusal = beat_unsupported(app) if args.beat else None
     if refusal:
         raise ConfigurationError(refusal)
+    # logging first, so what django.setup() and the task modules log at import is seen
     setup_logging(args.loglevel, app.conf.worker_log_format, args.logfile)
-    from celeriac.worker.master import Master
-    from celeriac.worker.options import WorkerOptions
-
     app.import_task_modules()
     beat_warning = beat_schedule_warning(app)
     if beat_warning:
         logging.getLogger("celeriac.worker").warning("%s", beat_warning)
+    # as in Celery, after the task modules (their receivers are connected) and before the
+    # options read the settings (a receiver may change them)
+    nodename = expand_nodename(args.hostname or "celeriac@%h")
+    instance = SimpleNamespace(app=app, hostname=nodename)  # what Celery's instance has so far
+    options_given = {name: value for name, value in vars(args).items() if name != "func"}
+    signals.celeryd_init.send(sender=nodename, instance=instance, conf=app.conf, options=options_given)
     options = WorkerOptions.from_app(
         app,
         queues=args.queues,
@@ -42,7 +51,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         max_tasks_per_child=args.max_tasks_per_child,
         max_memory_per_child=args.max_memory_per_child,
         max_memory_per_child_hard=args.max_memory_per_child_hard,
-        nodename=args.hostname,
+        nodename=nodename,
     )
     return Master(app, options).run()
 

@@ -33,12 +33,15 @@ class Control:
     def __init__(self) -> None:
         self.actions: deque[Action] = deque()
         self.stop_requests = 0
+        #: the last signal received (None: none yet), for ``worker_shutting_down``
+        self.last_signal: int | None = None
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
 
     def handle_signal(self, signum: int, frame: Any = None) -> None:
         """Record what ``signum`` asks for."""
+        self.last_signal = signum
         if signum in (signal.SIGTERM, signal.SIGINT):
             self.stop_requests += 1
             self.actions.append(Action.WARM_STOP if self.stop_requests == 1 else Action.COLD_STOP)

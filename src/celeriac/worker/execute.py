@@ -333,8 +333,7 @@ class Executor:
         if retry.outbound is not None:  # None: a Retry raised by hand, nothing to send
             self.producer.publish((retry.outbound,))
 
-    @staticmethod
-    def _handlers(task: Task, request: Request, outcome: Outcome) -> None:
+    def _handlers(self, task: Task, request: Request, outcome: Outcome) -> None:
         task_id, args, kwargs = request.id or "", request.args, request.kwargs
         einfo = None
         if outcome.state in (FAILURE, RETRY) and outcome.exc is not None:
@@ -350,8 +349,9 @@ class Executor:
                 task.on_retry(outcome.exc, task_id, args, kwargs, einfo)
             retval = outcome.result if outcome.state == SUCCESS else outcome.exc
             task.after_return(outcome.state, retval, task_id, args, kwargs, einfo)
-        except Exception:
+        except Exception as exc:
             logger.exception("handler of %s[%s] failed", task.name, task_id)
+            self.hooks.after_internal_error(request, exc)
 
     @staticmethod
     def _log(request: Request, outcome: Outcome) -> None:
@@ -478,7 +478,9 @@ class Executor:
         """Handle one delivery; the record says what is left to do and what ran."""
         resolved = self._resolve(delivery)
         if isinstance(resolved, InvalidMessage):
-            return Executed(self.dead_letter(delivery, resolved.reason, resolved.task_id, resolved.task_name))
+            settled = self.dead_letter(delivery, resolved.reason, resolved.task_id, resolved.task_name)
+            self.hooks.after_invalid_message(delivery, resolved)
+            return Executed(settled)
         message, task = resolved
         name = task.report_name(message)
         if message.task not in self._canvas_warned and any(message.embed.get(k) for k in _CANVAS):

@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING, Any
 
 import psutil
 
+from celeriac import signals
 from celeriac.brokers.base import ACK, DEAD, QUEUE
 from celeriac.errors import BrokerError, TimeLimitExceeded, WorkerLostError
 from celeriac.hooks import DeadLettered, LostTask
@@ -161,17 +162,26 @@ class Master:
 
     # -- lifecycle --------------------------------------------------------------------------
 
+    @property
+    def hostname(self) -> str:
+        """The node name (Celery's ``WorkController.hostname``, for signal receivers)."""
+        return self.options.nodename
+
     def run(self) -> int:
         """Serve until shut down. Returns the exit code: 0, or 1 if a cold stop cut tasks short
         or the broker could not be reached."""
+        signals.worker_init.send(sender=self)
+        signals.celeryd_after_setup.send(sender=self.hostname, instance=self, conf=self.app.conf)
         self.control.install()
         if not self._connect():
+            signals.worker_shutdown.send(sender=self)
             self.control.close()
             self.app.close()
             return 0 if self.stopping else 1
         self._banner()
         for index in range(self.options.concurrency):
             self._spawn(index)
+        signals.worker_ready.send(sender=self)
         try:
             self._loop()
         finally:
@@ -179,6 +189,7 @@ class Master:
                 self._publish_stats(state="stopped")
             except BrokerError as exc:
                 logger.error("could not publish the final heartbeat: %s", exc)
+            signals.worker_shutdown.send(sender=self)
             self.control.close()
             self.app.close()
         logger.warning("%s stopped (%s shutdown)", self.options.nodename, "cold" if self.cold else "warm")
@@ -242,6 +253,7 @@ class Master:
         slot = self.slots[index]
         slot.reset()
         read_fd, write_fd = os.pipe()
+        signals.worker_before_create_process.send(sender=self)
         for handler in logging.getLogger().handlers:
             handler.flush()
         # A signal between fork() and the child installing its own handlers would run
@@ -303,6 +315,7 @@ class Master:
             self.stopping = True
             self.respawn_at.clear()
             logger.warning("warm shutdown: running tasks finish, prefetched messages go back to their queues")
+            self._shutting_down("Warm")
             for child in self.children.values():
                 self._signal(child, signal.SIGTERM)
         elif action is Action.COLD_STOP and not self.cold:
@@ -314,6 +327,18 @@ class Master:
                     self.interrupted += 1
                 child.killing = (ExitReason.KILLED, "cold shutdown")
                 self._signal(child, signal.SIGKILL)
+            self._shutting_down("Cold")
+
+    def _shutting_down(self, how: str) -> None:
+        """``worker_shutting_down``, with Celery's arguments: the signal's name (None: the
+        master stopped by itself), ``Warm`` or ``Cold``, and the exit code the master will have."""
+        signum = self.control.last_signal
+        signals.worker_shutting_down.send(
+            sender=self.hostname,
+            sig=None if self.gave_up or signum is None else _signal_name(signum),
+            how=how,
+            exitcode=1 if self.interrupted or self.gave_up else 0,
+        )
 
     @staticmethod
     def _signal(child: ChildProcess, signum: int) -> None:
