@@ -11,7 +11,7 @@ import argparse
 import os
 import sys
 
-from celeriac.cli.common import EXIT_FAILED, EXIT_OK, CommandFactory, load_app
+from celeriac.cli.common import EXIT_FAILED, EXIT_OK, CommandFactory, app_of, load_app
 from celeriac.errors import ConfigurationError
 from celeriac.observe.munin import (
     ACTIONS,
@@ -120,7 +120,7 @@ def cmd_munin(args: argparse.Namespace) -> int:
     ]
     if given:
         raise ConfigurationError(f"{', '.join(given)}: only for `celeriac munin install`")
-    return plugin(lambda: load_app(args.app), graph or "length", action)
+    return plugin(lambda: app_of(args), graph or "length", action)
 
 
 def _cmd_install(args: argparse.Namespace) -> int:
