@@ -147,3 +147,15 @@ def test_solo_raises_the_hard_time_limit_in_the_task_it_cannot_kill(app, workers
         result.get(timeout=20)
     assert "ran past its hard time limit of 0.5 s: raising TimeLimitExceeded" in worker.log()
     assert app.send_task("run", ["after"]).get(timeout=20) == worker.pid, "the node serves on"
+
+
+def test_solo_renews_leases_while_a_long_task_runs_so_it_runs_once(app, workers, runs):
+    lease = {"CELERIAC_TASK_ACKS_LATE": "true", "CELERIAC_BROKER_LEASE_TIMEOUT": "1"}
+    first = workers("-P", "solo", "-n", "first@%h", **lease)
+    first.wait_for(SOLO_SERVING)
+    result = app.send_task("run", ["long", 3.0])
+    runs.wait(1, "long")
+    # a second node would take the message over if the first let its lease expire
+    workers("-P", "solo", "-n", "second@%h", **lease).wait_for(SOLO_SERVING)
+    assert result.get(timeout=20) == first.pid
+    assert runs.pids("long") == [first.pid]
