@@ -145,7 +145,7 @@ def add_global_options(parser: argparse.ArgumentParser, in_command: bool) -> Non
         "-A",
         "--app",
         default=default,
-        help="module (or module:attribute) that creates the app; default $CELERIAC_APP",
+        help="module (or module:attribute) that creates the app; default $CELERIAC_APP, then $CELERY_APP",
     )
     group.add_argument("-b", "--broker", default=default, help="broker URL, over broker_url")
     group.add_argument("--result-backend", default=default, help="result backend URL, over result_backend")

@@ -124,6 +124,20 @@ def cmd_munin(args: argparse.Namespace) -> int:
 
 
 def _cmd_install(args: argparse.Namespace) -> int:
+    unsaved = [
+        flag
+        for flag, value in (
+            ("-b", args.broker),
+            ("--result-backend", args.result_backend),
+            ("--config", args.config),
+        )
+        if value
+    ]
+    if unsaved:
+        raise ConfigurationError(
+            f"{', '.join(unsaved)}: munin install writes only the app (-A) into the plugin's "
+            "configuration: set broker_url and result_backend in the app's settings instead"
+        )
     spec = args.app or os.environ.get("CELERIAC_APP")
     if not spec:
         raise ConfigurationError("install needs the app: pass -A module (as you would to `celeriac worker`)")

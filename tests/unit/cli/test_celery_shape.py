@@ -585,3 +585,13 @@ def test_app_start_help_exits_like_the_command(script_app):
     with pytest.raises(SystemExit) as info:
         script_app.start(["--help"])
     assert info.value.code == 0
+
+
+def test_munin_install_refuses_global_options_it_could_not_write_into_the_plugin(capsys, app_name, tmp_path):
+    munin = tmp_path / "munin"
+    munin.mkdir()
+    argv = ["-b", "memory://x", "munin", "install", "-A", app_name, "--plugins-dir", str(munin)]
+    code, _, err = run([*argv, "--conf-dir", str(munin)], capsys)
+    assert code == 2
+    assert "-b: munin install writes only the app (-A)" in err
+    assert list(munin.iterdir()) == []
