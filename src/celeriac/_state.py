@@ -4,6 +4,10 @@
 reusable apps). Each shared task is registered with the default app, which is the
 last app created with ``set_as_current=True`` (the default). When a new default
 app is created later, the shared tasks defined so far move to it.
+
+The reference itself is kept in :mod:`celeriac.context` (one variable, read with
+``context.default_app()``), so that result handles, a layer below the app, can
+reach the default app's result backend; this module decides what goes there.
 """
 
 from __future__ import annotations
@@ -11,18 +15,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from celeriac import context
+
 if TYPE_CHECKING:
     from celeriac.app import Celeriac
     from celeriac.task import Task
 
-_default_app: Celeriac | None = None
 _shared: list[Task] = []
 
 
 def set_default_app(app: Celeriac) -> None:
     """Make ``app`` the default and register every shared task with it."""
-    global _default_app
-    _default_app = app
+    context.set_default_app(app)
     for task in _shared:
         app.tasks[task.name] = task
         type(task).app = app
@@ -30,12 +34,12 @@ def set_default_app(app: Celeriac) -> None:
 
 def get_default_app() -> Celeriac:
     """The default app, created from the environment if no app exists yet."""
-    if _default_app is None:
+    app = context.default_app()
+    if app is None:
         from celeriac.app import Celeriac
 
-        Celeriac("default")
-    assert _default_app is not None
-    return _default_app
+        app = Celeriac("default")
+    return app
 
 
 def shared_task(fun: Callable[..., Any] | None = None, **options: Any) -> Any:

@@ -7,7 +7,16 @@ naming the setting, the closest valid name and the expected type and unit.
 
 Celery settings that celeriac does not implement are accepted with a warning
 that says so (see :data:`CELERY_IGNORED`), so a Celery configuration module
-loads unchanged.
+loads unchanged; those whose absence would change what a deployment does are
+refused with what to write instead (:data:`CELERY_REFUSED`).
+
+Celery's old upper-case names (``BROKER_URL``, ``CELERY_ALWAYS_EAGER``,
+``CELERYD_CONCURRENCY``, ...: :data:`CELERY_OLD_NAMES`, the table Celery 5 still
+reads) are read as their new names, with one warning per name saying what to
+rename it to. A configuration that mixes old and new names is refused, as Celery
+refuses it; one that gives both names of one setting uses the new one. With
+``namespace='CELERY'`` (Django settings) both ``CELERY_TASK_ALWAYS_EAGER`` and the
+old ``CELERY_ALWAYS_EAGER`` are read, as Celery reads them.
 
 Environment: ``CELERIAC_<NAME>`` (for example ``CELERIAC_BROKER_URL``)
 overrides the values given to the app's constructor and ``config_from_object``;
@@ -23,17 +32,22 @@ import importlib
 import logging
 import os
 import types
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from celeriac.brokers.base import DEFAULT_PUBLISH_RETRY_POLICY
+from celeriac.brokers.base import DEFAULT_PUBLISH_RETRY_POLICY, mask_password
+from celeriac.brokers.redis.sentinel import refuse_tls
 from celeriac.errors import ConfigurationError
 from celeriac.protocol import serializers
 from celeriac.protocol.entities import Queue, delivery_mode_of
+from celeriac.results import SCHEMES as RESULT_SCHEMES
+
+if TYPE_CHECKING:
+    from celeriac.app import Celeriac
 
 logger = logging.getLogger("celeriac.config")
 
@@ -68,6 +82,34 @@ def _url(name: str, value: Any) -> str:
 
 def _optional_url(name: str, value: Any) -> str | None:
     return None if value is None else _url(name, value)
+
+
+_RESULT_BACKENDS = (
+    "redis://host:6379/0 (Redis, Celery's key layout; also rediss://, unix://, sentinel://), "
+    "sqlite:///path.db (leave result_backend unset with the SQLite broker: results go to its file), "
+    "memory:// (tests), or None (no results)"
+)
+
+
+def _result_backend(name: str, value: Any) -> str | None:
+    """A result backend URL celeriac has: refused here, before any task is sent, otherwise."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise _fail(name, value, f"a result backend URL: {_RESULT_BACKENDS}")
+    scheme = value.split("://", 1)[0].lower()
+    refuse_tls(value, name)
+    if scheme == "rpc":
+        raise ConfigurationError(
+            f"{name}={value!r} is not supported: celeriac has no RPC result backend (Celery's rpc:// "
+            "sends each result back as a message to the caller). Use one of: " + _RESULT_BACKENDS
+        )
+    if "://" not in value or scheme not in RESULT_SCHEMES:
+        raise ConfigurationError(
+            f"{name}={mask_password(value)!r} is not a result backend celeriac has; use one of: "
+            + _RESULT_BACKENDS
+        )
+    return value
 
 
 def _bool(name: str, value: Any) -> bool:
@@ -279,6 +321,97 @@ def _protocol(name: str, value: Any) -> int:
     return 2
 
 
+#: The task options ``@app.task(...)`` takes besides ``name``, ``bind`` and ``base``
+#: (``Task.OPTIONS``); ``task_annotations`` may set the same ones.
+TASK_OPTIONS = frozenset(
+    {
+        "typing",
+        "max_retries",
+        "default_retry_delay",
+        "autoretry_for",
+        "dont_autoretry_for",
+        "retry_kwargs",
+        "retry_backoff",
+        "retry_backoff_max",
+        "retry_jitter",
+        "acks_late",
+        "acks_on_failure_or_timeout",
+        "reject_on_worker_lost",
+        "time_limit",
+        "soft_time_limit",
+        "ignore_result",
+        "track_started",
+        "queue",
+        "priority",
+        "delivery_mode",
+        "serializer",
+        "expires",
+    }
+)
+
+_RATE_LIMIT_ADVICE = (
+    "celeriac does not implement rate limits yet, and running tasks without their limit would silently "
+    "differ from Celery. Remove it; to bound how fast a task runs, route it to a queue of its own and run "
+    "one worker with a small concurrency for that queue (celeriac worker -Q that-queue -c 1)"
+)
+
+
+def rate_limit_refused(task: str, value: Any, where: str) -> ConfigurationError:
+    """The error for a rate limit given anywhere (task option, base class, annotation):
+    one wording, naming the task, the value and where it was given."""
+    return ConfigurationError(
+        f"rate_limit={value!r} for task {task!r} ({where}) is not supported: {_RATE_LIMIT_ADVICE}"
+    )
+
+
+def _annotation_map(name: str, annotation: Any) -> dict[str, dict[str, Any]]:
+    example = "{'proj.tasks.add': {'acks_late': True}, '*': {'time_limit': 60}}"
+    if not isinstance(annotation, Mapping):
+        raise ConfigurationError(
+            f"setting {name}: {annotation!r} is not supported: only dicts of task name (or '*') to task "
+            f"options, such as {example}; Celery's annotation objects and import paths are not. Set the "
+            "options with @app.task(...) or on a base class (base=) instead"
+        )
+    out: dict[str, dict[str, Any]] = {}
+    for pattern, options in annotation.items():
+        if not isinstance(pattern, str) or not isinstance(options, Mapping):
+            raise _fail(
+                name, annotation, f"a dict of task name (or '*') to a dict of options, such as {example}"
+            )
+        for key, value in options.items():
+            if key == "rate_limit":
+                if value is not None:
+                    raise rate_limit_refused(pattern, value, f"{name}[{pattern!r}]")
+                continue
+            if key not in TASK_OPTIONS:
+                raise ConfigurationError(
+                    f"setting {name}[{pattern!r}]: {key!r} cannot be annotated{did_you_mean(key, TASK_OPTIONS)}: "
+                    f"only task options can ({', '.join(sorted(TASK_OPTIONS))}). Define {key} in a base "
+                    "class and pass it as @app.task(base=...) instead"
+                )
+        out[pattern] = {k: v for k, v in options.items() if k != "rate_limit"}
+    return out
+
+
+def _annotations(name: str, value: Any) -> tuple[dict[str, dict[str, Any]], ...] | None:
+    if value is None:
+        return None
+    annotations = value if isinstance(value, list | tuple) else [value]
+    return tuple(_annotation_map(name, annotation) for annotation in annotations)
+
+
+def annotations_for(
+    annotations: Sequence[Mapping[str, Mapping[str, Any]]] | None, task: str
+) -> dict[str, Any]:
+    """The options ``task_annotations`` sets on ``task``, in Celery's order: the first map that
+    names the task, then the first that has ``'*'`` (so ``'*'`` wins where both set an option)."""
+    found: dict[str, Any] = {}
+    for key in (task, "*"):
+        match = next((annotation[key] for annotation in annotations or () if key in annotation), None)
+        found.update(match or {})
+    return found
+
+
 def _timezone(name: str, value: Any) -> str:
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -307,7 +440,7 @@ SETTINGS: tuple[Setting, ...] = (
     _S("broker_url", "sqlite:///celeriac.db", "URL", "", "Where messages are stored: `sqlite:///path.db` (embedded, the default), `redis://host:6379/0` (also `rediss://`, `unix://`, and `sentinel://host:26379/0;sentinel://host2:26379/0` for Redis Sentinel), `amqp://user:password@host:5672/vhost` (also `amqps://`, `pyamqp://`; RabbitMQ) or `memory://` (tests).", _url, "default differs: Celery defaults to amqp://"),
     _S("broker_transport_options", {}, "dict", "", "Broker-specific options. SQLite: `fsync` = `'publish'` (default: fsync each publish) or `'all'` (also fsync deliveries and acks); `busy_timeout` (seconds a write may wait for the lock, default 30). Redis: `global_keyprefix`, `socket_timeout`, `socket_connect_timeout`, `socket_keepalive`, `health_check_interval`; with a `sentinel://` URL `master_name` (required), `sentinel_kwargs` (the sentinels' own connection options, e.g. a password), `min_other_sentinels` (see docs/redis.md). RabbitMQ: `transient_queues` (`'auto'` or `'durable'`), `transient_message_ttl`, `confirm_timeout`, `heartbeat` (see docs/rabbitmq.md).", _mapping),
     _S("broker_lease_timeout", 30.0, "float", "seconds", "How long a fetched message stays invisible to other workers if its worker stops renewing the lease. Live workers renew every third of it, so tasks may run longer than this.", _seconds(), "celeriac"),
-    _S("task_delivery_limit", 5, "int", "deliveries", "A message delivered this many times without being settled (its child kept dying on it) goes to the dead letters instead of running again.", _int_at_least(1, "deliveries"), "celeriac"),
+    _S("task_delivery_limit", 5, "int", "deliveries", "A message delivered this many times without being settled (its child kept dying on it, or its task requeued it with Reject(requeue=True)) goes to the dead letters instead of running again.", _int_at_least(1, "deliveries"), "celeriac"),
     _S("broker_pool_limit", 10, "int", "connections", "Most connections to a networked broker (Redis) a process keeps; callers beyond it wait for a free one. None: no limit.", _int_at_least(1, "connections", optional=True), "same; None means no limit (Celery: no pool)"),
     _S("broker_pool_timeout", 10.0, "float", "seconds", "How long a caller waits for a pooled broker connection before BrokerError says to raise `broker_pool_limit`.", _seconds(), "celeriac"),
     _S("broker_connection_timeout", 4.0, "float", "seconds", "How long connecting to a networked broker may take.", _seconds()),
@@ -342,8 +475,9 @@ SETTINGS: tuple[Setting, ...] = (
     _S("task_ignore_result", False, "bool", "", "Do not store results (per task: `ignore_result=True`).", _bool),
     _S("task_always_eager", False, "bool", "", "Run tasks in the calling process at `apply_async` (for tests); no broker is used.", _bool),
     _S("task_eager_propagates", False, "bool", "", "In eager mode, re-raise the task's exception at `apply_async`.", _bool),
+    _S("task_annotations", None, "dict or list of dicts", "", "Task options set from the configuration: `{'proj.tasks.add': {'acks_late': True}, '*': {'time_limit': 60}}` (or a list of such dicts; the first that names a task applies, then the first with `'*'`, which wins where both set an option, as in Celery). Only task options (those of `@app.task`); `rate_limit` is refused.", _annotations, "dicts of task options only; rate_limit, handlers and annotation objects are refused"),
     # results
-    _S("result_backend", None, "URL", "", "Where results are stored: `sqlite:///path.db` or `redis://host:6379/0` (Celery's key layout; also `rediss://`, `unix://`, `sentinel://host:26379/0;...`). None: the broker's file when the broker is SQLite, else no results.", _optional_url, "default differs: Celery stores no results unless set"),
+    _S("result_backend", None, "URL", "", "Where results are stored: `sqlite:///path.db` or `redis://host:6379/0` (Celery's key layout; also `rediss://`, `unix://`, `sentinel://host:26379/0;...`). None: the broker's file when the broker is SQLite, else no results. Celery's `rpc://` and other backends are refused when set, before any task is sent.", _result_backend, "default differs: Celery stores no results unless set; `rpc://` is refused"),
     _S("result_backend_transport_options", {}, "dict", "", "Options of a Redis result backend (and of the store on its URL) behind Redis Sentinel: `master_name` (required with a `sentinel://` URL), `sentinel_kwargs`, `min_other_sentinels`, as for the broker (see docs/redis.md). Other backends take none.", _mapping),
     _S("result_serializer", "json", "str", "", "Content type of stored results.", _serializer),
     _S("result_accept_content", None, "list of str", "", "Content types accepted when reading results (None: `accept_content`).", _optional_accept),
@@ -358,6 +492,8 @@ SETTINGS: tuple[Setting, ...] = (
     _S("worker_proc_alive_timeout", 10.0, "float", "seconds", "How long a new child may take to start before it is killed and replaced.", _seconds(), "default differs: Celery uses 4.0"),
     _S("worker_stats_interval", 2.0, "float", "seconds", "How often the master publishes its heartbeat with per-child statistics.", _seconds(), "celeriac"),
     _S("worker_log_format", "[%(asctime)s: %(levelname)s/%(processName)s] %(message)s", "str", "", "Log line format of the worker.", _str),
+    # periodic tasks
+    _S("beat_schedule", {}, "dict", "", "Periodic tasks: not implemented yet. A worker whose app has entries here logs a WARNING at start naming each entry that will not run; `celeriac worker -B` is refused.", _mapping, "accepted, not run: periodic tasks are not implemented yet"),
     _S("monitor_interval", 5.0, "float", "seconds", "How often `celeriac monitor` samples every queue and reads the workers' heartbeats.", _seconds(), "celeriac"),
     _S("monitor_queues", (), "list of str", "", "Queues to watch besides those the broker lists and `task_queues`: the queues of a plain Celery deployment, for example.", _str_list, "celeriac"),
     _S("monitor_history_path", "celeriac-monitor.db", "str", "path", "The monitor's history (SQLite): every sample for 6 hours, one per minute for 7 days, one per hour for `monitor_history_days`.", _str, "celeriac"),
@@ -387,8 +523,6 @@ CELERY_IGNORED: dict[str, str] = {
     "result_extended": "results always store the task name, args and worker",
     "broker_heartbeat": "connections use TCP keepalive; for AMQP heartbeats on RabbitMQ set broker_transport_options={'heartbeat': seconds}, on Redis health_check_interval",
     "worker_disable_rate_limits": "rate limits are not implemented",
-    "task_annotations": "annotations are not implemented",
-    "beat_schedule": "periodic tasks (beat) are not implemented",
     "result_persistent": "results are always persistent",
     "worker_pool_restarts": "children can be recycled by task count and memory instead",
     "worker_task_log_format": "worker_log_format applies to task logs too",
@@ -406,7 +540,164 @@ CELERY_REFUSED: dict[str, str] = {
     "[Queue('celery', Exchange('celery', type='topic'), routing_key='celery')]",
     "task_default_routing_key": "declare the queue with its routing key in task_queues: "
     "[Queue('celery', routing_key='key')]",
+    "task_default_rate_limit": _RATE_LIMIT_ADVICE,
 }
+
+# fmt: off
+#: Celery settings whose old name is the new name in upper case (``BROKER_URL`` for ``broker_url``).
+_OLD_NAME_IS_UPPER_CASE = (
+    "azureblockblob_base_path", "azureblockblob_connection_timeout", "azureblockblob_container_name",
+    "azureblockblob_read_timeout", "azureblockblob_retry_increment_base",
+    "azureblockblob_retry_initial_backoff_sec", "azureblockblob_retry_max_attempts",
+    "broker_channel_error_retry", "broker_connection_max_retries", "broker_connection_retry",
+    "broker_connection_retry_on_startup", "broker_connection_timeout", "broker_failover_strategy",
+    "broker_heartbeat", "broker_heartbeat_checkrate", "broker_host", "broker_login_method",
+    "broker_native_delayed_delivery_queue_type", "broker_password", "broker_pool_acquire_timeout",
+    "broker_pool_limit", "broker_port", "broker_read_url", "broker_transport", "broker_transport_options",
+    "broker_url", "broker_use_ssl", "broker_user", "broker_vhost", "broker_write_url",
+    "cassandra_auth_kwargs", "cassandra_auth_provider", "cassandra_bundle_path", "cassandra_entry_ttl",
+    "cassandra_keyspace", "cassandra_options", "cassandra_port", "cassandra_read_consistency",
+    "cassandra_servers", "cassandra_table", "cassandra_write_consistency", "control_exchange",
+    "control_queue_durable", "control_queue_exclusive", "control_queue_expires", "control_queue_ttl",
+    "cosmosdbsql_collection_name", "cosmosdbsql_consistency_level", "cosmosdbsql_database_name",
+    "cosmosdbsql_max_retry_attempts", "cosmosdbsql_max_retry_wait_time", "database_create_tables_at_setup",
+    "database_engine_callback", "database_table_schemas", "enable_utc", "gcs_base_path", "gcs_bucket",
+    "gcs_project", "gcs_ttl", "result_accept_content", "s3_access_key_id", "s3_base_path", "s3_bucket",
+    "s3_endpoint_url", "s3_region", "s3_secret_access_key",
+)
+#: Celery's other old names, each with its new name (``CELERYD_CONCURRENCY``: ``worker_concurrency``).
+_OLD_NAME_RENAMED = {
+    "CELERYBEAT_CRON_STARTING_DEADLINE": "beat_cron_starting_deadline",
+    "CELERYBEAT_ENABLE_REMOTE_CONTROL": "beat_enable_remote_control",
+    "CELERYBEAT_MAX_LOOP_INTERVAL": "beat_max_loop_interval",
+    "CELERYBEAT_REMOTE_CONTROL_MAX_TICK_AGE": "beat_remote_control_max_tick_age",
+    "CELERYBEAT_SCHEDULE": "beat_schedule", "CELERYBEAT_SCHEDULER": "beat_scheduler",
+    "CELERYBEAT_SCHEDULE_FILENAME": "beat_schedule_filename", "CELERYBEAT_SYNC_EVERY": "beat_sync_every",
+    "CELERYD_AGENT": "worker_agent", "CELERYD_AUTOSCALER": "worker_autoscaler",
+    "CELERYD_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS": "worker_cancel_long_running_tasks_on_connection_loss",
+    "CELERYD_CONCURRENCY": "worker_concurrency", "CELERYD_CONSUMER": "worker_consumer",
+    "CELERYD_DEDUPLICATE_SUCCESSFUL_TASKS": "worker_deduplicate_successful_tasks",
+    "CELERYD_DETECT_QUORUM_QUEUES": "worker_detect_quorum_queues",
+    "CELERYD_DISABLE_PREFETCH": "worker_disable_prefetch",
+    "CELERYD_ENABLE_PREFETCH_COUNT_REDUCTION": "worker_enable_prefetch_count_reduction",
+    "CELERYD_ENABLE_SOFT_SHUTDOWN_ON_IDLE": "worker_enable_soft_shutdown_on_idle",
+    "CELERYD_ETA_TASK_LIMIT": "worker_eta_task_limit",
+    "CELERYD_HIJACK_ROOT_LOGGER": "worker_hijack_root_logger", "CELERYD_LOG_COLOR": "worker_log_color",
+    "CELERYD_LOG_DATEFMT": "worker_log_datefmt", "CELERYD_LOG_FORMAT": "worker_log_format",
+    "CELERYD_MAX_MEMORY_PER_CHILD": "worker_max_memory_per_child",
+    "CELERYD_MAX_TASKS_PER_CHILD": "worker_max_tasks_per_child", "CELERYD_POOL": "worker_pool",
+    "CELERYD_POOL_PUTLOCKS": "worker_pool_putlocks", "CELERYD_POOL_RESTARTS": "worker_pool_restarts",
+    "CELERYD_POOL_START_METHOD": "worker_pool_start_method",
+    "CELERYD_PREFETCH_MULTIPLIER": "worker_prefetch_multiplier",
+    "CELERYD_PROC_ALIVE_TIMEOUT": "worker_proc_alive_timeout",
+    "CELERYD_SOFT_SHUTDOWN_TIMEOUT": "worker_soft_shutdown_timeout", "CELERYD_STATE_DB": "worker_state_db",
+    "CELERYD_TASK_LOG_DATEFMT": "worker_task_log_datefmt",
+    "CELERYD_TASK_LOG_FORMAT": "worker_task_log_format",
+    "CELERYD_TASK_SOFT_TIME_LIMIT": "task_soft_time_limit", "CELERYD_TASK_TIME_LIMIT": "task_time_limit",
+    "CELERYD_TIMER": "worker_timer", "CELERYD_TIMER_PRECISION": "worker_timer_precision",
+    "CELERYD_WORKER_LOST_WAIT": "worker_lost_wait", "CELERY_ACCEPT_CONTENT": "accept_content",
+    "CELERY_ACKS_LATE": "task_acks_late", "CELERY_ACKS_ON_FAILURE": "task_acks_on_failure",
+    "CELERY_ACKS_ON_FAILURE_OR_TIMEOUT": "task_acks_on_failure_or_timeout",
+    "CELERY_ACKS_ON_TIMEOUT": "task_acks_on_timeout",
+    "CELERY_ALLOW_ERROR_CB_ON_CHORD_HEADER": "task_allow_error_cb_on_chord_header",
+    "CELERY_ALWAYS_EAGER": "task_always_eager", "CELERY_ANNOTATIONS": "task_annotations",
+    "CELERY_ARANGODB_BACKEND_SETTINGS": "arangodb_backend_settings", "CELERY_CACHE_BACKEND": "cache_backend",
+    "CELERY_CACHE_BACKEND_OPTIONS": "cache_backend_options",
+    "CELERY_COUCHBASE_BACKEND_SETTINGS": "couchbase_backend_settings",
+    "CELERY_CREATE_MISSING_QUEUES": "task_create_missing_queues",
+    "CELERY_CREATE_MISSING_QUEUE_EXCHANGE_TYPE": "task_create_missing_queue_exchange_type",
+    "CELERY_CREATE_MISSING_QUEUE_TYPE": "task_create_missing_queue_type",
+    "CELERY_DEFAULT_DELIVERY_MODE": "task_default_delivery_mode",
+    "CELERY_DEFAULT_EXCHANGE": "task_default_exchange",
+    "CELERY_DEFAULT_EXCHANGE_TYPE": "task_default_exchange_type",
+    "CELERY_DEFAULT_PRIORITY": "task_default_priority", "CELERY_DEFAULT_QUEUE": "task_default_queue",
+    "CELERY_DEFAULT_QUEUE_TYPE": "task_default_queue_type",
+    "CELERY_DEFAULT_RATE_LIMIT": "task_default_rate_limit",
+    "CELERY_DEFAULT_ROUTING_KEY": "task_default_routing_key",
+    "CELERY_DISABLE_RATE_LIMITS": "worker_disable_rate_limits",
+    "CELERY_EAGER_PROPAGATES_EXCEPTIONS": "task_eager_propagates",
+    "CELERY_ELASTICSEARCH_MAX_RETRIES": "elasticsearch_max_retries",
+    "CELERY_ELASTICSEARCH_RETRY_ON_TIMEOUT": "elasticsearch_retry_on_timeout",
+    "CELERY_ELASTICSEARCH_SAVE_META_AS_TEXT": "elasticsearch_save_meta_as_text",
+    "CELERY_ELASTICSEARCH_TIMEOUT": "elasticsearch_timeout",
+    "CELERY_ENABLE_REMOTE_CONTROL": "worker_enable_remote_control", "CELERY_EVENT_EXCHANGE": "event_exchange",
+    "CELERY_EVENT_QUEUE_DURABLE": "event_queue_durable",
+    "CELERY_EVENT_QUEUE_EXCLUSIVE": "event_queue_exclusive",
+    "CELERY_EVENT_QUEUE_EXPIRES": "event_queue_expires", "CELERY_EVENT_QUEUE_PREFIX": "event_queue_prefix",
+    "CELERY_EVENT_QUEUE_TTL": "event_queue_ttl", "CELERY_EVENT_SERIALIZER": "event_serializer",
+    "CELERY_IGNORE_RESULT": "task_ignore_result", "CELERY_IMPORTS": "imports", "CELERY_INCLUDE": "include",
+    "CELERY_INHERIT_PARENT_PRIORITY": "task_inherit_parent_priority",
+    "CELERY_MAX_CACHED_RESULTS": "result_cache_max", "CELERY_MESSAGE_COMPRESSION": "task_compression",
+    "CELERY_MONGODB_BACKEND_SETTINGS": "mongodb_backend_settings", "CELERY_QUEUES": "task_queues",
+    "CELERY_QUEUE_MAX_PRIORITY": "task_queue_max_priority",
+    "CELERY_REDIRECT_STDOUTS": "worker_redirect_stdouts",
+    "CELERY_REDIRECT_STDOUTS_LEVEL": "worker_redirect_stdouts_level",
+    "CELERY_REDIS_BACKEND_USE_SSL": "redis_backend_use_ssl", "CELERY_REDIS_DB": "redis_db",
+    "CELERY_REDIS_HOST": "redis_host", "CELERY_REDIS_MAX_CONNECTIONS": "redis_max_connections",
+    "CELERY_REDIS_PASSWORD": "redis_password", "CELERY_REDIS_PORT": "redis_port",
+    "CELERY_REDIS_RETRY_ON_TIMEOUT": "redis_retry_on_timeout",
+    "CELERY_REDIS_SOCKET_CONNECT_TIMEOUT": "redis_socket_connect_timeout",
+    "CELERY_REDIS_SOCKET_KEEPALIVE": "redis_socket_keepalive",
+    "CELERY_REDIS_SOCKET_TIMEOUT": "redis_socket_timeout", "CELERY_REDIS_USERNAME": "redis_username",
+    "CELERY_REJECT_ON_WORKER_LOST": "task_reject_on_worker_lost",
+    "CELERY_REMOTE_TRACEBACKS": "task_remote_tracebacks", "CELERY_REPR_MAXLEVELS": "task_repr_maxlevels",
+    "CELERY_RESULT_BACKEND": "result_backend",
+    "CELERY_RESULT_BACKEND_ALWAYS_RETRY": "result_backend_always_retry",
+    "CELERY_RESULT_BACKEND_BASE_SLEEP_BETWEEN_RETRIES_MS": "result_backend_base_sleep_between_retries_ms",
+    "CELERY_RESULT_BACKEND_MAX_RETRIES": "result_backend_max_retries",
+    "CELERY_RESULT_BACKEND_MAX_SLEEP_BETWEEN_RETRIES_MS": "result_backend_max_sleep_between_retries_ms",
+    "CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS": "result_backend_transport_options",
+    "CELERY_RESULT_CHORD_EXPIRES": "result_chord_expires",
+    "CELERY_RESULT_CHORD_JOIN_TIMEOUT": "result_chord_join_timeout",
+    "CELERY_RESULT_CHORD_RETRY_INTERVAL": "result_chord_retry_interval",
+    "CELERY_RESULT_COMPRESSION": "result_compression", "CELERY_RESULT_DBURI": "database_url",
+    "CELERY_RESULT_DB_SHORT_LIVED_SESSIONS": "database_short_lived_sessions",
+    "CELERY_RESULT_DB_TABLENAMES": "database_table_names",
+    "CELERY_RESULT_ENGINE_OPTIONS": "database_engine_options", "CELERY_RESULT_EXCHANGE": "result_exchange",
+    "CELERY_RESULT_EXCHANGE_TYPE": "result_exchange_type", "CELERY_RESULT_EXTENDED": "result_extended",
+    "CELERY_RESULT_FAILURE_EXPIRES": "result_failure_expires",
+    "CELERY_RESULT_PERSISTENT": "result_persistent", "CELERY_RESULT_SERIALIZER": "result_serializer",
+    "CELERY_RETRY_ON_WORKER_LOST": "task_retry_on_worker_lost", "CELERY_ROUTES": "task_routes",
+    "CELERY_SECURITY_CERTIFICATE": "security_certificate",
+    "CELERY_SECURITY_CERT_STORE": "security_cert_store", "CELERY_SECURITY_DIGEST": "security_digest",
+    "CELERY_SECURITY_KEY": "security_key", "CELERY_SECURITY_KEY_PASSWORD": "security_key_password",
+    "CELERY_SEND_EVENTS": "worker_send_task_events", "CELERY_SEND_TASK_SENT_EVENT": "task_send_sent_event",
+    "CELERY_STORE_EAGER_RESULT": "task_store_eager_result",
+    "CELERY_STORE_ERRORS_EVEN_IF_IGNORED": "task_store_errors_even_if_ignored",
+    "CELERY_TASK_PROTOCOL": "task_protocol", "CELERY_TASK_PUBLISH_RETRY": "task_publish_retry",
+    "CELERY_TASK_PUBLISH_RETRY_POLICY": "task_publish_retry_policy",
+    "CELERY_TASK_RESULT_EXPIRES": "result_expires", "CELERY_TASK_SERIALIZER": "task_serializer",
+    "CELERY_TIMEZONE": "timezone", "CELERY_TRACK_STARTED": "task_track_started",
+    "CELERY_WORKER_DIRECT": "worker_direct",
+}
+# fmt: on
+
+#: Celery's old upper-case setting names (its "New lowercase settings" table, as Celery 5 reads
+#: them), each with the new name it is read as.
+CELERY_OLD_NAMES: dict[str, str] = {
+    **{name.upper(): name for name in _OLD_NAME_IS_UPPER_CASE},
+    **_OLD_NAME_RENAMED,
+}
+
+#: Names Celery's documentation lists as old names but Celery itself never reads: a
+#: configuration using them changes nothing on Celery either, so they get a warning.
+_CELERY_UNREAD_NAMES: dict[str, str] = {
+    "CASSANDRA_COLUMN_FAMILY": "cassandra_table",
+    "CELERY_COMPRESSION": "task_compression",
+    "CELERY_EAGER_PROPAGATES": "task_eager_propagates",
+    "CELERY_PUBLISH_RETRY": "task_publish_retry",
+    "CELERY_PUBLISH_RETRY_POLICY": "task_publish_retry_policy",
+    "CELERY_RESULT_DB_TABLE_NAMES": "database_table_names",
+    "CELERY_SEND_SENT_EVENT": "task_send_sent_event",
+    "CELERYD_REDIRECT_STDOUTS": "worker_redirect_stdouts",
+    "CELERYD_REDIRECT_STDOUTS_LEVEL": "worker_redirect_stdouts_level",
+    "CELERYD_SOFT_TIME_LIMIT": "task_soft_time_limit",
+    "CELERYD_TIME_LIMIT": "task_time_limit",
+}
+
+#: Every lower-case name a Celery or celeriac configuration may hold.
+_NEW_NAMES = frozenset(SETTINGS_BY_NAME) | frozenset(CELERY_IGNORED) | frozenset(CELERY_REFUSED)
+_CELERY_NEW_NAMES = _NEW_NAMES | frozenset(CELERY_OLD_NAMES.values())
 
 _ENV_ALIASES = {"CELERY_BROKER_URL": "broker_url", "CELERY_RESULT_BACKEND": "result_backend"}
 
@@ -442,6 +733,67 @@ def validate(name: str, value: Any) -> Any:
     if setting is None:
         raise _unknown(name)
     return setting.validate(name, value)
+
+
+# -- Celery's old names ---------------------------------------------------------------------------
+
+
+def rename_old_names(values: Mapping[str, Any], where: str, rename_to: str = "") -> dict[str, Any]:
+    """``values`` with Celery's old names replaced by their new ones.
+
+    One warning per old name, naming the new name to write instead (``rename_to`` +
+    the new name in upper case with a namespace such as ``'CELERY_'``). An old name whose
+    new name is in ``values`` too is dropped with a warning: the new one is used, as in
+    Celery. An old name of a setting celeriac refuses or does not know raises
+    :class:`~celeriac.errors.ConfigurationError` naming both names.
+    """
+    out: dict[str, Any] = {}
+    for name, value in values.items():
+        new = CELERY_OLD_NAMES.get(name)
+        if new is None:
+            out[name] = value
+            continue
+        if new not in SETTINGS_BY_NAME and new not in CELERY_IGNORED:
+            raise ConfigurationError(f"{where}: {name} is Celery's old name of {new}: {_unknown(new)}")
+        write = f"{rename_to}{new.upper()}" if rename_to else new
+        if new in values:
+            logger.warning(
+                "%s: %s and %s are both set; %s is used (%s is Celery's old name of %s): remove %s",
+                where, name, write, write, name, new, name,
+            )  # fmt: skip
+            continue
+        logger.warning("%s: read %s (Celery's old name) as %s; rename it to %s", where, name, new, write)
+        out[new] = value
+    return out
+
+
+def refuse_mixed_names(names: Iterable[str], where: str) -> None:
+    """Refuse old and new setting names in one configuration, as Celery does, naming each old
+    name with its new one (an old name given together with its own new name is not a mix)."""
+    names = set(names)
+    pairs = {CELERY_OLD_NAMES[name] for name in names if CELERY_OLD_NAMES.get(name) in names}
+    new = sorted(name for name in names if name in _CELERY_NEW_NAMES and name not in pairs)
+    old = sorted(name for name in names if name in CELERY_OLD_NAMES and CELERY_OLD_NAMES[name] not in pairs)
+    if old and new:
+        renames = ", ".join(f"{name} to {CELERY_OLD_NAMES[name]}" for name in old)
+        raise ConfigurationError(
+            f"{where} mixes Celery's old upper-case setting names with new ones ({', '.join(new)}), "
+            f"which Celery refuses too: rename {renames}"
+        )
+
+
+def _unread_upper_name(name: str) -> str | None:
+    """What to write instead of an upper-case name that looks like a setting but is not read
+    (in a configuration read without a namespace)."""
+    if name in _CELERY_UNREAD_NAMES:
+        new = _CELERY_UNREAD_NAMES[name]
+        return f"Celery does not read {name} either (its docs list it as an old name): write {new}"
+    if name.lower() in SETTINGS_BY_NAME:
+        return f"settings are lower case: {name.lower()}"
+    if name.startswith("CELERY_") and name[len("CELERY_") :].lower() in _NEW_NAMES:
+        new = name[len("CELERY_") :].lower()
+        return f"CELERY_-prefixed names are read with namespace='CELERY' only: write {new}, or pass the namespace"
+    return None
 
 
 def parse_env_value(setting: Setting, raw: str) -> Any:
@@ -512,6 +864,7 @@ class Settings:
     task_ignore_result: bool
     task_always_eager: bool
     task_eager_propagates: bool
+    task_annotations: tuple[dict[str, dict[str, Any]], ...] | None
     result_backend: str | None
     result_backend_transport_options: dict[str, Any]
     result_serializer: str
@@ -526,6 +879,7 @@ class Settings:
     worker_proc_alive_timeout: float
     worker_stats_interval: float
     worker_log_format: str
+    beat_schedule: dict[str, Any]
     monitor_interval: float
     monitor_queues: tuple[str, ...]
     monitor_history_path: str
@@ -571,11 +925,15 @@ class Settings:
 
     def __getitem__(self, name: str) -> Any:
         try:
-            return self._values[name]
+            return self._values[CELERY_OLD_NAMES.get(name, name)]
         except KeyError:
             raise _unknown(name) from None
 
     def __setitem__(self, name: str, value: Any) -> None:
+        if name in CELERY_OLD_NAMES:
+            for new, renamed in rename_old_names({name: value}, "app.conf").items():
+                self[new] = renamed
+            return
         setting = SETTINGS_BY_NAME.get(name)
         if setting is None:
             if name in CELERY_IGNORED:
@@ -590,18 +948,24 @@ class Settings:
         self[name] = value
 
     def __contains__(self, name: object) -> bool:
-        return name in self._values
+        return name in self._values or (isinstance(name, str) and CELERY_OLD_NAMES.get(name) in self._values)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._values)
 
     def get(self, name: str, default: Any = None) -> Any:
-        """The value of ``name``, or ``default`` for names that are not settings."""
-        return self._values.get(name, default)
+        """The value of ``name`` (or of Celery's old name for it), or ``default`` for names that
+        are not settings."""
+        return self._values.get(CELERY_OLD_NAMES.get(name, name), default)
 
     def update(self, values: Mapping[str, Any] | Iterable[tuple[str, Any]] = (), **kwargs: Any) -> None:
-        """Set several settings; the first bad one raises before any is applied."""
+        """Set several settings; the first bad one raises before any is applied.
+
+        Celery's old names are read as their new ones; old and new names together are refused.
+        """
         items = dict(values, **kwargs)
+        refuse_mixed_names(items, "app.conf.update()")
+        items = rename_old_names(items, "app.conf.update()")
         staged = Settings.__new__(Settings)
         object.__setattr__(staged, "_values", dict(self._values))
         object.__setattr__(staged, "_listener", None)
@@ -631,45 +995,125 @@ for _setting in SETTINGS:
     setattr(Settings, _setting.name, _make_property(_setting.name))
 
 
-def from_object(obj: Any, namespace: str | None = None) -> dict[str, Any]:
+def from_object(obj: Any, namespace: str | None = None, silent: bool = False) -> dict[str, Any]:
     """Read settings from a module, class or object, like Celery's ``config_from_object``.
 
     ``obj`` may be an import path (``'proj.celeryconfig'`` or ``'proj.settings:Config'``).
     Without a namespace every public lower-case attribute is a setting (prefix
-    helpers with ``_``); with ``namespace='CELERY'`` only ``CELERY_*`` names are
-    read and ``CELERY_BROKER_URL`` becomes ``broker_url``.
+    helpers with ``_``), and Celery's old upper-case names are read as the new ones
+    (a mix of both is refused). With ``namespace='CELERY'``, ``CELERY_BROKER_URL``
+    becomes ``broker_url``; Celery's old names (``CELERY_ALWAYS_EAGER``, and
+    unprefixed ones such as ``BROKER_URL``) are read too, as Celery reads them, the
+    prefixed new name winning. Returns new names only; nothing if ``silent`` and the module
+    cannot be imported.
     """
+    where = "config_from_object(" + (repr(obj) if isinstance(obj, str) else _describe(obj)) + ")"
     if isinstance(obj, str):
         module_name, _, attr = obj.partition(":")
         try:
             target: Any = importlib.import_module(module_name)
         except ImportError as exc:
-            raise ConfigurationError(
-                f"config_from_object({obj!r}): cannot import {module_name!r}: {exc}"
-            ) from exc
+            if silent:
+                return {}
+            raise ConfigurationError(f"{where}: cannot import {module_name!r}: {exc}") from exc
         if attr:
             target = getattr(target, attr)
         obj = target
-    values = dict(obj) if isinstance(obj, Mapping) else {k: getattr(obj, k) for k in dir(obj)}
-    found: dict[str, Any] = {}
     prefix = f"{namespace}_" if namespace else ""
+    # With a namespace only its names, and Celery's old names it falls back on, are read:
+    # reading every attribute of Django's settings warns on deprecated ones (Django 4.2) and
+    # raises on some (an empty SECRET_KEY).
+    values = (
+        dict(obj)
+        if isinstance(obj, Mapping)
+        else {k: getattr(obj, k) for k in dir(obj) if k.startswith(prefix) or k in CELERY_OLD_NAMES}
+    )
+    values = {k: v for k, v in values.items() if isinstance(k, str) and not k.startswith("_")}
+    if namespace:
+        return _from_namespace(values, prefix, where)
+    found: dict[str, Any] = {}
     for key, value in values.items():
-        if key.startswith("_"):
+        if isinstance(value, types.ModuleType):
             continue
-        if prefix:
-            if not key.startswith(prefix):
-                continue
-            found[key[len(prefix) :].lower()] = value
-        elif key.islower() and not callable(value) and not isinstance(value, types.ModuleType):
+        if key in CELERY_OLD_NAMES or (key.islower() and not callable(value)):
             found[key] = value
-        elif key.isupper() and key.lower() in SETTINGS_BY_NAME:
-            logger.warning(
-                "config_from_object: %s is ignored; settings are lower case: %s "
-                "(or pass namespace='CELERY' for CELERY_-prefixed names)",
-                key,
-                key.lower(),
-            )
-    return found
+        elif key.isupper() and (hint := _unread_upper_name(key)) is not None:
+            logger.warning("%s: %s is ignored; %s", where, key, hint)
+    refuse_mixed_names(found, where)
+    return rename_old_names(found, where)
+
+
+def _from_namespace(values: Mapping[str, Any], prefix: str, where: str) -> dict[str, Any]:
+    """The settings in ``values`` read with a namespace (``prefix`` is ``'CELERY_'``).
+
+    ``CELERY_<NEW NAME>`` is the new name. An old name is read when it is prefixed (and not a
+    new name once the prefix is off) or, unprefixed, when celeriac knows its setting: Django
+    settings hold many upper-case names, and only those meant for Celery are taken.
+    """
+    found: dict[str, Any] = {}
+    old: dict[str, Any] = {}
+    for key, value in values.items():
+        prefixed = key.startswith(prefix)
+        name = key[len(prefix) :].lower() if prefixed else ""
+        if prefixed and (name in _CELERY_NEW_NAMES or key not in CELERY_OLD_NAMES):
+            found[name] = value
+        elif key in CELERY_OLD_NAMES and (prefixed or CELERY_OLD_NAMES[key] in _NEW_NAMES):
+            old[key] = value
+    targets = {CELERY_OLD_NAMES[name] for name in old}
+    shadowing = {name: value for name, value in found.items() if name in targets}
+    renamed = rename_old_names({**old, **shadowing}, where, rename_to=prefix)
+    return {**renamed, **found}
+
+
+def _describe(obj: Any) -> str:
+    if isinstance(obj, types.ModuleType):
+        return obj.__name__
+    if isinstance(obj, type):
+        return obj.__qualname__
+    return "a " + type(obj).__name__
+
+
+# -- periodic tasks (not implemented yet) ----------------------------------------------------
+
+
+def _beat_instead(app: Celeriac) -> str:
+    project = app.main or "proj"
+    return (
+        "Send them from elsewhere until then: keep Celery's beat running "
+        f"(`celery -A {project} beat`, with your Celery app) on the same Redis or RabbitMQ broker, whose "
+        f"messages celeriac workers run, or call each task from cron with `celeriac call -A {project} TASK`"
+    )
+
+
+def _beat_entries(schedule: Mapping[str, Any]) -> str:
+    def entry(name: str, spec: Any) -> str:
+        task = spec.get("task") if isinstance(spec, Mapping) else None
+        return f"{name!r} (task {task})" if task else repr(name)
+
+    return ", ".join(entry(name, spec) for name, spec in schedule.items())
+
+
+def beat_schedule_warning(app: Celeriac) -> str | None:
+    """The warning a worker logs at start when ``beat_schedule`` has entries, none of which
+    will run; None for an empty schedule."""
+    schedule = app.conf.beat_schedule
+    if not schedule:
+        return None
+    return (
+        f"beat_schedule has {len(schedule)} entr{'y' if len(schedule) == 1 else 'ies'} that will NOT run: "
+        f"{_beat_entries(schedule)}. Periodic tasks (beat) are not implemented yet in celeriac. "
+        + _beat_instead(app)
+    )
+
+
+def beat_unsupported(app: Celeriac) -> str | None:
+    """Why ``celeriac worker -B/--beat`` cannot start (None once periodic tasks are implemented)."""
+    schedule = app.conf.beat_schedule
+    entries = f" (beat_schedule: {_beat_entries(schedule)})" if schedule else ""
+    return (
+        f"-B/--beat: periodic tasks (beat) are not implemented yet, so this worker cannot run them{entries}. "
+        "Start the worker without -B. " + _beat_instead(app)
+    )
 
 
 def settings_markdown() -> str:
@@ -710,4 +1154,38 @@ def settings_markdown() -> str:
         "|---|---|",
     ]
     lines += [f"| `{name}` | {what} |" for name, what in sorted(CELERY_REFUSED.items())]
+    lines += [
+        "",
+        "## Celery's old setting names",
+        "",
+        "Celery 5 still reads its pre-4.0 upper-case names; so does celeriac, each as its new name with a",
+        "warning saying what to rename it to. A configuration that mixes old and new names is refused, as",
+        "Celery refuses it (one that gives both names of a setting uses the new one). With",
+        "`config_from_object(..., namespace='CELERY')` the new names are `CELERY_` + the new name in upper",
+        "case (`CELERY_TASK_ALWAYS_EAGER`), and the old names are read too, as Celery reads them.",
+        "An old name follows its new name's rule: ignored with a warning, refused, or an unknown setting.",
+        "",
+        "| old name | new name | in celeriac |",
+        "|---|---|---|",
+    ]
+    for old, new in sorted(CELERY_OLD_NAMES.items()):
+        if new in SETTINGS_BY_NAME:
+            status = "read"
+        elif new in CELERY_IGNORED:
+            status = "ignored with a warning"
+        elif new in CELERY_REFUSED:
+            status = "refused"
+        else:
+            status = "not a celeriac setting: an error"
+        lines.append(f"| `{old}` | `{new}` | {status} |")
     return "\n".join(lines) + "\n"
+
+
+def django_settings_module(environ: Mapping[str, str] | None = None) -> str | None:
+    """``DJANGO_SETTINGS_MODULE`` from ``environ`` (default: the process environment), or None.
+
+    Set when an app is created, it installs the Django fix-up (``celeriac.fixups.django``),
+    as it does in Celery.
+    """
+    environ = os.environ if environ is None else environ
+    return environ.get("DJANGO_SETTINGS_MODULE") or None

@@ -1,9 +1,15 @@
-"""Execution context: the request of the task running now, and whether a worker runs it.
+"""Execution context: the request of the task running now, whether a worker runs it, and the
+default app.
 
 :class:`Request` is what a running task knows about its own invocation
 (``self.request``). The worker (or ``Task.apply``) pushes one around each task
 with :func:`push_request`; :func:`current_request` reads it, for example to give a
 task sent from inside another task its parent and root ids.
+
+The default app (Celery's current app) is held here, below the result handles, so
+``AsyncResult(task_id)`` without an app reads the default app's result backend as in
+Celery. :mod:`celeriac._state` decides which app it is (and creates one when needed);
+this module only keeps the reference.
 """
 
 from __future__ import annotations
@@ -12,10 +18,13 @@ import contextvars
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from celeriac.errors import Retry
-from celeriac.protocol.message import TaskMessage
+from celeriac.protocol.message import KNOWN_HEADERS, TaskMessage
+
+if TYPE_CHECKING:
+    from celeriac.app import Celeriac
 
 #: True while a worker runs task code, so ``AsyncResult.get()`` inside a task can refuse.
 in_worker_task: contextvars.ContextVar[bool] = contextvars.ContextVar("in_worker_task", default=False)
@@ -23,7 +32,16 @@ in_worker_task: contextvars.ContextVar[bool] = contextvars.ContextVar("in_worker
 
 @dataclass(slots=True)
 class Request:
-    """What a running task knows about its own invocation (``self.request``)."""
+    """What a running task knows about its own invocation (``self.request``), with Celery's names.
+
+    From a worker: ``headers`` are the message's application headers that are not
+    Celery's own (None when there are none); ``properties``, ``reply_to``,
+    ``correlation_id`` and ``priority`` come from the message properties;
+    ``hostname`` is the worker's node name; ``delivery_info`` holds ``exchange``,
+    ``routing_key``, ``priority`` and ``redelivered`` (and celeriac's ``queue`` and
+    ``delivery_tag``). From ``apply`` (eager): ``is_eager`` is True and
+    ``delivery_info`` says so, as in Celery.
+    """
 
     id: str | None = None
     task: str | None = None
@@ -39,6 +57,11 @@ class Request:
     hostname: str | None = None
     timelimit: tuple[float | None, float | None] = (None, None)
     delivery_info: dict[str, Any] = field(default_factory=dict)
+    headers: dict[str, Any] | None = None
+    properties: Mapping[str, Any] = field(default_factory=dict)
+    reply_to: str | None = None
+    correlation_id: str | None = None
+    priority: int | None = None
     is_eager: bool = False
     called_directly: bool = True
     message: TaskMessage | None = None
@@ -49,10 +72,28 @@ class Request:
     #: ``Task.retry(throw=False)`` (see ``worker/execute.py``)
     retry_handler: Callable[[Retry], None] | None = None
 
-    @property
-    def correlation_id(self) -> str | None:
-        """The task id (AMQP's name for it)."""
-        return self.id
+
+#: Header names Celery never shows in ``request.headers``: the protocol's own, and the
+#: names of request fields (Celery drops both from the custom headers).
+_NOT_CUSTOM = KNOWN_HEADERS | {
+    "compression",
+    "replaced_task_nesting",
+    "stamped_headers",
+    "stamps",
+    "taskset",
+    "chain",
+    "chord",
+    "callbacks",
+    "errbacks",
+    *Request.__dataclass_fields__,
+}
+
+
+def custom_headers(message: TaskMessage) -> dict[str, Any] | None:
+    """The application headers a producer added to ``message`` (``apply_async(headers=...)``),
+    as Celery's ``request.headers`` shows them: None when there are none."""
+    found = {name: value for name, value in message.extra_headers.items() if name not in _NOT_CUSTOM}
+    return found or None
 
 
 _current: contextvars.ContextVar[Request | None] = contextvars.ContextVar("celeriac_request", default=None)
@@ -71,3 +112,17 @@ def push_request(request: Request) -> contextvars.Token[Request | None]:
 def pop_request(token: contextvars.Token[Request | None]) -> None:
     """Undo :func:`push_request`."""
     _current.reset(token)
+
+
+_default_app: Celeriac | None = None
+
+
+def default_app() -> Celeriac | None:
+    """The default app, or None before any app was created (see :mod:`celeriac._state`)."""
+    return _default_app
+
+
+def set_default_app(app: Celeriac | None) -> None:
+    """Keep ``app`` as the default app; only :mod:`celeriac._state` (and tests) call this."""
+    global _default_app
+    _default_app = app

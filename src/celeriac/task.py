@@ -3,14 +3,19 @@
 ``@app.task`` turns a function into a :class:`Task`. Calling it runs the function
 here; ``delay`` / ``apply_async`` send a message; ``apply`` runs it here as a task
 (eager). ``self.retry()`` inside a bound task (``bind=True``) sends the task
-again with its retry count in the message headers.
+again with its retry count in the message headers; ``self.update_state()`` stores a
+state (a custom one such as ``PROGRESS`` too) while the task runs.
 """
 
 from __future__ import annotations
 
 import contextvars
+import functools
 import inspect
+import logging
+import os
 import random
+import socket
 import traceback as tb
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -18,10 +23,13 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from celeriac.canvas.chunks import Chunks
+from celeriac.config import TASK_OPTIONS, rate_limit_refused
 from celeriac.context import Request, _current, current_request, pop_request, push_request
-from celeriac.errors import Ignore, MaxRetriesExceededError, Reject, Retry
+from celeriac.einfo import ExceptionInfo
+from celeriac.errors import ConfigurationError, Ignore, MaxRetriesExceededError, Reject, Retry
+from celeriac.results.base import PendingResult
 from celeriac.results.result import AsyncResult, EagerResult
-from celeriac.states import FAILURE, SUCCESS
+from celeriac.states import EXCEPTION_STATES, FAILURE, READY_STATES, SUCCESS
 
 if TYPE_CHECKING:
     from celeriac.app import Celeriac
@@ -37,8 +45,11 @@ __all__ = [
     "make_task",
     "pop_request",
     "push_request",
+    "refuse_rate_limit",
 ]
 
+
+logger = logging.getLogger("celeriac.task")
 
 #: The task the worker (or ``apply``) is entering through ``__call__`` right now.
 _invoking: contextvars.ContextVar[Task | None] = contextvars.ContextVar("celeriac_invoking", default=None)
@@ -80,32 +91,13 @@ class Task:
     serializer: str | None = None
     expires: float | datetime | None = None
 
-    #: Options ``@app.task(...)`` accepts (plus ``name``, ``bind``, ``base``).
-    OPTIONS = frozenset(
-        {
-            "typing",
-            "max_retries",
-            "default_retry_delay",
-            "autoretry_for",
-            "dont_autoretry_for",
-            "retry_kwargs",
-            "retry_backoff",
-            "retry_backoff_max",
-            "retry_jitter",
-            "acks_late",
-            "acks_on_failure_or_timeout",
-            "reject_on_worker_lost",
-            "time_limit",
-            "soft_time_limit",
-            "ignore_result",
-            "track_started",
-            "queue",
-            "priority",
-            "delivery_mode",
-            "serializer",
-            "expires",
-        }
-    )
+    #: Celery's rate limit ('10/m'): not implemented yet, so a task whose class sets it is
+    #: refused at registration rather than run without its limit.
+    rate_limit: str | None = None
+
+    #: Options ``@app.task(...)`` accepts (plus ``name``, ``bind``, ``base``); ``task_annotations``
+    #: may set them too.
+    OPTIONS = TASK_OPTIONS
 
     def __init__(self) -> None:
         self._signature: inspect.Signature | None = None
@@ -171,8 +163,23 @@ class Task:
         self._check_arguments(args, kwargs)
         if self.app.conf.task_always_eager:
             self.app.producer.validate(self.name, args, kwargs, self, options)  # same checks as a send
-            return self.apply(args, kwargs, task_id=task_id, throw=self.app.conf.task_eager_propagates)
+            throw = self.app.conf.task_eager_propagates
+            return self.apply(args, kwargs, task_id=task_id, throw=throw, **options)
         return self.app.send_task(self.name, args, kwargs, task_id=task_id, task=self, **options)
+
+    def delay_on_commit(self, *args: Any, **kwargs: Any) -> None:
+        """``delay()`` when the current Django database transaction commits (Celery's
+        ``DjangoTask``): a task that reads what the caller wrote finds it. Returns nothing,
+        as the task is not sent yet; outside a transaction it is sent at once."""
+        from celeriac.fixups.django import on_commit
+
+        on_commit(functools.partial(self.delay, *args, **kwargs))
+
+    def apply_async_on_commit(self, *args: Any, **kwargs: Any) -> None:
+        """``apply_async()`` when the current Django database transaction commits."""
+        from celeriac.fixups.django import on_commit
+
+        on_commit(functools.partial(self.apply_async, *args, **kwargs))
 
     def apply_many(self, calls: Iterable[Sequence[Any]], **options: Any) -> list[AsyncResult]:
         """Send one task per argument tuple in ``calls``, in one broker round trip."""
@@ -194,9 +201,9 @@ class Task:
         """The name the worker logs and counts a run of ``message`` under (the task's own)."""
         return self.name
 
-    def AsyncResult(self, task_id: str) -> AsyncResult:
-        """A handle on the result of ``task_id``."""
-        return self.app.AsyncResult(task_id, task_name=self.name)
+    def AsyncResult(self, task_id: str, **kwargs: Any) -> AsyncResult:
+        """A handle on the result of ``task_id`` (keyword arguments as ``app.AsyncResult``)."""
+        return self.app.AsyncResult(task_id, task_name=self.name, **kwargs)
 
     # -- running here -----------------------------------------------------------------------
 
@@ -207,9 +214,13 @@ class Task:
         task_id: str | None = None,
         retries: int = 0,
         throw: bool | None = None,
-        **_options: Any,
+        **options: Any,
     ) -> EagerResult:
-        """Run the task in this process as the worker would (retries included)."""
+        """Run the task in this process as the worker would (``before_start`` and retries included).
+
+        The request is Celery's eager one: ``is_eager``, this host's name, the ``headers``
+        and ``priority`` options, and ``delivery_info`` saying it is eager.
+        """
         args = tuple(args or ())
         kwargs = dict(kwargs or {})
         task_id = task_id or str(uuid.uuid4())
@@ -221,11 +232,21 @@ class Task:
                 kwargs=kwargs,
                 retries=retries,
                 root_id=task_id,
+                hostname=socket.gethostname(),
+                delivery_info={
+                    "is_eager": True,
+                    "exchange": options.get("exchange"),
+                    "routing_key": options.get("routing_key"),
+                    "priority": options.get("priority"),
+                },
+                headers=options.get("headers"),
+                priority=options.get("priority"),
                 is_eager=True,
                 called_directly=False,
             )
             token = push_request(request)
             try:
+                self.before_start(task_id, args, kwargs)
                 value = self.call_with_autoretry(args, kwargs)
             except Retry:
                 retries += 1
@@ -321,7 +342,81 @@ class Task:
         """True when the task or a base class below Task chose max_retries (None = unlimited)."""
         return any("max_retries" in cls.__dict__ for cls in type(self).__mro__ if cls is not Task)
 
+    # -- reporting progress -----------------------------------------------------------------
+
+    def update_state(
+        self, task_id: str | None = None, state: str | None = None, meta: Any = None, **kwargs: Any
+    ) -> None:
+        """Store ``state`` with ``meta`` for ``task_id`` (default: the running task), at once.
+
+        ``state`` may be any string, so a task reports progress with a state of its own::
+
+            self.update_state(state="PROGRESS", meta={"current": i, "total": n})
+
+        and ``AsyncResult.state`` / ``.info`` read ``"PROGRESS"`` and the meta dict. A
+        custom state is not ready: ``get()`` waits on for the task's outcome, which
+        replaces it. A ready state set here is stored like the task's own
+        (``FAILURE`` with Celery's ``{"exc_type", "exc_message"}`` meta, then ``raise
+        Ignore()``: the task fails as it said); but a SUCCESS stored here stands, so
+        the task's return value does not replace it (a warning says so).
+        ``traceback=`` is stored too; other keyword arguments are ignored, as Celery's
+        backends ignore them.
+
+        Run eagerly or called directly, the task's own state is not stored: the
+        :class:`EagerResult` holds the outcome, and nothing would ever replace the state
+        (Celery writes it to the result backend, where it then stays). Without a result
+        backend nothing could read the state: ConfigurationError (Celery drops it
+        without a word).
+        """
+        if not isinstance(state, str) or not state:
+            raise ValueError(f"{self.name}.update_state() needs a state, e.g. state='PROGRESS'")
+        request = self.request
+        if task_id is None or task_id == request.id:
+            if request.is_eager or request.called_directly:
+                return
+            task_id = request.id
+        backend = self.app.backend
+        if backend is None:
+            raise ConfigurationError(
+                f"{self.name}.update_state(state={state!r}): no result backend is configured, so no one "
+                "could read the state; set result_backend (e.g. 'redis://localhost:6379/0'), or remove "
+                "the call (Celery drops it silently when there is no backend)"
+            )
+        assert task_id is not None
+        if state == SUCCESS and task_id == request.id:
+            logger.warning(
+                "%s[%s] stored SUCCESS with update_state: a stored SUCCESS is final in celeriac, so what "
+                "the task returns will not replace it (in Celery it does); return the value instead",
+                self.name,
+                task_id,
+            )
+        backend.store(self._state_record(task_id, state, meta, request, kwargs.get("traceback")))
+
+    def _state_record(
+        self, task_id: str, state: str, meta: Any, request: Request, traceback: str | None
+    ) -> PendingResult:
+        """What ``update_state`` stores: a ready or exception state keeps ``meta`` as its value;
+        an unfinished one keeps a dict as its meta (as STARTED keeps its pid), anything else
+        as its value."""
+        as_meta = isinstance(meta, dict) and state not in READY_STATES and state not in EXCEPTION_STATES
+        return PendingResult(
+            task_id,
+            state,
+            None if as_meta else meta,
+            traceback,
+            request.task or self.name,
+            request.retries,
+            f"{request.hostname}/{os.getpid()}" if request.hostname else None,
+            dict(meta) if as_meta else {},
+        )
+
     # -- handlers (override in a base class) ------------------------------------------------
+
+    def before_start(self, task_id: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
+        """Called in the worker (and by ``apply``) before the task body, with its request current.
+
+        What it raises is the task's outcome, as if the body had raised it.
+        """
 
     def on_success(self, retval: Any, task_id: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
         """Called in the worker after the task returned."""
@@ -332,9 +427,9 @@ class Task:
         task_id: str,
         args: Sequence[Any],
         kwargs: Mapping[str, Any],
-        einfo: str | None,
+        einfo: ExceptionInfo,
     ) -> None:
-        """Called in the worker after the task raised."""
+        """Called in the worker after the task raised; ``einfo`` holds the exception and its traceback."""
 
     def on_retry(
         self,
@@ -342,9 +437,9 @@ class Task:
         task_id: str,
         args: Sequence[Any],
         kwargs: Mapping[str, Any],
-        einfo: str | None,
+        einfo: ExceptionInfo,
     ) -> None:
-        """Called in the worker when the task asked to be retried."""
+        """Called in the worker when the task asked to be retried; ``einfo`` holds the reason."""
 
     def after_return(
         self,
@@ -353,9 +448,9 @@ class Task:
         task_id: str,
         args: Sequence[Any],
         kwargs: Mapping[str, Any],
-        einfo: str | None,
+        einfo: ExceptionInfo | None,
     ) -> None:
-        """Called in the worker after any outcome."""
+        """Called in the worker after any outcome (``einfo``: None unless the task raised)."""
 
 
 def make_task(
@@ -379,4 +474,15 @@ def make_task(
         **options,
     }
     cls = type(fun.__name__, (base,), attrs)
+    refuse_rate_limit(cls)
     return cls()
+
+
+def refuse_rate_limit(cls: type[Task]) -> None:
+    """Refuse a task class whose ``rate_limit`` is set (here or on a base class): rate limits are
+    not implemented yet, and a task that runs without its limit would silently differ from Celery."""
+    if cls.rate_limit is None:
+        return
+    owner = next(c for c in cls.__mro__ if "rate_limit" in c.__dict__)
+    where = "@app.task option" if owner is cls else f"attribute of base class {owner.__qualname__}"
+    raise rate_limit_refused(cls.name, cls.rate_limit, where)

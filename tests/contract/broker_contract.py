@@ -114,14 +114,59 @@ class BrokerContract:
         # after the lease would have run out, nothing comes back
         assert short_lease.fetch([q], 1, 0.5, "c2") == []
 
-    def test_reject_requeue_keeps_place_and_does_not_count(self, broker, q):
+    def test_hand_back_keeps_place_and_does_not_count(self, broker, q):
         broker.publish([out(q, "first"), out(q, "second")])
+        for _ in range(4):  # more hand-backs than delivery_limit=3: none of them counts
+            got = broker.fetch([q], 2, 0, "c1")
+            assert labels(got) == ["first", "second"]
+            assert [d.deliveries for d in got] == [1, 1]
+            broker.hand_back(got)
+        assert broker.dead_letter_count(q) == 0
+        assert broker.queue_length(q).ready == 2
+
+    @pytest.fixture(params=[True, False], ids=["durable", "transient"])
+    def requeued_q(self, request, broker, q) -> tuple[str, bool]:
+        """A queue, durable or transient, and whether its messages are persistent."""
+        if not request.param:
+            broker.declare_queue(Queue(q, durable=False))
+        return q, request.param
+
+    def test_reject_requeue_is_a_counted_redelivery(self, broker, requeued_q):
+        q, persistent = requeued_q
+        broker.publish([out(q, "first", persistent=persistent), out(q, "second", persistent=persistent)])
         got = broker.fetch([q], 2, 0, "c1")
-        assert [d.deliveries for d in got] == [1, 1]
-        broker.reject(got, requeue=True)
+        broker.reject(got, requeue=True)  # their task ran and asked to run again
         again = broker.fetch([q], 2, 0, "c2")
         assert labels(again) == ["first", "second"]
-        assert [d.deliveries for d in again] == [1, 1]
+        assert [d.deliveries for d in again] == [2, 2]  # the worker says redelivered
+        broker.ack(again)
+        assert broker.queue_length(q).total == 0
+        assert broker.dead_letter_count(q) == 0
+
+    def test_hand_back_after_a_requeue_keeps_the_count(self, broker, requeued_q):
+        q, persistent = requeued_q
+        broker.publish([out(q, "x", persistent=persistent)])
+        broker.reject(broker.fetch([q], 1, 0, "c1"), requeue=True)
+        (redelivered,) = broker.fetch([q], 1, 0, "c2")
+        broker.hand_back([redelivered])  # a stopping child never started it
+        (again,) = broker.fetch([q], 1, 0, "c3")
+        assert again.deliveries == 2  # still a redelivery; not one more
+        broker.ack([again])
+
+    def test_reject_requeue_at_the_delivery_limit_dead_letters_with_the_reason(self, broker, requeued_q):
+        q, persistent = requeued_q
+        broker.publish([out(q, "loops", persistent=persistent)])
+        for n in range(1, 4):  # delivery_limit=3
+            (d,) = broker.fetch([q], 1, 0, f"c{n}")
+            assert d.deliveries == n
+            assert (broker.requeue_refusal(d) is None) == (n < 3)
+            broker.reject([d], requeue=True)
+        assert broker.fetch([q], 1, 0, "c4") == []
+        assert broker.queue_length(q).total == 0
+        (letter,) = broker.dead_letters(queue=q)
+        assert "requeued 3 times" in letter.reason and "task_delivery_limit=3" in letter.reason
+        assert letter.reason == broker.requeue_refusal(d)
+        assert letter.deliveries == 3 and letter.envelope.body == d.envelope.body
 
     def test_reject_dead_letters_with_reason(self, broker, q):
         broker.publish([out(q, "bad"), out(q, "good")])

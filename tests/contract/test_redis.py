@@ -11,7 +11,7 @@ import uuid
 import pytest
 
 from celeriac.brokers.base import BrokerOptions
-from celeriac.brokers.redis.broker import SEP, RedisBroker, to_kombu
+from celeriac.brokers.redis.broker import COUNT_PROPERTY, SEP, RedisBroker, to_kombu
 from celeriac.errors import BrokerConnectionError, BrokerError, ConfigurationError
 from celeriac.protocol.entities import Queue
 from tests.contract.broker_contract import BrokerContract, envelope, labels, out
@@ -103,8 +103,18 @@ class TestRedisBroker(BrokerContract):
         got = broker.fetch([q], 3, 0, "fast")
         assert labels(got) == ["0", "1", "2"]
         assert not r.exists(f"{self.prefix}celeriac.held.fast")
-        broker.reject(got[1:], requeue=True)
+        broker.hand_back(got[1:])
         assert labels(broker.fetch([q], 3, 0, "fast")) == ["1", "2"]
+
+    def test_a_transient_message_requeued_by_its_task_carries_its_count_and_kombus_flag(self, broker, q, r):
+        broker.declare_queue(Queue(q, durable=False))
+        broker.publish([out(q, "again", persistent=False)])
+        broker.reject(broker.fetch([q], 1, 0, "fast"), requeue=True)
+        message = json.loads(r.lindex(self.prefix + q, 0))
+        assert message["properties"]["delivery_info"]["redelivered"] is True  # what a Celery worker reads
+        (again,) = broker.fetch([q], 1, 0, "fast")
+        assert again.deliveries == 2
+        assert COUNT_PROPERTY not in again.envelope.properties  # bookkeeping, not the task's
 
     def test_a_message_that_landed_for_a_lost_consumer_goes_back(self, broker, q, r):
         # an idle consumer is about to block: its lease covers its landing list

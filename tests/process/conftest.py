@@ -1,9 +1,11 @@
-"""Fixtures for process tests: a broker file, the run log, and workers cleaned up by pid."""
+"""Fixtures for process tests: a broker file, the run log, workers cleaned up by pid, and
+``on_broker`` (one test on SQLite, Redis and RabbitMQ in turn)."""
 
 from __future__ import annotations
 
 import os
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -59,3 +61,57 @@ def workers(env: dict[str, str]) -> Iterator:
     yield start
     for worker in started:
         worker.cleanup()
+
+
+# -- on_broker: the same test on SQLite, Redis and RabbitMQ; each keeps to its own Redis key
+# prefix or RabbitMQ vhost, removed afterwards
+
+
+def _sqlite(request, env, app) -> None:
+    """The default of the fixtures: broker and results in one SQLite file."""
+
+
+def _redis(request, env, app) -> None:
+    url = request.getfixturevalue("redis_url")
+    prefix = f"proc-{uuid.uuid4().hex[:8]}:"
+    options = f'{{"global_keyprefix": "{prefix}"}}'
+    env.update(
+        CELERIAC_BROKER_URL=url, CELERIAC_RESULT_BACKEND=url, CELERIAC_BROKER_TRANSPORT_OPTIONS=options
+    )
+    app.conf.update(broker_url=url, result_backend=url, broker_transport_options={"global_keyprefix": prefix})
+
+    def forget() -> None:
+        import redis
+
+        client = redis.Redis.from_url(url)
+        keys = list(client.scan_iter(match=f"{prefix}*"))
+        if keys:
+            client.delete(*keys)
+        client.close()
+
+    request.addfinalizer(forget)
+
+
+def _amqp(request, env, app) -> None:
+    from tests.rabbitmq_server import ensure_running, rabbitmqctl
+
+    ensure_running()
+    vhost = f"celeriac-proc-{uuid.uuid4().hex[:8]}"
+    rabbitmqctl("add_vhost", vhost)
+    rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    request.addfinalizer(lambda: rabbitmqctl("delete_vhost", vhost))
+    url = f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
+    results = env["CELERIAC_BROKER_URL"]  # results stay in the SQLite file
+    env.update(CELERIAC_BROKER_URL=url, CELERIAC_RESULT_BACKEND=results)
+    app.conf.update(broker_url=url, result_backend=results)
+
+
+@pytest.fixture(params=[_sqlite, _redis, _amqp], ids=["sqlite", "redis", "amqp"])
+def on_broker(request, env, app):
+    """The app and its workers on each broker in turn; proc_app's settings are put back after."""
+    keys = ("broker_url", "result_backend", "broker_transport_options")
+    saved = {key: app.conf[key] for key in keys}
+    request.param(request, env, app)
+    yield app
+    app.close()
+    app.conf.update(saved)

@@ -13,7 +13,7 @@ import os
 import signal
 import time
 
-from celeriac import Celeriac, Queue, SoftTimeLimitExceeded
+from celeriac import Celeriac, Queue, Reject, SoftTimeLimitExceeded
 from celeriac.context import Request
 from celeriac.hooks import ADMIT, Admission, Hooks
 
@@ -65,6 +65,19 @@ def hold(label: str, release: str, seconds: float = 10.0) -> str:
             return "ran out"
         time.sleep(0.01)
     return "released"
+
+
+@app.task(name="progress", bind=True)
+def progress(self, label: str, total: int, release: str, seconds: float = 10.0) -> int:
+    """Report ``PROGRESS`` with Celery's recipe meta at each of ``total`` steps; after the first,
+    run on only once the file ``release`` exists (the test creates it when it has seen that step)."""
+    record(label)
+    for step in range(total):
+        self.update_state(state="PROGRESS", meta={"current": step, "total": total})
+        deadline = time.monotonic() + seconds
+        while step == 0 and not os.path.exists(release) and time.monotonic() < deadline:
+            time.sleep(0.01)
+    return total
 
 
 @app.task(name="hog")
@@ -142,6 +155,22 @@ def balloon(label: str, mib: int, seconds: float) -> int:
     held = bytearray(b"\x01") * (mib * 1024 * 1024)
     time.sleep(seconds)
     return len(held)
+
+
+@app.task(name="requeue_once", bind=True, acks_late=True)
+def requeue_once(self, label: str) -> None:
+    """Celery's documented pattern: requeue, and reject for good once redelivered."""
+    record(label)
+    if self.request.delivery_info.get("redelivered"):
+        raise Reject("no reason", requeue=False)
+    raise Reject("no reason", requeue=True)
+
+
+@app.task(name="requeue_always", acks_late=True)
+def requeue_always(label: str) -> None:
+    """Record the run and ask to run again later, every time."""
+    record(label)
+    raise Reject("not yet", requeue=True)
 
 
 @app.task(name="noop", ignore_result=True)

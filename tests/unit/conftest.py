@@ -14,29 +14,31 @@ from typing import Any
 
 import pytest
 
-from celeriac import _state
+from celeriac import _state, context
 from celeriac.app import Celeriac
 from celeriac.brokers.base import Delivery
 from celeriac.worker.execute import ACK, REQUEUE, Executor, Settlement
 
 _ENV_ALIASES = ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND")
+#: set, every app would install the Django fix-up (celeriac.fixups.django)
+_ENV_FIXUPS = ("DJANGO_SETTINGS_MODULE",)
 
 
 @pytest.fixture(autouse=True)
 def _no_celeriac_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """Settings read the environment: a developer's CELERIAC_* must not change test outcomes."""
     for name in list(os.environ):
-        if name.startswith("CELERIAC_") or name in _ENV_ALIASES:
+        if name.startswith("CELERIAC_") or name in _ENV_ALIASES or name in _ENV_FIXUPS:
             monkeypatch.delenv(name)
 
 
 @pytest.fixture(autouse=True)
 def _restore_default_app() -> Iterator[None]:
     """``Celeriac(...)`` becomes the default app (for ``shared_task``); undo that after each test."""
-    saved_app = _state._default_app
+    saved_app = context.default_app()
     saved_shared = list(_state._shared)
     yield
-    _state._default_app = saved_app
+    context.set_default_app(saved_app)
     _state._shared[:] = saved_shared
 
 

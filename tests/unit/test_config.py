@@ -377,6 +377,20 @@ def test_config_from_object_with_celery_namespace(make_app):
     assert app.conf.task_acks_late is True
 
 
+def test_a_namespace_reads_only_its_own_attributes():
+    """Django's settings object warns or raises on reading some settings of its own (deprecated
+    ones on Django 4.2, an empty SECRET_KEY): with a namespace only its names are read."""
+
+    class DjangoLikeSettings:
+        CELERY_WORKER_CONCURRENCY = 4
+
+        @property
+        def SECRET_KEY(self) -> str:
+            raise AssertionError("read a setting outside the CELERY_ namespace")
+
+    assert from_object(DjangoLikeSettings(), namespace="CELERY") == {"worker_concurrency": 4}
+
+
 def test_environment_beats_config_from_object(make_app, monkeypatch):
     monkeypatch.setenv("CELERIAC_WORKER_CONCURRENCY", "3")
     app = make_app()

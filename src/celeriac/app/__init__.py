@@ -10,6 +10,7 @@ send leaves. The worker reads the registry and the hooks (``hooks.py``).
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import socket
 import sys
@@ -17,7 +18,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import cached_property
 from typing import Any, overload
 
-from celeriac import _state, config
+from celeriac import _state, config, fixups
+from celeriac.app.autodiscover import Packages, related_modules
 from celeriac.brokers import Broker, BrokerOptions, from_url
 from celeriac.canvas.builtins import BUILTIN_TASKS, register_builtins
 from celeriac.errors import ConfigurationError, NotRegisteredError
@@ -29,6 +31,8 @@ from celeriac.routing import Router
 from celeriac.sending import Outbound, Producer
 from celeriac.store import Store, select_store
 from celeriac.task import Task, make_task
+
+logger = logging.getLogger("celeriac.app")
 
 #: Settings whose change means a new broker / result backend / router.
 _BROKER_SETTINGS = frozenset(
@@ -82,10 +86,12 @@ class Celeriac:
         **settings: Any,
     ) -> None:
         self.main = main
+        self.tasks: dict[str, Task] = {}
         self.conf = config.Settings(listener=self._reset)
         if config_source is not None:
             self.config_from_object(config_source)
-        explicit: dict[str, Any] = dict(settings)
+        # Celery reads its old names (CELERY_ALWAYS_EAGER=...) here, without refusing a mix.
+        explicit = config.rename_old_names(settings, "Celeriac()")
         if broker is not None:
             explicit["broker_url"] = broker
         if backend is not None:
@@ -95,9 +101,16 @@ class Celeriac:
         if explicit:
             self.conf.update(explicit)
             self.conf.apply_environment()
-        self.tasks: dict[str, Task] = {}
         register_builtins(self)
         self._extra_hooks: list[Hooks] = []
+        #: framework fix-ups: Django's when DJANGO_SETTINGS_MODULE is set (celeriac.fixups)
+        self._fixups = fixups.from_environment()
+        for fixup in self._fixups:
+            hooks = fixup.hooks()
+            if hooks is not None:
+                self._extra_hooks.append(hooks)
+        #: autodiscover_tasks() calls waiting for the task modules to be imported
+        self._discoveries: list[tuple[Packages | None, str | None]] = []
         self.origin = f"gen{os.getpid()}@{socket.gethostname()}"
         if set_as_current:
             _state.set_default_app(self)
@@ -108,13 +121,12 @@ class Celeriac:
     # -- configuration ----------------------------------------------------------------------
 
     def config_from_object(self, obj: Any, namespace: str | None = None, silent: bool = False) -> None:
-        """Load settings from a module, import path, class or mapping (environment still wins)."""
-        try:
-            values = config.from_object(obj, namespace)
-        except ConfigurationError:
-            if silent:
-                return
-            raise
+        """Load settings from a module, import path, class or mapping (environment still wins).
+
+        ``silent=True`` ignores a module that cannot be imported, as in Celery; a configuration
+        that loads but is wrong still raises.
+        """
+        values = config.from_object(obj, namespace, silent=silent)
         self.conf.update(values)
         self.conf.apply_environment()
 
@@ -133,6 +145,14 @@ class Celeriac:
             stale |= {"router", "producer"}
         for name in stale:
             self.__dict__.pop(name, None)
+        if "task_annotations" in changed:
+            for task in self.tasks.values():
+                self._annotate(task)
+
+    def _annotate(self, task: Task) -> None:
+        """Set the options ``task_annotations`` gives ``task`` (checked when the setting was set)."""
+        for option, value in config.annotations_for(self.conf.task_annotations, task.name).items():
+            setattr(type(task), option, value)
 
     @cached_property
     def broker(self) -> Broker:
@@ -212,7 +232,13 @@ class Celeriac:
         self.__dict__.pop("hooks", None)
 
     def import_task_modules(self) -> None:
-        """Import the modules named in ``include`` and ``imports`` (worker start)."""
+        """Worker start: make the fix-ups' framework ready (``django.setup()``), then import the
+        packages' task modules ``autodiscover_tasks`` asked for and the modules named in
+        ``include`` and ``imports``."""
+        for fixup in self._fixups:
+            fixup.setup()
+        for packages, related_name in self._discoveries:
+            self._discover(packages, related_name)
         for module in (*self.conf.include, *self.conf.imports):
             try:
                 importlib.import_module(module)
@@ -220,6 +246,41 @@ class Celeriac:
                 raise ConfigurationError(
                     f"cannot import task module {module!r} (from include/imports): {exc}"
                 ) from exc
+
+    def autodiscover_tasks(
+        self, packages: Packages | None = None, related_name: str | None = "tasks", force: bool = False
+    ) -> None:
+        """Import ``<package>.<related_name>`` of each package that has one, when the worker
+        imports the task modules (Celery's lazy autodiscovery), or now with ``force=True``.
+
+        ``packages``: package names, or a callable that returns them, called at discovery
+        (``lambda: settings.INSTALLED_APPS``). None: Django's installed apps, which needs
+        ``DJANGO_SETTINGS_MODULE`` set when the app is created. ``related_name`` None imports
+        the packages themselves.
+        """
+        if packages is None and not self._fixups:
+            raise ConfigurationError(
+                "autodiscover_tasks() without packages searches Django's installed apps, and there are "
+                "no Django settings (DJANGO_SETTINGS_MODULE is not set, or Django is not installed): "
+                "set it before creating the app (os.environ.setdefault('DJANGO_SETTINGS_MODULE', "
+                "'proj.settings')), or name the packages: app.autodiscover_tasks(['app1', 'app2'])"
+            )
+        if force:
+            self._discover(packages, related_name)
+        else:
+            self._discoveries.append((packages, related_name))
+
+    def _discover(self, packages: Packages | None, related_name: str | None) -> None:
+        if packages is None:
+            names = [name for fixup in self._fixups for name in fixup.task_packages() or ()]
+        else:
+            names = packages() if callable(packages) else packages
+        if isinstance(names, str):
+            raise ConfigurationError(
+                f"autodiscover_tasks() takes a list of package names, not one string: [{names!r}]"
+            )
+        modules = related_modules(names, related_name)
+        logger.debug("autodiscover_tasks imported %s", ", ".join(m.__name__ for m in modules) or "nothing")
 
     # -- tasks ------------------------------------------------------------------------------
 
@@ -253,14 +314,19 @@ class Celeriac:
         base: type[Task] | None = None,
         **options: Any,
     ) -> Task:
-        """Register ``fun`` as a task and return it."""
-        unknown = set(options) - Task.OPTIONS
+        """Register ``fun`` as a task and return it.
+
+        ``rate_limit`` (as an option or on a base class) is refused, since rate limits are not
+        implemented yet; ``task_annotations`` apply over the options given here.
+        """
+        unknown = set(options) - Task.OPTIONS - {"rate_limit"}
         if unknown:
             bad = sorted(unknown)[0]
             raise ConfigurationError(
                 f"@task option {bad!r} is not known{config.did_you_mean(bad, Task.OPTIONS)}"
             )
         task = make_task(self, fun, name or self.gen_task_name(fun), base or Task, bind, options)
+        self._annotate(task)
         self.tasks[task.name] = task
         return task
 
@@ -307,8 +373,9 @@ class Celeriac:
         **options: Any,
     ) -> AsyncResult:
         """Send a task by name (it need not be registered here) and return its result handle."""
+        backend = self.backend  # a backend that cannot be built fails before anything is sent
         message = self.producer.send(name, args, kwargs, task_id, task, route_name, **options)
-        return AsyncResult(message.id, self.backend, name)
+        return AsyncResult(message.id, backend, name)
 
     def send_many(
         self,
@@ -319,14 +386,20 @@ class Celeriac:
         **options: Any,
     ) -> list[AsyncResult]:
         """Send one task per argument tuple, in one broker round trip."""
-        producer = self.producer
+        producer, backend = self.producer, self.backend
         batch = [producer.build(name, args, None, None, task, route_name, **options) for args in calls]
         producer.publish(batch)
-        return [AsyncResult(message.id, self.backend, name) for message, _ in batch]
+        return [AsyncResult(message.id, backend, name) for message, _ in batch]
 
-    def AsyncResult(self, task_id: str, task_name: str | None = None) -> AsyncResult:
-        """A handle on the result of ``task_id``."""
-        return AsyncResult(task_id, self.backend, task_name)
+    def AsyncResult(
+        self,
+        task_id: str,
+        backend: ResultBackend | None = None,
+        task_name: str | None = None,
+        parent: AsyncResult | None = None,
+    ) -> AsyncResult:
+        """A handle on the result of ``task_id``, read from this app's result backend."""
+        return AsyncResult(task_id, backend, task_name, app=self, parent=parent)
 
     def queues_for(self, names: Sequence[str] | None) -> list[Queue]:
         """The queues a worker consumes: ``names`` (declared or created), or every declared queue."""

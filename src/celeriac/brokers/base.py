@@ -24,8 +24,22 @@ with the reason, so a task lost with its node is recorded, never silently gone.
 Every delivery counts towards ``delivery_limit``: a message fetched that many
 times without being settled (its consumers kept dying on it) goes to the dead
 letters instead of being delivered again, so a poison message cannot crash-loop a
-worker. Handing unstarted messages back with ``reject(requeue=True)`` does not
-count as a delivery.
+worker.
+
+Two ways back to the queue
+--------------------------
+A message goes back to its queue unsettled in one of two ways, and they must not
+be confused:
+
+* ``reject(requeue=True)``: its task *ran* and asked to run again later (Celery's
+  ``Reject(requeue=True)``). The next delivery is a redelivery: ``deliveries`` is one
+  more, so the worker sets ``delivery_info['redelivered']``, and it counts towards
+  ``delivery_limit``. A delivery that already was the ``delivery_limit``-th goes to
+  the dead letters instead (:meth:`Broker.requeue_refusal` says why), so a task that
+  requeues itself forever runs ``delivery_limit`` times, not without end.
+* ``hand_back``: the consumer never started it (a stopping child's prefetched
+  messages). Not a delivery: its count and ``redelivered`` stay as they were, so
+  restarting workers never pushes innocent messages towards the dead letters.
 
 Messages with an ETA are *scheduled*: invisible and never leased until due.
 
@@ -37,7 +51,9 @@ Method summary (all batch-shaped; one broker round trip each):
 ``fetch``              lease up to n ready messages from some queues, waiting up to timeout
 ``mark_started``       early ack: the task starts now (if its lease is still held); never deliver it again
 ``ack``                remove settled deliveries
-``reject``             dead-letter deliveries with a reason, or requeue them unstarted
+``reject``             dead-letter deliveries with a reason, or requeue them: their task asked to run
+                       again (a redelivery: counted, ``redelivered``, bounded by ``delivery_limit``)
+``hand_back``          give back deliveries never started (not a delivery: uncounted, not redelivered)
 ``extend_leases``      push back the lease deadline of everything some consumers hold
 ``consumer_lost``      a consumer died: release its deliveries at once
 ``recover_lost``       dead-letter started messages whose node died (lease expired)
@@ -326,19 +342,59 @@ class Broker(abc.ABC):
     def _ack(self, batch: Sequence[Delivery]) -> None: ...
 
     def reject(self, batch: Sequence[Delivery], requeue: bool, reason: str = "") -> None:
-        """Dead-letter ``batch`` with ``reason`` or, with ``requeue``, hand it back unstarted.
+        """Dead-letter ``batch`` with ``reason`` or, with ``requeue``, deliver it again later.
 
-        A requeued message keeps its place in the queue and its delivery does not
-        count towards ``delivery_limit``.
+        ``requeue`` is for messages whose task ran and asked to run again: their next
+        delivery is a redelivery (``deliveries`` one more) and counts towards
+        ``delivery_limit``; one that reached the limit goes to the dead letters instead,
+        with the reason :meth:`requeue_refusal` gives. A requeued message keeps its place
+        in the queue where the broker can put it back there (RabbitMQ: at the back).
+        Messages never started go back with :meth:`hand_back`.
         """
         if not batch:
             return
-        if not requeue and not reason:
-            raise ValueError("dead-lettering needs a reason")
-        self._reject(batch, requeue, reason)
+        if not requeue:
+            if not reason:
+                raise ValueError("dead-lettering needs a reason")
+            self._reject(batch, False, reason)
+            return
+        again = []
+        for delivery in batch:
+            refusal = self.requeue_refusal(delivery)
+            if refusal is None:
+                again.append(delivery)
+            else:
+                self._reject([delivery], False, refusal)
+        if again:
+            self._reject(again, True, "")
 
     @abc.abstractmethod
-    def _reject(self, batch: Sequence[Delivery], requeue: bool, reason: str) -> None: ...
+    def _reject(self, batch: Sequence[Delivery], requeue: bool, reason: str) -> None:
+        """Dead-letter ``batch`` with ``reason``, or (``requeue``) put it back counted: the
+        next delivery of each message is its ``deliveries + 1``-th."""
+
+    def requeue_refusal(self, delivery: Delivery) -> str | None:
+        """Why ``reject(requeue=True)`` dead-letters ``delivery`` instead of requeueing it
+        (None: it is requeued): it was the ``delivery_limit``-th delivery already."""
+        limit = self.options.delivery_limit
+        if delivery.deliveries < limit:
+            return None
+        return (
+            f"requeued {delivery.deliveries} times by its task (Reject(requeue=True)) without being "
+            f"settled: task_delivery_limit={limit} reached, not delivered again; reject without "
+            "requeue once delivery_info['redelivered'] is set, or set a higher task_delivery_limit"
+        )
+
+    def hand_back(self, batch: Sequence[Delivery]) -> None:
+        """Give back deliveries whose consumer never started them (a stopping child's
+        prefetched messages). Not a delivery: each message keeps its place in the queue where
+        the broker can put it back there, and its delivery count, so its next delivery is
+        not ``redelivered`` unless an earlier one was."""
+        if batch:
+            self._hand_back(batch)
+
+    @abc.abstractmethod
+    def _hand_back(self, batch: Sequence[Delivery]) -> None: ...
 
     @abc.abstractmethod
     def extend_leases(self, consumers: Sequence[str]) -> int:

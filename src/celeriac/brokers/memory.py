@@ -191,9 +191,17 @@ class MemoryBroker(Broker):
                 if stored is None:
                     continue
                 if requeue:
-                    self._release(stored, started=False)
+                    self._release(stored, started=True)  # it ran: the delivery counts
                 else:
                     self._to_dead(stored, reason)
+            self._cond.notify_all()
+
+    def _hand_back(self, batch: Sequence[Delivery]) -> None:
+        with self._cond:
+            for delivery in batch:
+                stored = self._messages.get(self._seq_of(delivery.tag))
+                if stored is not None and not stored.started:
+                    self._release(stored, started=False)
             self._cond.notify_all()
 
     def extend_leases(self, consumers: Sequence[str]) -> int:

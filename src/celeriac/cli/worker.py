@@ -26,6 +26,7 @@ from celeriac.cli.common import (
     seconds,
     setup_logging,
 )
+from celeriac.config import beat_schedule_warning, beat_unsupported
 from celeriac.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -42,16 +43,17 @@ OTHER_POOLS = {
     "custom": "celeriac has no pluggable pools",
 }
 BEAT = (
-    "periodic tasks (beat) are not implemented yet in celeriac: drop it, and until they land run "
-    "each periodic job from cron or a systemd timer with `celeriac call TASK_NAME`"
+    "options of the embedded beat, and periodic tasks (beat) are not implemented yet in celeriac: "
+    "drop it, and until they land run each periodic job from cron or a systemd timer with "
+    "`celeriac call TASK_NAME`"
 )
 DAEMON = (
     "celeriac does not daemonize itself or switch users: run `celeriac worker` in the foreground under "
     "systemd (User=, Group=, UMask=), supervisord or a container"
 )
-#: Celery flags that are refused: (argument dest, flag as written, why and what to do instead).
+#: Celery flags that are refused: (argument dest, flag as written, why and what to do instead);
+#: ``-B`` too, with the app's schedule named (:func:`celeriac.config.beat_unsupported`).
 REFUSED = (
-    ("beat", "-B/--beat", BEAT),
     ("schedule", "-s/--schedule", BEAT),
     ("scheduler", "--scheduler", BEAT),
     ("detach", "-D/--detach", DAEMON),
@@ -121,11 +123,17 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     refuse(args)
     app = app_of(args)
+    refusal = beat_unsupported(app) if args.beat else None
+    if refusal:
+        raise ConfigurationError(refusal)
     nodename = expand_nodename(args.hostname or "celeriac@%h")
     logfile = node_format(args.logfile, nodename, "--logfile") if args.logfile else None
     setup_logging(args.loglevel, app.conf.worker_log_format, logfile)
     _apply_settings(app, args)
     app.import_task_modules()
+    beat_warning = beat_schedule_warning(app)
+    if beat_warning:
+        logger.warning("%s", beat_warning)
     options = WorkerOptions.from_app(
         app,
         queues=args.queues,
@@ -346,7 +354,12 @@ def _add_node_options(worker: argparse.ArgumentParser) -> None:
 
 def _add_refused_options(worker: argparse.ArgumentParser) -> None:
     refused = worker.add_argument_group("refused, with what to do instead")
-    refused.add_argument("-B", "--beat", action="store_true", help="periodic tasks: not implemented yet")
+    refused.add_argument(
+        "-B",
+        "--beat",
+        action="store_true",
+        help="refused: periodic tasks (beat) are not implemented yet (the message says what to run instead)",
+    )
     refused.add_argument("-s", "--schedule-filename", "--schedule", dest="schedule", help="beat: as -B")
     refused.add_argument("--scheduler", help="beat: as -B")
     refused.add_argument("-D", "--detach", action="store_true", help="run it under systemd or supervisord")

@@ -6,21 +6,41 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from celeriac.context import in_worker_task
+from celeriac.context import default_app, in_worker_task
 from celeriac.errors import ConfigurationError, TimeoutError
 from celeriac.results.base import ResultBackend, ResultRecord
-from celeriac.states import FAILURE, PENDING, READY_STATES, SUCCESS
+from celeriac.states import EXCEPTION_STATES, FAILURE, PENDING, READY_STATES, SUCCESS
+
+if TYPE_CHECKING:
+    from celeriac.app import Celeriac
 
 
 class AsyncResult:
-    """The state and result of a task, read from the result backend."""
+    """The state and result of a task, read from the result backend.
 
-    def __init__(self, id: str, backend: ResultBackend | None = None, task_name: str | None = None) -> None:
+    As in Celery, ``AsyncResult(task_id)`` reads the result backend of the default
+    app (the last app created), ``AsyncResult(task_id, app=app)`` that of ``app``,
+    and ``AsyncResult(task_id, backend)`` that backend. The app's backend is looked
+    up when the handle first reads, so a handle never opens a backend it does not use.
+    """
+
+    def __init__(
+        self,
+        id: str,
+        backend: ResultBackend | None = None,
+        task_name: str | None = None,
+        app: Celeriac | None = None,
+        parent: AsyncResult | None = None,
+    ) -> None:
         self.id = id
-        self.backend = backend
         self.task_name = task_name
+        #: the app whose result backend is read (None: the default app, when the handle reads)
+        self.app = app if app is not None or backend is not None else default_app()
+        #: the task this one was sent from, when the caller says so (Celery's ``parent``)
+        self.parent = parent
+        self._given_backend = backend
 
     @property
     def task_id(self) -> str:
@@ -36,20 +56,35 @@ class AsyncResult:
     def __hash__(self) -> int:
         return hash(self.id)
 
+    @property
+    def backend(self) -> ResultBackend | None:
+        """The result backend this handle reads (None: the app has none)."""
+        if self._given_backend is not None:
+            return self._given_backend
+        app = self.app if self.app is not None else default_app()
+        return None if app is None else app.backend
+
     def _backend(self) -> ResultBackend:
-        if self.backend is None:
+        backend = self.backend
+        if backend is None:
+            if self.app is None and default_app() is None:
+                raise ConfigurationError(
+                    f"AsyncResult({self.id!r}) has no app to read results from: create the app first, "
+                    "or pass app= (or a result backend)"
+                )
             raise ConfigurationError(
                 "no result backend is configured: set result_backend (e.g. 'sqlite:///celeriac.db') "
                 "to read task results"
             )
-        return self.backend
+        return backend
 
     def _record(self) -> ResultRecord | None:
         return self._backend().get(self.id)
 
     @property
     def state(self) -> str:
-        """PENDING, STARTED, RETRY, SUCCESS, FAILURE or REVOKED. Unknown ids are PENDING."""
+        """PENDING, STARTED, RETRY, SUCCESS, FAILURE, REVOKED, or a custom state the task set with
+        ``update_state`` (e.g. ``PROGRESS``). Unknown ids are PENDING."""
         record = self._record()
         return record.state if record is not None else PENDING
 
@@ -57,9 +92,15 @@ class AsyncResult:
 
     @property
     def result(self) -> Any:
-        """The return value, or the exception for a failed task; None while not ready."""
+        """The return value, the exception of a failed task, or, while the task runs, what its
+        state carries: the ``meta`` of ``update_state`` (a custom state such as ``PROGRESS``),
+        STARTED's ``{"pid", "hostname"}``; None when nothing is known."""
         record = self._record()
-        return record.result if record is not None else None
+        if record is None:
+            return None
+        if record.meta and record.result is None and record.state not in EXCEPTION_STATES:
+            return record.meta
+        return record.result
 
     info = result
 

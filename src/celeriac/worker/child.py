@@ -30,10 +30,11 @@ not after the running task, so another worker can start them now. The handler
 only writes a byte to a pipe (a handler must not call the broker: it may have
 interrupted a broker call on the same connection); the child's hand-back thread,
 waiting on that pipe since the child started, takes the held deliveries and
-rejects them with ``requeue=True`` while the main thread goes on with the task.
-``_held`` is guarded by a lock: the loop takes the next delivery under it and
+hands them back (``Broker.hand_back``: they never ran, so this is no delivery and
+counts nothing towards ``task_delivery_limit``) while the main thread goes on with
+the task. ``_held`` is guarded by a lock: the loop takes the next delivery under it and
 never once the stop has begun, and the hand-back takes only what is still held,
-so a delivery is either run or handed back, never both. Brokers take the reject
+so a delivery is either run or handed back, never both. Brokers take the hand-back
 from the second thread as they take a publish from task code: SQLite serialises
 a process's threads on its transaction lock, redis-py gives each thread its own
 pooled connection, and on RabbitMQ a consumer's channel is used under that
@@ -257,7 +258,7 @@ class Child:
         action = executed.settlement.action
         if action == ACK:
             self._acks.append(delivery)
-        elif action == REQUEUE:
+        elif action == REQUEUE:  # Reject(requeue=True): delivered again, as a redelivery
             self.broker.reject([delivery], requeue=True)
         if not self._unsettled:
             self._oldest = time.monotonic()
@@ -314,7 +315,7 @@ class Child:
             held = list(self._held)
             self._held.clear()
         if held:
-            self.broker.reject(held, requeue=True)
+            self.broker.hand_back(held)
             logger.info("handed %d prefetched message(s) back to the queue", len(held))
 
     def _hand_back_on_stop(self) -> None:

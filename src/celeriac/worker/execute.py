@@ -18,6 +18,13 @@ the run a failure, so the task is never lost silently. ``Task.retry(throw=False)
 runs steps 1 and 2 at once, through ``request.retry_handler``, as Celery sends such
 a retry at once; a failed publish then raises in the task.
 
+``Reject`` (late ack only; under early ack the message is gone already): ``Reject()``
+dead-letters the message with the task's reason; ``Reject(requeue=True)`` puts it back
+as a redelivery, so the next run sees ``delivery_info['redelivered']``, and counts the
+delivery: the run on the ``task_delivery_limit``-th delivery dead-letters it instead
+(logged, and FAILURE stored with the reason), so a task that always requeues itself
+cannot run forever.
+
 Nothing here raises for bad input: a message that cannot run is dead-lettered
 with its reason, and the caller goes on with the next one.
 
@@ -47,7 +54,15 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from celeriac.brokers.base import Broker, DeadLetter, Delivery
-from celeriac.context import Request, current_request, in_worker_task, pop_request, push_request
+from celeriac.context import (
+    Request,
+    current_request,
+    custom_headers,
+    in_worker_task,
+    pop_request,
+    push_request,
+)
+from celeriac.einfo import ExceptionInfo
 from celeriac.errors import BrokerError, Ignore, Reject, Retry, TaskRevokedError
 from celeriac.hooks import ADMIT, DEFER, REVOKE, RUN, Admission, DeadLettered, HookChain, Outcome
 from celeriac.protocol import serializers
@@ -164,6 +179,7 @@ class Executor:
         self.max_bytes: int = conf.task_message_max_bytes
         self._canvas_warned: set[str] = set()
         self._policies: dict[str, TaskPolicy] = {}
+        self._routes: dict[str, tuple[str, str]] = {}
         #: True only while task code runs (the soft time limit fires only then).
         self.in_body = False
         self._retry_handler = self.send_retry  # bound once, not per task
@@ -216,7 +232,18 @@ class Executor:
             return InvalidMessage(reason, message.id, message.task)
         return message, task
 
+    def _route(self, queue: str) -> tuple[str, str]:
+        """The exchange and routing key of ``queue``'s declaration (what a message there was sent with)."""
+        found = self._routes.get(queue)
+        if found is None:
+            declared = self.app.router.queues.get(queue)
+            found = (declared.exchange.name, declared.routing_key) if declared else (queue, queue)
+            self._routes[queue] = found
+        return found
+
     def _request(self, message: TaskMessage, task: Task, policy: TaskPolicy, delivery: Delivery) -> Request:
+        exchange, routing_key = self._route(delivery.queue)
+        properties = delivery.envelope.properties
         return Request(
             id=message.id,
             task=message.task,
@@ -236,11 +263,17 @@ class Executor:
             ),
             delivery_info={
                 "queue": delivery.queue,
-                "routing_key": delivery.queue,
-                "exchange": "",
+                "routing_key": routing_key,
+                "exchange": exchange,
                 "redelivered": delivery.deliveries > 1,
                 "delivery_tag": delivery.tag,
+                "priority": message.priority,
             },
+            headers=custom_headers(message),
+            properties=properties,
+            reply_to=message.reply_to or None,
+            correlation_id=properties.get("correlation_id"),
+            priority=message.priority,
             is_eager=False,
             called_directly=False,
             message=message,
@@ -269,6 +302,7 @@ class Executor:
             self.hooks.before_task(request)
             self.in_body = True
             try:
+                task.before_start(request.id or "", request.args, request.kwargs)
                 value = task.call_with_autoretry(request.args, request.kwargs)
             finally:
                 self.in_body = False
@@ -302,17 +336,20 @@ class Executor:
     @staticmethod
     def _handlers(task: Task, request: Request, outcome: Outcome) -> None:
         task_id, args, kwargs = request.id or "", request.args, request.kwargs
+        einfo = None
+        if outcome.state in (FAILURE, RETRY) and outcome.exc is not None:
+            einfo = ExceptionInfo.from_exception(outcome.exc, outcome.traceback)
         try:
             if outcome.state == SUCCESS:
                 task.on_success(outcome.result, task_id, args, kwargs)
             elif outcome.state == FAILURE:
-                assert outcome.exc is not None
-                task.on_failure(outcome.exc, task_id, args, kwargs, outcome.traceback)
+                assert outcome.exc is not None and einfo is not None
+                task.on_failure(outcome.exc, task_id, args, kwargs, einfo)
             elif outcome.state == RETRY:
-                assert outcome.exc is not None
-                task.on_retry(outcome.exc, task_id, args, kwargs, outcome.traceback)
+                assert outcome.exc is not None and einfo is not None
+                task.on_retry(outcome.exc, task_id, args, kwargs, einfo)
             retval = outcome.result if outcome.state == SUCCESS else outcome.exc
-            task.after_return(outcome.state, retval, task_id, args, kwargs, outcome.traceback)
+            task.after_return(outcome.state, retval, task_id, args, kwargs, einfo)
         except Exception:
             logger.exception("handler of %s[%s] failed", task.name, task_id)
 
@@ -336,7 +373,9 @@ class Executor:
                 "Task %s[%s] retry %d: %r", request.task, request.id, request.retries + 1, outcome.exc
             )
 
-    def _settle(self, request: Request, policy: TaskPolicy, outcome: Outcome) -> Settlement:
+    def _settle(
+        self, delivery: Delivery, request: Request, policy: TaskPolicy, outcome: Outcome
+    ) -> Settlement:
         if outcome.state == REJECTED:
             reject = outcome.exc
             assert isinstance(reject, Reject)
@@ -349,7 +388,9 @@ class Executor:
                 )
                 return _ACK
             if reject.requeue:
-                return Settlement(REQUEUE)
+                # the broker would dead-letter it too; here the log and the result say why
+                refusal = self.broker.requeue_refusal(delivery)
+                return Settlement(REQUEUE) if refusal is None else Settlement(DEAD, refusal)
             return Settlement(DEAD, f"rejected by the task: {reject.reason}")
         if outcome.state == FAILURE and policy.acks_late and not policy.acks_on_failure:
             return Settlement(DEAD, f"task raised {outcome.exc!r}")
@@ -478,7 +519,7 @@ class Executor:
             unwritten = not (policy.acks_late or request.ignore_result) and outcome.state in READY_STATES
             slot.finish(outcome.state == FAILURE, unwritten)
         self._log(request, outcome)
-        settlement = self._settle(request, policy, outcome)
+        settlement = self._settle(delivery, request, policy, outcome)
         if settlement.action == DEAD:
             self.dead_letter(delivery, settlement.reason, message.id, message.task)
             settlement = _SETTLED

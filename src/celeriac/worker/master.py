@@ -124,6 +124,10 @@ class Master:
     def __init__(self, app: Celeriac, options: WorkerOptions) -> None:
         self.app = app
         self.options = options
+        # Build the hooks (and the result backend under them) before any child exists: a setting
+        # they cannot be built from stops the worker here, once, with a ConfigurationError (exit
+        # code 2), instead of crashing every child at start. The children inherit them built.
+        self.hooks = app.hooks
         self.control = Control()
         self.slots = SlotTable(options.concurrency)
         self.children: dict[int, ChildProcess] = {}

@@ -319,8 +319,6 @@ def test_worker_help_lists_celerys_worker_flags(capsys):
 @pytest.mark.parametrize(
     ("flags", "words"),
     [
-        (["-B"], ["-B/--beat: periodic tasks (beat) are not implemented yet", "celeriac call TASK_NAME"]),
-        (["--beat"], ["-B/--beat"]),
         (["-s", "celerybeat-schedule"], ["-s/--schedule", "periodic tasks"]),
         (["--scheduler", "x.Y"], ["--scheduler", "periodic tasks"]),
         (

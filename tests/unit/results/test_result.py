@@ -122,8 +122,15 @@ def test_results_compare_by_id(backend):
     assert AsyncResult("a").task_id == "a"
 
 
-def test_reading_without_a_backend_says_how_to_configure_one():
-    with pytest.raises(ConfigurationError, match="result_backend"):
+def test_reading_without_a_backend_says_how_to_configure_one(make_app):
+    app = make_app(broker="redis://localhost:6379/0", backend=None)  # a broker that keeps no results
+    for result in (AsyncResult("x", app=app), AsyncResult("x"), app.AsyncResult("x")):
+        with pytest.raises(ConfigurationError, match="no result backend is configured: set result_backend"):
+            result.get(timeout=0)
+
+
+def test_reading_before_any_app_exists_says_to_create_one_or_pass_it():
+    with pytest.raises(ConfigurationError, match=r"AsyncResult\('x'\) has no app .* pass app="):
         AsyncResult("x", None).get(timeout=0)
 
 
@@ -184,3 +191,51 @@ def test_get_inside_a_task_is_allowed_with_disable_sync_subtasks_false(app, inli
     result = waits_anyway.delay()
     inline_worker(app).run_next()
     assert result.get(timeout=1) == "timed out"
+
+
+# -- which app's backend ----------------------------------------------------------------------
+
+
+def test_without_an_app_or_backend_the_default_apps_backend_is_read(app):
+    app.backend.store(PendingResult("d1", SUCCESS, 5))
+    result = AsyncResult("d1")
+    assert (result.app, result.backend) == (app, app.backend)
+    assert result.get(timeout=1) == 5
+
+
+def test_app_names_the_backend_when_another_app_is_the_default(make_app):
+    first = make_app()
+    make_app()  # the default now
+    first.backend.store(PendingResult("a1", SUCCESS, "first's"))
+    assert AsyncResult("a1", app=first).get(timeout=1) == "first's"
+    assert first.AsyncResult("a1").app is first
+    assert AsyncResult("a1").state == PENDING  # the default app's backend does not have it
+
+
+def test_a_handle_made_before_the_app_reads_the_app_created_later(make_app):
+    result = AsyncResult("early")
+    app = make_app()
+    app.backend.store(PendingResult("early", SUCCESS, 1))
+    assert result.get(timeout=1) == 1
+
+
+def test_a_backend_passed_wins_over_the_app(app, backend):
+    backend.store(PendingResult("b1", SUCCESS, "given"))
+    assert AsyncResult("b1", backend, app=app).get(timeout=1) == "given"
+
+
+def test_a_handle_never_opens_a_backend_it_does_not_read(make_app):
+    app = make_app()
+    AsyncResult("lazy", app=app)
+    AsyncResult("lazy")
+    assert "backend" not in app.__dict__  # the cached backend was not built
+
+
+def test_info_of_an_unfinished_state_is_its_meta_and_of_a_finished_one_its_value(backend):
+    backend.store(PendingResult("s1", STARTED, meta={"pid": 4, "hostname": "n"}))
+    backend.store(PendingResult("p1", "PROGRESS", meta={"current": 2}))
+    backend.store(PendingResult("r1", RETRY, KeyError("again")))
+    assert AsyncResult("s1", backend).info == {"pid": 4, "hostname": "n"}
+    assert AsyncResult("p1", backend).result == {"current": 2}
+    assert isinstance(AsyncResult("r1", backend).info, KeyError)
+    assert AsyncResult("p1", backend).state == "PROGRESS" and not AsyncResult("p1", backend).ready()

@@ -65,6 +65,8 @@ def test_child_recycles_after_max_tasks_and_hands_back_the_rest(make_app, event_
     assert [r.state for r in results[:3]] == [SUCCESS] * 3
     length = app.broker.queue_length("celery")
     assert (length.ready, length.reserved, length.total) == (2, 0, 2)  # unstarted ones went back
+    # handed back, not requeued: they never ran, so their next delivery is no redelivery
+    assert [d.deliveries for d in app.broker.fetch(["celery"], 5, 0, "next")] == [1, 1]
     ready, exit_event = events(event_pipe[0])
     assert ready["event"] == "ready"
     assert exit_event["event"] == "exit"
@@ -123,6 +125,7 @@ def test_warm_stop_finishes_the_running_task_and_hands_back_prefetched_ones(
     assert results[1].get(timeout=1) == 1
     length = app.broker.queue_length("celery")
     assert (length.ready, length.total) == (2, 2)
+    assert [d.deliveries for d in app.broker.fetch(["celery"], 5, 0, "next")] == [1, 1]
     assert events(event_pipe[0])[-1]["reason"] == "shutdown"
 
 

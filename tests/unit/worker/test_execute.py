@@ -415,6 +415,53 @@ def test_reject_with_requeue_and_acks_late_puts_the_message_back(make_app, inlin
     assert app.broker.dead_letter_count() == 0
 
 
+def test_celerys_redelivered_pattern_runs_the_task_twice(make_app, inline_worker):
+    app = make_app(task_acks_late=True)
+    seen: list[bool] = []
+
+    @app.task(bind=True)
+    def once_more(self):
+        redelivered = self.request.delivery_info.get("redelivered")
+        seen.append(redelivered)
+        if redelivered:
+            raise Reject("no reason", requeue=False)
+        raise Reject("no reason", requeue=True)
+
+    result = once_more.delay()
+    worker = inline_worker(app)
+    assert worker.run_next().action == REQUEUE
+    worker.run_next()
+    assert seen == [False, True]
+    assert app.broker.queue_length("celery").total == 0
+    [letter] = app.broker.dead_letters()
+    assert letter.reason == "rejected by the task: no reason"
+    assert result.state == FAILURE
+
+
+def test_a_task_that_always_requeues_is_dead_lettered_at_the_delivery_limit(make_app, inline_worker, caplog):
+    app = make_app(task_acks_late=True, task_delivery_limit=3)
+    runs: list[int] = []
+
+    @app.task
+    def forever():
+        runs.append(1)
+        raise Reject("not yet", requeue=True)
+
+    result = forever.delay()
+    worker = inline_worker(app)
+    assert [worker.run_next().action for _ in range(2)] == [REQUEUE, REQUEUE]
+    with caplog.at_level(logging.ERROR, logger="celeriac.worker"):
+        assert worker.run_next().action == SETTLED
+    assert len(runs) == 3
+    assert app.broker.queue_length("celery").total == 0
+    [letter] = app.broker.dead_letters()
+    assert "requeued 3 times" in letter.reason and "task_delivery_limit=3" in letter.reason
+    assert any(letter.reason in r.getMessage() for r in caplog.records)
+    assert result.state == FAILURE  # the result says why, not PENDING for ever
+    with pytest.raises(DeadLetteredError, match="task_delivery_limit=3"):
+        result.get(timeout=1)
+
+
 def test_reject_with_early_ack_cannot_dead_letter_and_warns(app, inline_worker, caplog):
     @app.task
     def picky():
@@ -489,7 +536,7 @@ def test_on_failure_and_after_return_are_called_with_the_traceback(app, inline_w
     inline_worker(app).run_next()
     (name, exc_name, task_id, args, einfo), after = recording
     assert (name, exc_name, task_id, args) == ("on_failure", "KeyError", result.id, ("k",))
-    assert "KeyError" in einfo
+    assert "KeyError" in str(einfo)
     assert after == ("after_return", FAILURE, "KeyError")
 
 

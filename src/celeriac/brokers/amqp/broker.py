@@ -25,7 +25,7 @@ What RabbitMQ does natively, and what celeriac adds
 * **Publisher confirms**: a batch of persistent messages is published, then one
   wait covers the whole batch, so a returned ``apply_async`` means RabbitMQ has
   the message. A batch of only transient messages is not waited for.
-* **Handing back** (``reject(requeue=True)``, a child's prefetched messages on a warm
+* **Handing back** (``hand_back``, a child's prefetched messages on a warm
   stop, from its hand-back thread while its task runs): the consumer's subscriptions are
   cancelled first, or RabbitMQ would push the copies straight back into its free window;
   its next fetch subscribes again. Everything that uses a consumer's channel holds that
@@ -33,9 +33,12 @@ What RabbitMQ does natively, and what celeriac adds
 * **Delivery counting** (``task_delivery_limit``): AMQP only says *redelivered*.
   A redelivered message (its consumer died or lost its connection) is published
   again with the count in the ``x-celeriac-deliveries`` header (confirmed), then
-  acked; at the limit it goes to the dead letters. A hand-back
-  (``reject(requeue=True)``) is published again with the count unchanged. Both
-  put the message at the back of its queue.
+  acked; at the limit it goes to the dead letters. A message its task requeued
+  (``reject(requeue=True)``, Celery's ``Reject(requeue=True)``) is published again
+  with this delivery counted, so its next delivery is a redelivery; a hand-back
+  (``hand_back``) is published again with the count unchanged. All three put the
+  message at the back of its queue (a native ``basic.reject`` would keep its place,
+  but its *redelivered* flag would not tell a requeue from a consumer that died).
 * **ETA / countdown** without a plugin or worker memory: a message due in
   ``d`` ms waits in ``celeriac.delay.<k>``, a durable queue whose messages expire
   after 2**k ms (k = floor(log2 d)) and are dead-lettered back to their queue
@@ -621,33 +624,25 @@ class AMQPBroker(Broker):
         for delivery in batch:
             for consumer, tags in self._split([delivery]).items():
                 with consumer.lock:
-                    if requeue and consumer.queues:
-                        self._on_consumer(consumer, "pausing a consumer", lambda c=consumer: self._pause(c))
                     self._reject_one(consumer, tags[0], delivery, requeue, reason)
-
-    def _pause(self, consumer: _Consumer) -> None:
-        """Stop RabbitMQ pushing to ``consumer`` before handing messages back, or the copies
-        come straight back to its free window slots; hand back what it pushed and fetch has not
-        handed out yet. The next fetch subscribes again."""
-        for queue in consumer.queues:
-            consumer.channel.basic_cancel(f"{consumer.name}:{queue}")
-        consumer.queues = ()
-        while consumer.buffer:
-            queue, message = consumer.buffer.popleft()
-            self._hand_back(consumer, message.delivery_tag, queue, message)
 
     def _reject_one(
         self, consumer: _Consumer, tag: int, delivery: Delivery, requeue: bool, reason: str
     ) -> None:
         if tag not in consumer.unacked:
-            return  # started (already acked) or settled: nothing left to hand back
+            return  # started (already acked) or settled: nothing left to reject
         if requeue:
             if tag in consumer.by_tag:
+                # its task ran: the copy carries this delivery in its count, so the next one
+                # is a redelivery (RabbitMQ's own flag would read as a consumer that died)
                 queue, message = consumer.by_tag[tag]
+                count = {COUNT_HEADER: delivery.deliveries}
                 self._on_consumer(
                     consumer,
-                    "handing back",
-                    lambda c=consumer, t=tag, q=queue, m=message: self._hand_back(c, t, q, m),
+                    "requeueing",
+                    lambda c=consumer, t=tag, m=message, q=queue: self._move(
+                        c, t, m, delivery.envelope, count, "", q, "requeueing"
+                    ),
                 )
             return
         self._dead_letter(
@@ -660,7 +655,33 @@ class AMQPBroker(Broker):
             reason,
         )
 
-    def _hand_back(self, consumer: _Consumer, tag: int, queue: str, message: Any) -> None:
+    def _hand_back(self, batch: Sequence[Delivery]) -> None:
+        for delivery in batch:
+            for consumer, tags in self._split([delivery]).items():
+                tag = tags[0]
+                with consumer.lock:
+                    if consumer.queues:
+                        self._on_consumer(consumer, "pausing a consumer", lambda c=consumer: self._pause(c))
+                    if tag in consumer.unacked and tag in consumer.by_tag:
+                        queue, message = consumer.by_tag[tag]
+                        self._on_consumer(
+                            consumer,
+                            "handing back",
+                            lambda c=consumer, t=tag, q=queue, m=message: self._give_back(c, t, q, m),
+                        )
+
+    def _pause(self, consumer: _Consumer) -> None:
+        """Stop RabbitMQ pushing to ``consumer`` before handing messages back, or the copies
+        come straight back to its free window slots; hand back what it pushed and fetch has not
+        handed out yet. The next fetch subscribes again."""
+        for queue in consumer.queues:
+            consumer.channel.basic_cancel(f"{consumer.name}:{queue}")
+        consumer.queues = ()
+        while consumer.buffer:
+            queue, message = consumer.buffer.popleft()
+            self._give_back(consumer, message.delivery_tag, queue, message)
+
+    def _give_back(self, consumer: _Consumer, tag: int, queue: str, message: Any) -> None:
         """Put an unstarted message back on its queue (at the back) with its count unchanged."""
         envelope, wire = from_message(message)
         extra = {COUNT_HEADER: counted(wire)} if counted(wire) else None
@@ -710,7 +731,7 @@ class AMQPBroker(Broker):
                 ]
                 for tag in unstarted:
                     queue, message = state.by_tag[tag]
-                    self._hand_back(state, tag, queue, message)
+                    self._give_back(state, tag, queue, message)
             finally:
                 self._lose(state)
         return dead

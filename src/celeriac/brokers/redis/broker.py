@@ -51,7 +51,7 @@ import logging
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -76,6 +76,9 @@ from celeriac.protocol.message import Envelope
 
 logger = logging.getLogger("celeriac.broker")
 
+#: Where a transient message's delivery count travels once its task requeued it (durable
+#: messages keep theirs in Redis: ``celeriac.redelivered``).
+COUNT_PROPERTY = "x-celeriac-deliveries"
 #: kombu's separator between a queue name and its priority step.
 SEP = "\x06\x16"
 US = "\x1f"
@@ -162,6 +165,19 @@ def from_kombu(raw: bytes) -> Envelope:
         headers=headers,
         properties=properties,
     )
+
+
+def recounted(raw: bytes, deliveries: int) -> bytes:
+    """A transient message (no bookkeeping in Redis) put back by its task's requeue: its count
+    travels in the message, and kombu's ``redelivered`` flag is set as kombu sets it when it
+    restores a message, so a Celery worker sees the redelivery too."""
+    message = orjson.loads(raw)
+    properties = message["properties"]
+    properties[COUNT_PROPERTY] = deliveries
+    delivery_info = properties.get("delivery_info")
+    if isinstance(delivery_info, dict):
+        delivery_info["redelivered"] = True
+    return orjson.dumps(message)
 
 
 def _unreadable(raw: bytes) -> Envelope:
@@ -412,7 +428,7 @@ class RedisBroker(Broker):
         ran = {s.decode() if isinstance(s, bytes) else str(s) for s in started}
         back = [t for t in strays if t not in ran]
         if back:
-            self._run("REJECT", [consumer, "1", "", *back], "handing back messages of a lost reply")
+            self._run("REJECT", [consumer, "hand_back", "", *back], "handing back messages of a lost reply")
             logger.warning(
                 "handed %d message(s) back to their queue: Redis held them for %s, which had not "
                 "received them (a fetch reply lost with the connection) or had settled them (an ack "
@@ -478,7 +494,7 @@ class RedisBroker(Broker):
             out.append(Delivery(queue, envelope, tag, int(reply[i + 2]), persistent, consumer))
         for tag, queue, deliveries, raw, reason in garbage:
             self._owner.pop(tag, None)
-            self._run("REJECT", [consumer, "0", reason, tag], "dead-lettering an unreadable message")
+            self._run("REJECT", [consumer, "dead", reason, tag], "dead-lettering an unreadable message")
             self._fetch_dead.append(DeadLetter("", queue, reason, _unreadable(raw), self.now(), deliveries))
         return out, wake
 
@@ -520,9 +536,15 @@ class RedisBroker(Broker):
             self._dead_letter_raw(queue, key, raw, 1, str(exc))
             self._fetch_dead.append(DeadLetter("", queue, str(exc), _unreadable(raw), self.now(), 1, False))
             return None
+        deliveries = 1
+        if COUNT_PROPERTY in envelope.properties:  # requeued by its task: a redelivery
+            properties = dict(envelope.properties)
+            count = properties.pop(COUNT_PROPERTY)
+            deliveries += count if isinstance(count, int) and count > 0 else 0
+            envelope = replace(envelope, properties=properties)
         tag = f"t{next(self._transient_tags)}"
         self._popped[tag] = _Popped(queue, key, raw)
-        return Delivery(queue, envelope, tag, 1, persistent=False)
+        return Delivery(queue, envelope, tag, deliveries, persistent=False)
 
     def _dead_letter_raw(self, queue: str, key: str, raw: bytes, deliveries: int, reason: str) -> None:
         self._run("DEAD", [queue, key, deliveries, reason, raw], "dead-lettering a message")
@@ -578,12 +600,20 @@ class RedisBroker(Broker):
     def _reject(self, batch: Sequence[Delivery], requeue: bool, reason: str) -> None:
         popped = [(d, self._popped.pop(d.tag)) for d in batch if d.tag in self._popped]
         if requeue:
-            self._push_back([(p.key, p.raw) for _, p in popped])
+            self._push_back([(p.key, recounted(p.raw, d.deliveries)) for d, p in popped])
         else:
-            for _, p in popped:
-                self._dead_letter_raw(p.queue, p.key, p.raw, 1, reason)
+            for d, p in popped:
+                self._dead_letter_raw(p.queue, p.key, p.raw, d.deliveries, reason)
+        how = "requeue" if requeue else "dead"
         for consumer, tags in self._by_consumer(batch).items():
-            self._run("REJECT", [consumer, "1" if requeue else "0", reason, *tags], "rejecting")
+            self._run("REJECT", [consumer, how, reason, *tags], "rejecting")
+            self._forget(tags)
+
+    def _hand_back(self, batch: Sequence[Delivery]) -> None:
+        popped = [self._popped.pop(d.tag) for d in batch if d.tag in self._popped]
+        self._push_back([(p.key, p.raw) for p in popped])  # as popped: its count unchanged
+        for consumer, tags in self._by_consumer(batch).items():
+            self._run("REJECT", [consumer, "hand_back", "", *tags], "handing back")
             self._forget(tags)
 
     def extend_leases(self, consumers: Sequence[str]) -> int:

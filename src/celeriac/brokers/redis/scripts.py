@@ -286,11 +286,13 @@ return out
 """
 )
 
-#: ARGV: P, consumer, requeue ('1'|'0'), reason, tags... Settles deliveries of one consumer.
+#: ARGV: P, consumer, how, reason, tags... Settles deliveries of one consumer. how: 'dead'
+#: (to the dead letters with reason), 'requeue' (their task asked to run again: the delivery
+#: counts, the next one is a redelivery) or 'hand_back' (never started: it does not count).
 REJECT = (
     PRELUDE
     + r"""
-local consumer, requeue_them, reason = ARGV[2], ARGV[3] == '1', ARGV[4]
+local consumer, how, reason = ARGV[2], ARGV[3], ARGV[4]
 local held = P .. 'celeriac.held.' .. consumer
 local started_key = P .. 'celeriac.started.' .. consumer
 local at = now()
@@ -301,7 +303,9 @@ for i = 5, #ARGV do
   local record = redis.call('HGET', held, tag)
   if record then
     local f = fields(record, 4)
-    if requeue_them then
+    if how == 'requeue' then
+      back[#back + 1] = {tonumber(tag), f[3], f[4], tonumber(f[1])}
+    elseif how == 'hand_back' then
       back[#back + 1] = {tonumber(tag), f[3], f[4], tonumber(f[1]) - 1}
     else
       dead_letter(f[2], f[3], tonumber(f[1]), reason, f[4], at)

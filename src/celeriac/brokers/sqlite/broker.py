@@ -27,7 +27,8 @@ Schema (both stores)
     ``queue``, ``state`` (0 ready, 1 scheduled until ``eta``, 2 leased to
     ``owner`` until ``lease_until``, 3 started with early ack: running, never
     delivered again), ``priority`` (higher first),
-    ``deliveries`` (times leased without being settled), ``published_at``,
+    ``deliveries`` (times leased without being settled, a task's requeue included; a
+    hand-back of a message never started takes its lease back off), ``published_at``,
     ``meta`` (JSON: headers, properties, content type and encoding), ``body``.
 ``dead_letters``
     the same message columns plus ``reason`` and ``failed_at``.
@@ -428,17 +429,27 @@ class SQLiteBroker(Broker):
             store.db.write(lambda conn, store=store, ids=ids: store.delete(conn, ids))
 
     def _reject(self, batch: Sequence[Delivery], requeue: bool, reason: str) -> None:
+        if requeue:
+            self._put_back(batch, uncount=0)  # the task ran: its delivery counts
+            return
         now = self.now()
         for prefix, ids in self._group(batch).items():
             store = self._stores[prefix]
-            if requeue:
-                sql = (
-                    "UPDATE messages SET state=0, owner=NULL, lease_until=NULL, "
-                    f"deliveries=MAX(deliveries-1, 0) WHERE state=2 AND id IN ({placeholders(len(ids))})"
-                )
-                store.db.write(lambda conn, sql=sql, ids=ids: conn.execute(sql, ids))
-            else:
-                store.db.write(lambda conn, store=store, ids=ids: store.to_dead(conn, ids, reason, now))
+            store.db.write(lambda conn, store=store, ids=ids: store.to_dead(conn, ids, reason, now))
+
+    def _hand_back(self, batch: Sequence[Delivery]) -> None:
+        self._put_back(batch, uncount=1)
+
+    def _put_back(self, batch: Sequence[Delivery], uncount: int) -> None:
+        """Make leased rows ready again at their place (their id); ``uncount=1`` takes back
+        the delivery their lease counted."""
+        for prefix, ids in self._group(batch).items():
+            store = self._stores[prefix]
+            sql = (
+                "UPDATE messages SET state=0, owner=NULL, lease_until=NULL, "
+                f"deliveries=MAX(deliveries-?, 0) WHERE state=2 AND id IN ({placeholders(len(ids))})"
+            )
+            store.db.write(lambda conn, sql=sql, ids=ids: conn.execute(sql, (uncount, *ids)))
 
     def extend_leases(self, consumers: Sequence[str]) -> int:
         if not consumers:
