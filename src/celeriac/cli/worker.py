@@ -43,9 +43,9 @@ OTHER_POOLS = {
     "custom": "celeriac has no pluggable pools",
 }
 BEAT = (
-    "options of the embedded beat, and periodic tasks (beat) are not implemented yet in celeriac: "
-    "drop it, and until they land run each periodic job from cron or a systemd timer with "
-    "`celeriac call TASK_NAME`"
+    "an option of the embedded beat (-B), and periodic tasks (beat) are not implemented yet in "
+    "celeriac: drop it; until they land keep Celery's beat running on the same broker, or call each "
+    "task from cron or a systemd timer with `celeriac call TASK_NAME`"
 )
 DAEMON = (
     "celeriac does not daemonize itself or switch users: run `celeriac worker` in the foreground under "
