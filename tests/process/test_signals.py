@@ -138,3 +138,18 @@ def test_signals_reach_receivers_in_the_master_and_the_children(workers, produce
     assert of("task_prerun", expired.id) == []
     [not_registered] = [e for e in by_name["task_unknown"] if e["id"] == unknown.id]
     assert not_registered["name"] == "signals.nope" and not_registered["sender"] is None
+
+
+def test_solo_sends_the_worker_lifecycle_and_task_signals_in_its_one_process(workers, producer, tmp_path):
+    path = tmp_path / "signals.jsonl"
+    worker = workers("-A", "signals_app", "-P", "solo", proc_signals=str(path))
+    worker.wait_for(r"solo: serving in this process")
+    assert producer.send_task("signals.add", (2, 3)).get(timeout=20) == 5
+    worker.send(signal.SIGTERM)
+    assert worker.wait_exit() == 0
+    events = read_events(path)
+    master_order = [e["signal"] for e in events if e["signal"] in MASTER_SIGNALS]
+    assert master_order == list(MASTER_SIGNALS)
+    task_signals = [e for e in events if e["signal"] in ("task_prerun", "task_success", "task_postrun")]
+    assert [e["signal"] for e in task_signals] == ["task_prerun", "task_success", "task_postrun"]
+    assert {e["pid"] for e in events} == {worker.pid}

@@ -13,6 +13,7 @@ import importlib
 import logging
 import os
 import socket
+import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import cached_property
 from typing import Any, overload
@@ -408,6 +409,35 @@ class Celeriac:
         if not names:
             return list(self.router.queues.values())
         return [self.router.queue(name) for name in names]
+
+    # -- the command line, from a script ----------------------------------------------------
+
+    def start(self, argv: Sequence[str] | None = None) -> int:
+        """Run the ``celeriac`` command line with this app, as Celery's ``app.start()``:
+        a script ending in ``app.start()`` runs as ``python tasks.py worker -l INFO``.
+
+        ``argv`` is the command line without the program name (default: ``sys.argv[1:]``;
+        Celery 5 passes the script's name too, and fails on it). ``-A`` may still name
+        another app. Returns the exit code; a usage error exits, as argparse does.
+        """
+        from celeriac.cli.main import main
+
+        if argv is None:
+            argv = sys.argv[1:]
+        elif argv and argv[0] == sys.argv[0]:  # app.start(sys.argv)
+            argv = argv[1:]
+        return main(list(argv), app=self)
+
+    def worker_main(self, argv: Sequence[str] | None = None) -> int:
+        """Run ``celeriac worker`` with this app, as Celery's ``app.worker_main()``:
+        ``app.worker_main(["worker", "-l", "INFO"])``, or with ``argv`` (default
+        ``sys.argv[1:]``) given without the ``worker`` command."""
+        args = list(sys.argv[1:] if argv is None else argv)
+        if args and args[0] == sys.argv[0]:
+            args = args[1:]
+        if "worker" not in args:
+            args.insert(0, "worker")
+        return self.start(args)
 
     def close(self) -> None:
         """Close broker and backend connections opened by this process."""

@@ -10,6 +10,7 @@ This module imports no command module: each command group imports it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import os
@@ -24,36 +25,63 @@ from celeriac.app import Celeriac
 from celeriac.errors import ConfigurationError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+#: accepted in any case (``-l INFO``); ``fatal`` is Celery's name for critical
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical", "fatal")
 
-#: makes one subcommand's parser, with ``-A/--app``: ``command(name, help_text, **add_parser_kwargs)``
+#: makes one subcommand's parser, with the global options: ``command(name, help_text, **add_parser_kwargs)``
 CommandFactory = Callable[..., argparse.ArgumentParser]
 
 
 # -- loading the app --------------------------------------------------------------------------
 
 
+def _is_app(value: Any) -> bool:
+    return isinstance(value, Celeriac)
+
+
 def _find_app(module: Any, name: str) -> Celeriac:
+    """The app in ``module``, in the order of Celery's ``find_app``: attribute ``app``, then
+    ``celery`` (and ``celeriac``); for a package, its submodule ``celery`` (``proj/celery.py``,
+    the layout of Celery's Django guide); then the one app among the module's attributes."""
     for attr in ("app", "celery", "celeriac"):
         candidate = getattr(module, attr, None)
-        if isinstance(candidate, Celeriac):
+        if _is_app(candidate):
             return candidate
-    found = [v for v in vars(module).values() if isinstance(v, Celeriac)]
-    if len(found) == 1:
-        return found[0]
-    if hasattr(module, "__path__"):  # a package: Celery's proj/celery.py convention
+    if hasattr(module, "__path__"):
         for sub in ("celery", "celeriac"):
             try:
-                return _find_app(importlib.import_module(f"{name}.{sub}"), f"{name}.{sub}")
-            except (ImportError, ConfigurationError):
+                submodule = _import(f"{name}.{sub}", name, missing_ok=True)
+            except _Missing:
                 continue
+            with contextlib.suppress(ConfigurationError):  # no app in it: look on
+                return _find_app(submodule, f"{name}.{sub}")
+    found = list({id(value): value for value in vars(module).values() if _is_app(value)}.values())
+    if len(found) == 1:
+        return found[0]
     detail = "several apps; name one with -A module:attribute" if found else "no Celeriac app"
     raise ConfigurationError(f"-A {name}: module {name!r} has {detail}")
 
 
+class _Missing(Exception):
+    """The module looked for does not exist (an error in importing it is not this)."""
+
+
+def _import(module_name: str, spec: str, missing_ok: bool = False) -> Any:
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if missing_ok and exc.name == module_name:
+            raise _Missing(module_name) from exc
+        raise ConfigurationError(f"-A {spec}: cannot import {module_name!r}: {exc}") from exc
+    except ImportError as exc:
+        raise ConfigurationError(f"-A {spec}: cannot import {module_name!r}: {exc}") from exc
+
+
 def load_app(spec: str | None) -> Celeriac:
-    """Import ``module`` or ``module:attribute`` and return the app in it."""
-    spec = spec or os.environ.get("CELERIAC_APP")
+    """The app ``spec`` names: ``module:attribute``, ``module.attribute``, or a module (or
+    package) to look in (:func:`_find_app`); default ``$CELERIAC_APP``, then Celery's
+    ``$CELERY_APP``."""
+    spec = spec or os.environ.get("CELERIAC_APP") or os.environ.get("CELERY_APP")
     if not spec:
         raise ConfigurationError(
             "no app given: pass -A module (the module that creates Celeriac(...)) or set CELERIAC_APP"
@@ -61,16 +89,88 @@ def load_app(spec: str | None) -> Celeriac:
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     module_name, _, attr = spec.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigurationError(f"-A {spec}: cannot import {module_name!r}: {exc}") from exc
-    if attr:
-        app = getattr(module, attr, None)
-        if not isinstance(app, Celeriac):
-            raise ConfigurationError(f"-A {spec}: {module_name}.{attr} is not a Celeriac app")
-        return app
-    return _find_app(module, module_name)
+    if not attr:
+        try:
+            return _find_app(_import(module_name, spec, missing_ok="." in module_name), module_name)
+        except _Missing:  # not a module: proj.app names attribute app of module proj, as in Celery
+            module_name, _, attr = module_name.rpartition(".")
+    app = getattr(_import(module_name, spec), attr, None)
+    if not _is_app(app):
+        raise ConfigurationError(f"-A {spec}: {module_name}.{attr} is not a Celeriac app")
+    return app
+
+
+def app_of(args: argparse.Namespace) -> Celeriac:
+    """The app a command works on, with the global options applied over its settings.
+
+    ``-A`` (else ``$CELERIAC_APP`` or ``$CELERY_APP``) names it; a script that calls
+    ``app.start()`` passes itself as ``args.instance``. Then ``--config MODULE`` is loaded
+    over its settings, and ``-b/--broker`` and ``--result-backend`` set ``broker_url`` and
+    ``result_backend``: the command line wins, as it does with Celery.
+    """
+    app = args.instance if args.app is None and args.instance is not None else load_app(args.app)
+    if args.config:
+        app.config_from_object(args.config)
+    if args.broker:
+        app.conf.broker_url = args.broker
+    if args.result_backend:
+        app.conf.result_backend = args.result_backend
+    return app
+
+
+def apply_process_options(args: argparse.Namespace) -> None:
+    """The global options that act before any command: ``--workdir``; refuse ``--loader``."""
+    if args.loader:
+        raise ConfigurationError(
+            f"--loader {args.loader}: celeriac has no loaders; configure the app in the module -A "
+            "names (app.config_from_object(...)), or pass --config MODULE"
+        )
+    if args.workdir:
+        try:
+            os.chdir(args.workdir)
+        except OSError as exc:
+            raise ConfigurationError(f"--workdir {args.workdir}: {exc.strerror}") from None
+
+
+def add_global_options(parser: argparse.ArgumentParser, in_command: bool) -> None:
+    """Celery's global options, which go before the command or (``in_command``) after it.
+
+    In a command's parser they default to nothing at all (``SUPPRESS``), so that a value
+    given before the command is not overwritten by the command's default.
+    """
+    default = argparse.SUPPRESS if in_command else None
+    flag = argparse.SUPPRESS if in_command else False
+    title = "global options (before or after the command)" if in_command else "global options"
+    group = parser.add_argument_group(title)
+    group.add_argument(
+        "-A",
+        "--app",
+        default=default,
+        help="module (or module:attribute) that creates the app; default $CELERIAC_APP, then $CELERY_APP",
+    )
+    group.add_argument("-b", "--broker", default=default, help="broker URL, over broker_url")
+    group.add_argument("--result-backend", default=default, help="result backend URL, over result_backend")
+    group.add_argument(
+        "--config", default=default, metavar="MODULE", help="settings module loaded over the app's settings"
+    )
+    group.add_argument(
+        "--workdir", default=default, metavar="DIR", help="change to DIR before loading the app"
+    )
+    group.add_argument(
+        "--loader", default=default, help="refused: celeriac has no loaders (use --config or the app module)"
+    )
+    group.add_argument(
+        "-q", "--quiet", action="store_true", default=flag, help="accepted: celeriac prints no banner"
+    )
+    group.add_argument(
+        "-C", "--no-color", action="store_true", default=flag, help="accepted: celeriac prints no colours"
+    )
+    group.add_argument(
+        "--skip-checks",
+        action="store_true",
+        default=flag,
+        help="accepted: celeriac runs no Django system checks at start",
+    )
 
 
 #: The parent of task loggers (``celeriac.utils.log.get_task_logger``): ``after_setup_task_logger``'s.
@@ -189,4 +289,4 @@ def add_log_arguments(parser: argparse.ArgumentParser, default: str, level_help:
     parser.add_argument(
         "-l", "--loglevel", default=default, type=str.lower, choices=LOG_LEVELS, help=level_help
     )
-    parser.add_argument("--logfile", help="log to this file instead of stderr")
+    parser.add_argument("-f", "--logfile", help="log to this file instead of stderr")

@@ -14,7 +14,7 @@ from celeriac.cli.common import (
     EXIT_OK,
     CommandFactory,
     add_view_arguments,
-    load_app,
+    app_of,
     write_json,
 )
 from celeriac.cli.monitor import cmd_top
@@ -54,7 +54,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
                 "--watch is the live view of queues and workers: drop `memory` and --json"
             )
         return cmd_top(args)
-    app = load_app(args.app)
+    app = app_of(args)
     broker = app.broker
     if args.what == "memory":
         return _inspect_memory(broker, args.json)

@@ -25,7 +25,7 @@ from celeriac.cli.common import (
     CommandFactory,
     add_log_arguments,
     add_view_arguments,
-    load_app,
+    app_of,
     queue_list,
     seconds,
     setup_logging,
@@ -165,7 +165,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     from celeriac.observe.top import frame
 
     _check_bind(args)
-    app = load_app(args.app)
+    app = app_of(args)
     setup_logging(args.loglevel, "[%(asctime)s: %(levelname)s/monitor] %(message)s", args.logfile)
     _apply_overrides(app, args)
     conf = app.conf
@@ -243,7 +243,7 @@ def cmd_top(args: argparse.Namespace) -> int:
     from celeriac.observe.monitor import Monitor
     from celeriac.observe.top import frame
 
-    app = load_app(args.app)
+    app = app_of(args)
     logging.basicConfig(level=logging.CRITICAL)  # alerts show in the frame, not as log lines
     monitor = Monitor(app, History(":memory:"), queues=args.queues or (), interval=args.interval, sinks={})
     stop = threading.Event()

@@ -11,7 +11,7 @@ import argparse
 import os
 import sys
 
-from celeriac.cli.common import EXIT_FAILED, EXIT_OK, CommandFactory, load_app
+from celeriac.cli.common import EXIT_FAILED, EXIT_OK, CommandFactory, app_of, load_app
 from celeriac.errors import ConfigurationError
 from celeriac.observe.munin import (
     ACTIONS,
@@ -120,10 +120,24 @@ def cmd_munin(args: argparse.Namespace) -> int:
     ]
     if given:
         raise ConfigurationError(f"{', '.join(given)}: only for `celeriac munin install`")
-    return plugin(lambda: load_app(args.app), graph or "length", action)
+    return plugin(lambda: app_of(args), graph or "length", action)
 
 
 def _cmd_install(args: argparse.Namespace) -> int:
+    unsaved = [
+        flag
+        for flag, value in (
+            ("-b", args.broker),
+            ("--result-backend", args.result_backend),
+            ("--config", args.config),
+        )
+        if value
+    ]
+    if unsaved:
+        raise ConfigurationError(
+            f"{', '.join(unsaved)}: munin install writes only the app (-A) into the plugin's "
+            "configuration: set broker_url and result_backend in the app's settings instead"
+        )
     spec = args.app or os.environ.get("CELERIAC_APP")
     if not spec:
         raise ConfigurationError("install needs the app: pass -A module (as you would to `celeriac worker`)")

@@ -12,16 +12,16 @@ from celeriac.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
     CommandFactory,
+    app_of,
     confirm,
     json_of,
-    load_app,
     positive_int,
 )
 from celeriac.errors import CeleriacError
 
 
 def cmd_deadletters(args: argparse.Namespace) -> int:
-    app = load_app(args.app)
+    app = app_of(args)
     broker = app.broker
     ids = args.ids or None
     if args.action == "list":
@@ -46,7 +46,7 @@ def cmd_deadletters(args: argparse.Namespace) -> int:
 
 
 def cmd_call(args: argparse.Namespace) -> int:
-    app = load_app(args.app)
+    app = app_of(args)
     options: dict[str, Any] = {}
     for key in ("queue", "countdown", "expires", "delivery_mode"):
         if getattr(args, key) is not None:
@@ -57,7 +57,7 @@ def cmd_call(args: argparse.Namespace) -> int:
 
 
 def cmd_result(args: argparse.Namespace) -> int:
-    app = load_app(args.app)
+    app = app_of(args)
     result = app.AsyncResult(args.task_id)
     if args.timeout is not None:
         try:

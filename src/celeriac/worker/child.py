@@ -157,6 +157,14 @@ class Child:
         if self._signal_mask is not None:  # the master blocked them across fork(); deliver any now
             signal.pthread_sigmask(signal.SIG_SETMASK, self._signal_mask)
 
+    def _orphaned(self) -> bool:
+        """Whether the master died: nobody would renew this child's leases or replace it."""
+        return os.getppid() != self.master_pid
+
+    def _name_process(self) -> None:
+        """Name the process in log lines (``%(processName)s``)."""
+        multiprocessing.current_process().name = f"Child-{self.index}"
+
     def _send(self, message: Message) -> None:
         with contextlib.suppress(OSError):  # the master is gone: nothing to tell
             os.write(self.event_fd, encode(message))
@@ -267,7 +275,7 @@ class Child:
         self._batch = (0, 0.0)
         self._fetch_s = 0.0
         while not self.stopping:
-            if os.getppid() != self.master_pid:
+            if self._orphaned():
                 return ExitReason.ORPHANED, "the master process died; stopping so no task runs unsupervised"
             if time.monotonic() >= self._next_report:
                 self._report()
@@ -348,7 +356,7 @@ class Child:
     def main(self) -> int:
         """Entry point after fork. Returns the process exit code."""
         self._install_signals()
-        multiprocessing.current_process().name = f"Child-{self.index}"
+        self._name_process()
         started = time.monotonic()
         self.hooks.after_child_start(self.index)
         hand_back = threading.Thread(target=self._hand_back_on_stop, name="hand-back", daemon=True)

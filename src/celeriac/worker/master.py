@@ -240,14 +240,18 @@ class Master:
         options = self.options
         window = PrefetchWindow(options.prefetch_multiplier).describe()
         logger.warning(
-            "%s ready: %d children, queues %s, prefetch %s per child, broker %s, tasks: %s",
+            "%s ready: %s, queues %s, prefetch %s per child, broker %s, tasks: %s",
             options.nodename,
-            options.concurrency,
+            self._pool_text(),
             ", ".join(f"{q.name}{'' if q.durable else ' (transient)'}" for q in options.queues),
             window,
             self.app.broker.location,
             ", ".join(self.app.task_names()) or "none",
         )
+
+    def _pool_text(self) -> str:
+        """How this node runs tasks, for its start-up line."""
+        return f"{self.options.concurrency} children"
 
     def _spawn(self, index: int) -> None:
         slot = self.slots[index]

@@ -9,7 +9,7 @@ import pytest
 
 from celeriac import Queue
 from celeriac.errors import ConfigurationError
-from celeriac.worker.options import WorkerOptions, expand_nodename
+from celeriac.worker.options import WorkerOptions, expand_nodename, node_format
 
 
 def test_defaults_come_from_the_settings(make_app):
@@ -107,9 +107,65 @@ def test_node_name_variables_are_expanded():
     host = socket.gethostname()
     short, _, domain = host.partition(".")
     assert expand_nodename("w1@%h") == f"w1@{host}"
-    assert expand_nodename("%n-%i") == f"{short}-{os.getpid()}"
-    assert expand_nodename("x.%d") == f"x.{domain}"
-    assert expand_nodename("plain") == "plain"
+    assert expand_nodename("w-%i@%n") == f"w-{os.getpid()}@{short}"
+    assert expand_nodename("x@y.%d") == f"x@y.{domain}"
+    assert expand_nodename("a%%b@c") == "a%b@c"
+
+
+def test_a_node_name_without_at_is_the_host_part_as_in_celery():
+    # Celery makes `-n worker1` into celery@worker1
+    assert expand_nodename("worker1") == "celeriac@worker1"
+    assert expand_nodename("%h") == f"celeriac@{socket.gethostname()}"
+
+
+def test_an_unknown_node_name_variable_is_an_error_listing_the_known_ones():
+    with pytest.raises(ConfigurationError, match=r"node name \(-n/--hostname\) 'w%x@h': unknown variable %x"):
+        expand_nodename("w%x@h")
+
+
+def test_per_node_file_names_take_the_parts_of_the_node_name():
+    assert node_format("/run/%n.pid", "w1@host.example.com", "--pidfile") == "/run/w1.pid"
+    assert node_format("%h|%d|%p", "w1@host.example.com", "--pidfile") == (
+        "host.example.com|example.com|w1@host.example.com"
+    )
+    assert node_format("%n%I.log", "w1@h", "--logfile") == "w1.log"  # the master's index: none
+    assert node_format("%n-%i.log", "w1@h", "--logfile") == "w1-0.log"
+    assert node_format("100%%.pid", "w1@h", "--pidfile") == "100%.pid"
+    with pytest.raises(ConfigurationError, match=r"--pidfile '%q.pid': unknown variable %q"):
+        node_format("%q.pid", "w1@h", "--pidfile")
+
+
+def test_excluded_queues_are_not_consumed(make_app):
+    app = make_app(task_queues=[Queue("a"), Queue("b"), Queue("c")])
+    assert WorkerOptions.from_app(app, exclude_queues=["b"]).queue_names == ["a", "c"]
+    assert WorkerOptions.from_app(app, queues=["a", "b"], exclude_queues=["a"]).queue_names == ["b"]
+
+
+def test_excluding_a_queue_the_worker_would_not_consume_is_an_error(make_app):
+    app = make_app(task_queues=[Queue("a"), Queue("b")])
+    with pytest.raises(ConfigurationError) as info:
+        WorkerOptions.from_app(app, exclude_queues=["bb"])
+    assert "-X/--exclude-queues bb: not among the queues this worker would consume (a, b)" in str(info.value)
+
+
+def test_excluding_every_queue_leaves_nothing_to_consume(make_app):
+    app = make_app(task_queues=[Queue("a")])
+    with pytest.raises(ConfigurationError, match="no queue to consume"):
+        WorkerOptions.from_app(app, exclude_queues=["a"])
+
+
+def test_a_solo_pool_has_one_slot_and_recycles_nothing(make_app):
+    app = make_app(worker_concurrency=8, worker_max_tasks_per_child=10, worker_max_memory_per_child=1000)
+    options = WorkerOptions.from_app(app, pool="solo", max_memory_per_child_hard=5000)
+    assert (options.pool, options.concurrency) == ("solo", 1)
+    assert (options.max_tasks_per_child, options.max_memory_per_child, options.max_memory_per_child_hard) == (
+        None,
+        None,
+        None,
+    )
+    assert WorkerOptions.from_app(app).pool == "prefork"
+    with pytest.raises(ConfigurationError, match="worker pool 'threads': use one of prefork, solo"):
+        WorkerOptions.from_app(app, pool="threads")
 
 
 def test_hard_memory_ceiling_must_be_above_the_recycling_limit(make_app):
