@@ -255,20 +255,51 @@ class Task:
                 value = self.call_with_autoretry(args, kwargs)
             except Retry as retry:
                 signalled.before_retry(request, retry)
-                signalled.after_task(request, Outcome(RETRY, exc=retry.exc or retry))
+                outcome = Outcome(RETRY, exc=retry.exc or retry, traceback=tb.format_exc())
+                self._eager_handlers(request, outcome)
+                signalled.after_task(request, outcome)
                 retries += 1
                 continue
             except Exception as exc:
                 formatted = tb.format_exc()
-                signalled.after_task(request, Outcome(FAILURE, exc=exc, traceback=formatted))
+                outcome = Outcome(FAILURE, exc=exc, traceback=formatted)
+                self._eager_handlers(request, outcome)
+                signalled.after_task(request, outcome)
                 if throw:
                     raise
                 return EagerResult(task_id, FAILURE, exc, formatted, self.name)
             else:
-                signalled.after_task(request, Outcome(SUCCESS, value))
+                outcome = Outcome(SUCCESS, value)
+                self._eager_handlers(request, outcome)
+                signalled.after_task(request, outcome)
             finally:
                 pop_request(token)
             return EagerResult(task_id, SUCCESS, value, None, self.name)
+
+    def call_handlers(self, request: Request, outcome: Outcome) -> None:
+        """After a run: ``on_success``, ``on_failure`` or ``on_retry`` by its outcome, then
+        ``after_return``, with Celery's arguments (``einfo`` an :class:`ExceptionInfo`).
+
+        The worker and :meth:`apply` both call this; what a handler raises is the caller's.
+        """
+        task_id, args, kwargs = request.id or "", request.args, request.kwargs
+        einfo = None
+        if outcome.state in (FAILURE, RETRY) and outcome.exc is not None:
+            einfo = ExceptionInfo.from_exception(outcome.exc, outcome.traceback)
+        if outcome.state == SUCCESS:
+            self.on_success(outcome.result, task_id, args, kwargs)
+        elif outcome.state == FAILURE and outcome.exc is not None:
+            self.on_failure(outcome.exc, task_id, args, kwargs, einfo)
+        elif outcome.state == RETRY and outcome.exc is not None:
+            self.on_retry(outcome.exc, task_id, args, kwargs, einfo)
+        retval = outcome.result if outcome.state == SUCCESS else outcome.exc
+        self.after_return(outcome.state, retval, task_id, args, kwargs, einfo)
+
+    def _eager_handlers(self, request: Request, outcome: Outcome) -> None:
+        try:
+            self.call_handlers(request, outcome)
+        except Exception:
+            logger.exception("handler of %s[%s] failed", self.name, request.id)
 
     def _invoke(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
         """Run the body under the request already pushed (through a custom ``__call__`` if any)."""

@@ -7,7 +7,7 @@ import pytest
 from celeriac import Celeriac, Task, shared_task
 from celeriac.errors import ConfigurationError, MaxRetriesExceededError
 from celeriac.results.result import EagerResult
-from celeriac.states import FAILURE, SUCCESS
+from celeriac.states import FAILURE, RETRY, SUCCESS
 
 # -- naming -----------------------------------------------------------------------------------
 
@@ -371,3 +371,56 @@ def test_retry_in_a_task_called_directly_never_resends_the_outer_task(app, inlin
     assert result.state == SUCCESS
     resent = [d.envelope.headers for d in app.broker.fetch(["celery"], 10, 0, "c")]
     assert resent == [], f"the outer task was sent again: {resent}"
+
+
+def test_eager_runs_call_the_handlers_as_a_worker_does(app):
+    """Celery's eager mode calls on_success / on_retry / on_failure and after_return: a test suite
+    run with task_always_eager exercises the same handlers as production."""
+    calls: list[tuple] = []
+
+    class Tracked(Task):
+        def on_success(self, retval, task_id, args, kwargs):
+            calls.append(("success", retval, args))
+
+        def on_retry(self, exc, task_id, args, kwargs, einfo):
+            calls.append(("retry", type(exc).__name__, einfo.type.__name__))
+
+        def on_failure(self, exc, task_id, args, kwargs, einfo):
+            calls.append(("failure", str(exc), "ValueError" in einfo.traceback))
+
+        def after_return(self, status, retval, task_id, args, kwargs, einfo):
+            calls.append(("after_return", status))
+
+    @app.task(base=Tracked, bind=True, max_retries=1)
+    def flaky(self, x):
+        if self.request.retries == 0:
+            raise self.retry(exc=ConnectionError("down"), countdown=1)
+        return x * 2
+
+    @app.task(base=Tracked)
+    def broken(x):
+        raise ValueError(f"bad {x}")
+
+    assert flaky.apply((21,)).get() == 42
+    assert broken.apply((1,)).state == FAILURE
+    assert calls == [
+        ("retry", "ConnectionError", "ConnectionError"),
+        ("after_return", RETRY),
+        ("success", 42, (21,)),
+        ("after_return", SUCCESS),
+        ("failure", "bad 1", True),
+        ("after_return", FAILURE),
+    ]
+
+
+def test_an_eager_handler_that_raises_is_logged_and_the_result_stands(app, caplog):
+    class Broken(Task):
+        def on_success(self, retval, task_id, args, kwargs):
+            raise RuntimeError("handler bug")
+
+    @app.task(base=Broken)
+    def fine():
+        return "ok"
+
+    assert fine.apply().get() == "ok"
+    assert "handler of" in caplog.text and "handler bug" in caplog.text

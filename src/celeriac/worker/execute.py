@@ -62,7 +62,6 @@ from celeriac.context import (
     pop_request,
     push_request,
 )
-from celeriac.einfo import ExceptionInfo
 from celeriac.errors import BrokerError, Ignore, Reject, Retry, TaskRevokedError
 from celeriac.hooks import ADMIT, DEFER, REVOKE, RUN, Admission, DeadLettered, HookChain, Outcome
 from celeriac.protocol import serializers
@@ -334,23 +333,10 @@ class Executor:
             self.producer.publish((retry.outbound,))
 
     def _handlers(self, task: Task, request: Request, outcome: Outcome) -> None:
-        task_id, args, kwargs = request.id or "", request.args, request.kwargs
-        einfo = None
-        if outcome.state in (FAILURE, RETRY) and outcome.exc is not None:
-            einfo = ExceptionInfo.from_exception(outcome.exc, outcome.traceback)
         try:
-            if outcome.state == SUCCESS:
-                task.on_success(outcome.result, task_id, args, kwargs)
-            elif outcome.state == FAILURE:
-                assert outcome.exc is not None and einfo is not None
-                task.on_failure(outcome.exc, task_id, args, kwargs, einfo)
-            elif outcome.state == RETRY:
-                assert outcome.exc is not None and einfo is not None
-                task.on_retry(outcome.exc, task_id, args, kwargs, einfo)
-            retval = outcome.result if outcome.state == SUCCESS else outcome.exc
-            task.after_return(outcome.state, retval, task_id, args, kwargs, einfo)
+            task.call_handlers(request, outcome)
         except Exception as exc:
-            logger.exception("handler of %s[%s] failed", task.name, task_id)
+            logger.exception("handler of %s[%s] failed", task.name, request.id or "")
             self.hooks.after_internal_error(request, exc)
 
     @staticmethod
