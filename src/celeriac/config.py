@@ -1035,12 +1035,18 @@ def from_object(obj: Any, namespace: str | None = None, silent: bool = False) ->
     for key, value in values.items():
         if isinstance(value, types.ModuleType):
             continue
-        if key in CELERY_OLD_NAMES or (key.islower() and not callable(value)):
+        # a lower-case function or class is a helper of the module, unless a setting has its name
+        # (``task_routes = route_task`` is a router)
+        if key in CELERY_OLD_NAMES or (key.islower() and (not callable(value) or _known(key))):
             found[key] = value
         elif key.isupper() and (hint := _unread_upper_name(key)) is not None:
             logger.warning("%s: %s is ignored; %s", where, key, hint)
     refuse_mixed_names(found, where)
     return rename_old_names(found, where)
+
+
+def _known(name: str) -> bool:
+    return name in SETTINGS_BY_NAME or name in CELERY_IGNORED or name in CELERY_REFUSED
 
 
 def _from_namespace(values: Mapping[str, Any], prefix: str, where: str) -> dict[str, Any]:

@@ -300,6 +300,23 @@ def test_config_from_object_reads_a_module_by_import_path(make_app, config_modul
     assert [q.name for q in app.conf.task_queues] == ["celery", "reports"]
 
 
+def test_a_function_under_a_setting_name_in_a_config_module_is_the_setting(make_app, config_module):
+    """``task_routes = route_task`` is a router: it is read, where a helper function is not."""
+    name = config_module(
+        "celeriac_unit_cfg_router",
+        """
+        def route_task(name, args, kwargs, options, task=None, **kw):
+            return {"queue": "reports"} if name.startswith("reports.") else None
+
+        task_routes = route_task
+        """,
+    )
+    app = make_app()
+    app.config_from_object(name)
+    assert app.conf.task_routes == (sys.modules[name].route_task,)
+    assert app.router.route("reports.daily", {}).queue.name == "reports"
+
+
 def test_config_module_that_imports_builtin_modules_loads(make_app, config_module):
     # a normal Celery config module: `import sys`/`import time` bind module objects
     name = config_module(
