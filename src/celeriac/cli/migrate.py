@@ -856,6 +856,7 @@ def _python(file: _PythonFile, project: _Project, report: Report) -> None:
 _PROGRAM = re.compile(r"(?<![\w.$-])(?:celery|celeriac)(?![\w./:-])")
 _TOKEN = re.compile(r"[^\s\"',\[\]\\]+")
 _YAML_ITEM = re.compile(r"[ \t]*-[ \t]+(.*)")
+_SHELL_SEPARATOR = re.compile(r"&&|\|\||[;|&]")
 _GLOBAL_WITH_VALUE = frozenset(
     {"-A", "--app", "-b", "--broker", "--result-backend", "--loader", "--config", "--workdir"}
 )
@@ -938,17 +939,17 @@ _REQUIREMENT = re.compile(
 
 
 def _following_words(text: str, position: int) -> list[str]:
-    """The words of the command line that goes on at ``position``: to the end of the line,
-    across backslash continuations, or through a YAML list (``- celery`` / ``- -A`` / ...)."""
+    """The words of the command line that goes on at ``position``: to the end of the line
+    (or of the shell command: ``&&``, ``;``, ``|``), across backslash continuations, or
+    through a YAML list (``- celery`` / ``- -A`` / ...)."""
     words: list[str] = []
-    rest = text[position:]
-    lines = rest.split("\n")
+    lines = text[position : position + 4096].split("\n")
     first = lines[0]
     index = 0
     while first.rstrip().endswith("\\") and index + 1 < len(lines):
         index += 1
         first = first.rstrip()[:-1] + " " + lines[index]
-    words.extend(_TOKEN.findall(first))
+    words.extend(_TOKEN.findall(_SHELL_SEPARATOR.split(first, maxsplit=1)[0]))
     if not words:
         for line in lines[1:]:
             item = _YAML_ITEM.fullmatch(line.rstrip("\r"))

@@ -431,6 +431,18 @@ def test_command_lines_that_are_not_celery_invocations_are_kept(tmp_path, capsys
     assert (tmp_path / "notes.md").read_text() == "celery -A proj worker\n"
 
 
+def test_each_command_of_a_shell_line_is_judged_on_its_own(tmp_path, capsys):
+    (tmp_path / "start.sh").write_text(
+        "celery -A proj worker -c 1 && celery -A proj beat -S redbeat; celery -A proj purge -f\n"
+    )
+    code, out, _ = run(["migrate", "--write", str(tmp_path)], capsys)
+    assert code == 1
+    assert (tmp_path / "start.sh").read_text() == (
+        "celeriac -A proj worker -c 1 && celery -A proj beat -S redbeat; celeriac -A proj purge -f\n"
+    )
+    assert findings(out) == ["start.sh:1: blocks: beat: celery beat"]
+
+
 def test_python_rewrites_keep_everything_else_byte_for_byte(tmp_path, capsys):
     source = (
         '"""Module with non-ASCII text: é ü."""\r\n'
