@@ -185,6 +185,13 @@ APP_ATTRIBUTE_NOTES: dict[str, tuple[str, str]] = {
         "events",
         "task events are not implemented: `celeriac monitor` and `celeriac top` watch queues",
     ),
+    "register_task": (
+        "task",
+        "celeriac does not register class-based tasks: keep the class as a base (subclass app.Task) "
+        "and define the task with @app.task(base=YourTask) on a function",
+    ),
+    "autodiscover_tasks": ("app", "list the task modules in include=[...] (or the imports setting)"),
+    **dict.fromkeys(("start", "worker_main"), ("app", "run `celeriac worker -A yourmodule` instead")),
     "steps": ("worker", "worker boot steps are not supported: use the worker signals (celeriac.signals)"),
     "user_options": (
         "worker",

@@ -443,6 +443,61 @@ def test_each_command_of_a_shell_line_is_judged_on_its_own(tmp_path, capsys):
     assert findings(out) == ["start.sh:1: blocks: beat: celery beat"]
 
 
+def test_settings_classes_and_less_common_imports(tmp_path, capsys):
+    write_tree(
+        tmp_path,
+        {
+            "app/__init__.py": "",
+            "app/main.py": """
+                import celery
+                import celery.contrib.abortable
+                from celery import current_app
+                from kombu.common import Broadcast
+
+                from .conf import Settings
+
+
+                class Config:
+                    task_acks_late = True
+                    worker_prefech_multiplier = 1
+
+
+                app = celery.Celery("app")
+                app.config_from_object(Config)
+                app.config_from_object("app.conf:Settings")
+                app.conf["result_backend"] = "rpc://"
+                app.conf.result_serializer: str = "pickle"
+                app.register_task(object())
+                print(celery.VERSION)
+                current_app.control.purge()
+                """,
+            "app/conf.py": """
+                class Settings:
+                    task_time_limt = 10
+                """,
+        },
+    )
+    code, out, _ = run(["migrate", str(tmp_path)], capsys)
+    assert code == 1
+    reported = findings(out)
+    for expected in [
+        "app/main.py:2: blocks: import: celery.contrib.abortable has no celeriac counterpart",
+        "app/main.py:3: blocks: import: celery.current_app is not in celeriac",
+        "app/main.py:4: blocks: queues: kombu.common.Broadcast",
+        "app/main.py:11: blocks: setting: unknown setting worker_prefech_multiplier; "
+        "did you mean 'worker_prefetch_multiplier'?",
+        "app/main.py:17: blocks: rpc://: the rpc:// result backend",
+        "app/main.py:18: note: pickle: setting result_serializer names pickle",
+        "app/main.py:19: blocks: task: app.register_task",
+        "app/main.py:20: blocks: import: celery.VERSION is not in celeriac",
+        "app/main.py:21: blocks: remote control: app.control",
+        "app/conf.py:2: blocks: setting: unknown setting task_time_limt; did you mean 'task_time_limit'?",
+    ]:
+        assert expected in reported, expected
+    assert "celeriac has no current_app proxy" in out
+    assert "celeriac does not register class-based tasks" in out
+
+
 def test_python_rewrites_keep_everything_else_byte_for_byte(tmp_path, capsys):
     source = (
         '"""Module with non-ASCII text: é ü."""\r\n'
