@@ -248,8 +248,9 @@ UNKNOWN_SETTING = (
     "of a helper variable in a settings module with _"
 )
 OLD_SETTING_NAME = (
-    "celeriac reads Celery's old upper-case setting names with a warning: rename each to its new "
-    "lower-case name (docs/celery.md, Old setting names)"
+    "celeriac reads Celery's old upper-case setting names as Celery 5 does, with a warning: rename "
+    "each to the name it is read as (CELERY_ and that name in upper case with namespace='CELERY'); "
+    "docs/celery.md, Old setting names"
 )
 TASK_ATTRIBUTE = (
     "celeriac's Task has no such attribute, so setting it changes nothing: remove it (docs/celery.md)"
@@ -264,15 +265,21 @@ RPC = (
 _SERIALIZER_SETTINGS = frozenset(
     {"task_serializer", "result_serializer", "accept_content", "result_accept_content", "event_serializer"}
 )
-_OLD_NAME_PREFIXES = ("BROKER_", "CELERY")
+#: Every lower-case name a Celery configuration may hold (celeriac's, and Celery's new names).
+_CELERY_NEW_NAMES = (
+    frozenset(config.SETTINGS_BY_NAME)
+    | frozenset(config.CELERY_IGNORED)
+    | frozenset(config.CELERY_REFUSED)
+    | frozenset(config.CELERY_OLD_NAMES.values())
+)
 
 
 def _setting_finding(name: str, shown: str) -> tuple[str, str, str, bool] | None:
     """(feature, message, advice, blocks) for a setting celeriac does not simply take; None if it does."""
+    if name.startswith("beat_"):  # beat_schedule is a setting: the worker warns that it will not run
+        return "beat", f"setting {shown}", _compat.BEAT_MISSING, True
     if name in config.SETTINGS_BY_NAME:
         return None
-    if name.startswith("beat_"):
-        return "beat", f"setting {shown}", _compat.BEAT_MISSING, True
     if name in ("task_default_rate_limit", "worker_disable_rate_limits"):
         return "rate limit", f"setting {shown}", RATE_LIMIT, name == "task_default_rate_limit"
     if name in config.CELERY_REFUSED:
@@ -676,6 +683,10 @@ class _Scanner(ast.NodeVisitor):
 
     def setting(self, node: ast.AST, name: str, value: ast.AST | None, shown: str | None = None) -> None:
         shown = shown or name
+        new = config.CELERY_OLD_NAMES.get(name)
+        if new is not None:  # read as the new name, with a warning
+            self.report(node, "setting", f"old setting name {shown}, read as {new}", OLD_SETTING_NAME, False)
+            name = new
         finding = _setting_finding(name, shown)
         if finding is not None:
             feature, message, advice, blocks = finding
@@ -701,13 +712,19 @@ class _Scanner(ast.NodeVisitor):
                     self._settings_name(node, target.id, node.value, namespace)
 
     def _settings_name(self, node: ast.AST, name: str, value: ast.AST | None, namespace: str | None) -> None:
-        if namespace:
-            if name.startswith(f"{namespace}_"):
-                self.setting(node, name[len(namespace) + 1 :].lower(), value, shown=name)
-        elif name.islower():
+        """A name read as ``config_from_object`` reads it: lower-case names and Celery's old
+        names; with a namespace, ``<NAMESPACE>_<NEW NAME>`` and the old names Celery reads there."""
+        old = name in config.CELERY_OLD_NAMES
+        if not namespace:
+            if name.islower() or old:
+                self.setting(node, name, value)
+            return
+        prefix = f"{namespace}_"
+        stripped = name[len(prefix) :].lower() if name.startswith(prefix) else None
+        if stripped is not None and (stripped in _CELERY_NEW_NAMES or not old):
+            self.setting(node, stripped, value, shown=name)
+        elif old and (stripped is not None or config.CELERY_OLD_NAMES[name] in _CELERY_NEW_NAMES):
             self.setting(node, name, value)
-        elif name.isupper() and name.startswith(_OLD_NAME_PREFIXES):
-            self.report(node, "setting", f"old setting name {name}", OLD_SETTING_NAME, blocks=False)
 
     def _settings_call(self, node: ast.Call) -> None:
         for keyword in node.keywords:

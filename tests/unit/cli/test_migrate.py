@@ -255,6 +255,9 @@ BLOCKED_PROJECT = {
         CELERY_BROKER_URL = "redis://localhost:6379/0"
         CELERY_TASK_ANNOTATIONS = {"proj.tasks.add": {"rate_limit": "10/s"}}
         CELERY_NOT_A_SETTING = 1
+        CELERY_ALWAYS_EAGER = False
+        BROKER_POOL_LIMIT = 4
+        DEBUG = True
         """,
     "proj/tasks.py": """
         from celery import chain, shared_task
@@ -283,6 +286,7 @@ BLOCKED_PROJECT = {
         redis_host = os.environ.get("REDIS_HOST", "localhost")
         result_backend = "redis://" + redis_host
         CELERY_ALWAYS_EAGER = True
+        CELERYBEAT_SCHEDULE = {}
         _private = 1
         """,
     "Procfile": """
@@ -318,7 +322,9 @@ EXPECTED_FINDINGS = [
     "Procfile:3: blocks: events: celery flower",
     "broken.py:1: note: python: cannot parse this file",
     "celeryconfig.py:3: blocks: setting: unknown setting redis_host",
-    "celeryconfig.py:5: note: setting: old setting name CELERY_ALWAYS_EAGER",
+    "celeryconfig.py:5: note: setting: old setting name CELERY_ALWAYS_EAGER, read as task_always_eager",
+    "celeryconfig.py:6: note: setting: old setting name CELERYBEAT_SCHEDULE, read as beat_schedule",
+    "celeryconfig.py:6: blocks: beat: setting CELERYBEAT_SCHEDULE",
     "deploy/celery.service:2: blocks: multi: celery multi",
     "deploy/celeryd.conf:1: note: command: CELERY_BIN names the celery program",
     "deploy/celeryd.conf:2: blocks: rpc://: the rpc:// result backend",
@@ -337,6 +343,8 @@ EXPECTED_FINDINGS = [
     "proj/celery.py:17: blocks: canvas: .s() builds a signature",
     "proj/settings.py:3: blocks: rate limit: setting CELERY_TASK_ANNOTATIONS sets rate_limit",
     "proj/settings.py:4: blocks: setting: unknown setting CELERY_NOT_A_SETTING",
+    "proj/settings.py:5: note: setting: old setting name CELERY_ALWAYS_EAGER, read as task_always_eager",
+    "proj/settings.py:6: note: setting: old setting name BROKER_POOL_LIMIT, read as broker_pool_limit",
     "proj/tasks.py:1: blocks: canvas: celery.chain is not in celeriac",
     "proj/tasks.py:2: blocks: import: celery.contrib.testing.worker has no celeriac counterpart",
     "proj/tasks.py:8: blocks: rate limit: DbTask.rate_limit",
@@ -361,6 +369,8 @@ def test_reports_each_difference_with_file_line_and_what_to_do(tmp_path, capsys)
     for expected in EXPECTED_FINDINGS:
         assert any(line.startswith(expected) for line in reported), expected
     assert not [line for line in reported if line.startswith("requirements.txt:3")]  # celery-progress
+    assert not [line for line in reported if line.startswith(("proj/settings.py:1:", "proj/settings.py:7:"))]
+    assert not [line for line in reported if "CELERY_ALWAYS_EAGER" in line and "unknown" in line]
     # each finding points at its advice, printed once
     advice = {line.split("] ", 1)[0] + "]": line for line in out.splitlines() if line.startswith("[")}
     beat = next(line for line in out.splitlines() if line.startswith("Procfile:2: blocks: beat"))
