@@ -42,6 +42,7 @@ from celeriac import _compat, config
 from celeriac.app import Celeriac
 from celeriac.cli.common import EXIT_FAILED, EXIT_OK, CommandFactory
 from celeriac.errors import ConfigurationError
+from celeriac.signals import UnsentSignal
 from celeriac.task import Task
 
 # -- findings and changes -----------------------------------------------------------------------
@@ -150,6 +151,14 @@ def _missing_name(module: str, name: str) -> tuple[str, str, str]:
     if reason is not None:
         return _feature(reason), f"{_celery_spelling(module)}.{name} is not in celeriac", reason
     return "import", f"{_celery_spelling(module)}.{name} is not in celeriac", REMOVE_IMPORT
+
+
+def _unsent(module: str, name: str) -> tuple[str, str, str] | None:
+    """(feature, message, advice) for a Celery signal celeriac defines but never sends."""
+    signal = vars(_module(module) or object).get(name) if module == "celeriac.signals" else None
+    if not isinstance(signal, UnsentSignal):
+        return None
+    return "signals", f"celery.signals.{name} is never sent by celeriac", signal.instead
 
 
 @functools.cache
@@ -517,6 +526,9 @@ class _Imports:
         missing = [a.name for a in node.names if a.name != "*" and not _has(target, a.name)]
         for name in missing:
             self.report(node.lineno, *_missing_name(target, name))
+        for alias in node.names:
+            if (unsent := _unsent(target, alias.name)) is not None:
+                self.report(node.lineno, *unsent)
         if not missing and node.module != target:
             self._replace_module(node, target)
 
@@ -782,6 +794,8 @@ class _Scanner(ast.NodeVisitor):
             module = self.modules[value.id]
             if _module(module) is not None and not _has(module, node.attr):
                 self.report(node, *_missing_name(module, node.attr))
+            elif (unsent := _unsent(module, node.attr)) is not None:
+                self.report(node, *unsent)
         if isinstance(value, ast.Name) and value.id in self.apps:
             self._app_attribute(node)
         elif node.attr == "control" and (
@@ -804,6 +818,8 @@ class _Scanner(ast.NodeVisitor):
             module, name = self.imported[node.id]
             if _module(module) is not None and not _has(module, name):
                 self.report(node, *_missing_name(module, name))
+            elif (unsent := _unsent(module, name)) is not None:
+                self.report(node, *unsent)
 
     def visit_Assign(self, node: ast.Assign) -> None:
         for target in node.targets:

@@ -262,6 +262,7 @@ BLOCKED_PROJECT = {
     "proj/tasks.py": """
         from celery import chain, shared_task
         from celery.contrib.testing.worker import start_worker
+        from celery.signals import task_prerun, task_received
 
         from .celery import app
 
@@ -347,16 +348,17 @@ EXPECTED_FINDINGS = [
     "proj/settings.py:6: note: setting: old setting name BROKER_POOL_LIMIT, read as broker_pool_limit",
     "proj/tasks.py:1: blocks: canvas: celery.chain is not in celeriac",
     "proj/tasks.py:2: blocks: import: celery.contrib.testing.worker has no celeriac counterpart",
-    "proj/tasks.py:8: blocks: rate limit: DbTask.rate_limit",
-    "proj/tasks.py:9: note: task: DbTask.throws",
-    "proj/tasks.py:12: blocks: rate limit: @task(rate_limit=...)",
-    "proj/tasks.py:12: blocks: task: @task option 'trail'",
-    "proj/tasks.py:18: blocks: canvas: .s() builds a signature",
-    "proj/tasks.py:18: blocks: canvas: .si() builds a signature",
-    "proj/tasks.py:18: blocks: canvas: celery.chain is not in celeriac",
-    "proj/tasks.py:18: blocks: canvas: link=...",
-    "proj/tasks.py:19: blocks: remote control: .revoke()",
-    "proj/tasks.py:19: blocks: remote control: app.control",
+    "proj/tasks.py:3: blocks: signals: celery.signals.task_received is never sent by celeriac",
+    "proj/tasks.py:9: blocks: rate limit: DbTask.rate_limit",
+    "proj/tasks.py:10: note: task: DbTask.throws",
+    "proj/tasks.py:13: blocks: rate limit: @task(rate_limit=...)",
+    "proj/tasks.py:13: blocks: task: @task option 'trail'",
+    "proj/tasks.py:19: blocks: canvas: .s() builds a signature",
+    "proj/tasks.py:19: blocks: canvas: .si() builds a signature",
+    "proj/tasks.py:19: blocks: canvas: celery.chain is not in celeriac",
+    "proj/tasks.py:19: blocks: canvas: link=...",
+    "proj/tasks.py:20: blocks: remote control: .revoke()",
+    "proj/tasks.py:20: blocks: remote control: app.control",
     "requirements.txt:2: note: dependency: depends on celery",
 ]
 
@@ -371,6 +373,7 @@ def test_reports_each_difference_with_file_line_and_what_to_do(tmp_path, capsys)
     assert not [line for line in reported if line.startswith("requirements.txt:3")]  # celery-progress
     assert not [line for line in reported if line.startswith(("proj/settings.py:1:", "proj/settings.py:7:"))]
     assert not [line for line in reported if "CELERY_ALWAYS_EAGER" in line and "unknown" in line]
+    assert not [line for line in reported if "task_prerun" in line]
     # each finding points at its advice, printed once
     advice = {line.split("] ", 1)[0] + "]": line for line in out.splitlines() if line.startswith("[")}
     beat = next(line for line in out.splitlines() if line.startswith("Procfile:2: blocks: beat"))
@@ -396,6 +399,7 @@ def test_lines_it_cannot_move_are_left_alone(tmp_path, capsys):
     assert after["deploy/celeryd.conf"] == before["deploy/celeryd.conf"]
     tasks = after["proj/tasks.py"].decode()
     assert "from celery import chain, shared_task" in tasks  # chain has no counterpart yet
+    assert "from celeriac.signals import task_prerun, task_received" in tasks  # both exist
     assert "from celery.contrib.testing.worker import start_worker" in tasks
     assert "from celery.schedules import crontab" in after["proj/celery.py"].decode()
     assert "from celeriac import Celery" in after["proj/celery.py"].decode()
