@@ -943,7 +943,11 @@ WORKER_OPTION_NOTES: dict[str, tuple[str, str]] = {
     ),
     **dict.fromkeys(
         ("-E", "--task-events", "--events"),
-        ("events", "task events are not implemented: drop -E; `celeriac monitor` watches queues and workers"),
+        (
+            "events",
+            "task events are not implemented: the worker starts with a warning and sends none, so "
+            "Flower and `celery events` see nothing; `celeriac monitor` watches queues and workers",
+        ),
     ),
     "--autoscale": ("worker", "autoscaling is not implemented: give a fixed -c/--concurrency"),
     **dict.fromkeys(
@@ -954,6 +958,8 @@ WORKER_OPTION_NOTES: dict[str, tuple[str, str]] = {
         ),
     ),
 }
+#: worker options the worker takes with a warning (the others above refuse to start)
+_WORKER_OPTIONS_WARNED = frozenset({"-E", "--task-events", "--events"})
 _POOLS = frozenset({"prefork", "solo"})
 POOL = (
     "celeriac runs tasks in prefork child processes (-P prefork, the default) or, for debugging, in the "
@@ -1069,7 +1075,8 @@ class _CommandFile:
             option, _, value = word.partition("=")
             if option in WORKER_OPTION_NOTES:
                 feature, advice = WORKER_OPTION_NOTES[option]
-                self.report(position, feature, f"{program} worker {option}", advice)
+                blocks = option not in _WORKER_OPTIONS_WARNED
+                self.report(position, feature, f"{program} worker {option}", advice, blocks)
             elif option in ("-P", "--pool"):
                 pool = value or (words[index + 1] if index + 1 < len(words) else "")
                 if pool and pool not in _POOLS and not pool.startswith("$"):

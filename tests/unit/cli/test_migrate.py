@@ -291,7 +291,7 @@ BLOCKED_PROJECT = {
         _private = 1
         """,
     "Procfile": """
-        worker: celery -A proj worker -l info -B -P gevent
+        worker: celery -A proj worker -l info -B -P gevent -E
         beat: celery -A proj beat
         flower: celery -A proj flower
         """,
@@ -319,6 +319,7 @@ BLOCKED_PROJECT = {
 EXPECTED_FINDINGS = [
     "Procfile:1: blocks: beat: celery worker -B",
     "Procfile:1: blocks: worker: celery worker -P gevent",
+    "Procfile:1: note: events: celery worker -E",
     "Procfile:2: blocks: beat: celery beat",
     "Procfile:3: blocks: events: celery flower",
     "broken.py:1: note: python: cannot parse this file",
@@ -391,7 +392,7 @@ def test_lines_it_cannot_move_are_left_alone(tmp_path, capsys):
     assert code == 1
     after = snapshot(tmp_path)
     procfile = after["Procfile"].decode()
-    assert "worker: celeriac -A proj worker -l info -B -P gevent" in procfile  # the command exists
+    assert "worker: celeriac -A proj worker -l info -B -P gevent -E" in procfile  # the command exists
     assert "beat: celery -A proj beat" in procfile
     assert "flower: celery -A proj flower" in procfile
     assert after["ops/inspect.sh"] == before["ops/inspect.sh"]
