@@ -1,5 +1,12 @@
-"""celeriac: a distributed task queue for Python that speaks Celery's settings and protocol."""
+"""celeriac: a distributed task queue for Python that speaks Celery's settings and protocol.
 
+``from celery import X`` becomes ``from celeriac import X``. The names of Celery's that
+celeriac lacks (the canvas: ``chain``, ``group``, ``chord``, ``signature``, ...; the
+``current_app`` and ``current_task`` proxies) raise ImportError naming the feature and
+what to do instead, rather than Python's bare "cannot import name".
+"""
+
+from celeriac import _compat
 from celeriac._state import shared_task
 from celeriac.app import Celeriac, Celery
 from celeriac.errors import (
@@ -18,8 +25,10 @@ from celeriac.errors import (
 from celeriac.protocol.entities import Exchange, Queue
 from celeriac.results.result import AsyncResult
 from celeriac.task import Task
+from celeriac.utils import uuid
 
 __version__ = "0.1.0"
+__getattr__ = _compat.missing_names(__name__)
 
 __all__ = [
     "AsyncResult",
@@ -41,4 +50,5 @@ __all__ = [
     "WorkerLostError",
     "__version__",
     "shared_task",
+    "uuid",
 ]

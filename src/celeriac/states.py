@@ -5,10 +5,13 @@ A result goes ``PENDING`` (nothing known yet) → ``STARTED`` (only with
 ``IGNORED`` and ``REJECTED`` are outcomes that store nothing: the task raised
 :class:`~celeriac.errors.Ignore` or :class:`~celeriac.errors.Reject`.
 
-This module imports nothing of celeriac, so every layer may use it.
+This module imports nothing of celeriac but ``_compat`` (which imports nothing), so every
+layer may use it.
 """
 
 from __future__ import annotations
+
+from celeriac import _compat
 
 #: Nothing is known about the task (unknown ids are pending too).
 PENDING = "PENDING"
@@ -39,6 +42,9 @@ EXCEPTION_STATES = frozenset({RETRY, FAILURE, REVOKED})
 PROPAGATE_STATES = frozenset({FAILURE, REVOKED})
 #: Every state.
 ALL_STATES = frozenset({PENDING, RECEIVED, STARTED, SUCCESS, FAILURE, RETRY, REVOKED})
+
+#: Celery's ``state`` and ``precedence`` raise ImportError saying what to use instead.
+__getattr__ = _compat.missing_names(__name__)
 
 __all__ = [
     "ALL_STATES",

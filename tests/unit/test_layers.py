@@ -7,8 +7,11 @@ Every module under ``src/celeriac`` is parsed with :mod:`ast`. Layers, bottom up
    and connections with)
 3. the producer side, in four ordered sub-layers:
 
-   a. vocabulary: ``states``, ``einfo``, ``context``, ``hooks``
-   b. services: ``routing``, ``config``, ``results``, ``fixups`` (framework integrations)
+   a. vocabulary: ``states``, ``einfo``, ``context``, ``hooks``, and Celery's paths that need
+      nothing above them: ``exceptions``, ``schedules``, ``utils`` (with ``_compat``, their
+      table of the names celeriac lacks)
+   b. services: ``routing``, ``config``, ``results`` (and Celery's path to them, ``result``),
+      ``fixups`` (framework integrations)
    c. sending: ``task``, ``sending``, ``canvas``, and ``signals`` (which the producer sends too)
    d. the app: ``app``, ``_state`` and the public package ``celeriac/__init__.py``
 4. ``worker``
@@ -47,8 +50,23 @@ SRC = Path(celeriac.__file__).resolve().parent
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("protocol", ("celeriac.errors", "celeriac.protocol")),
     ("brokers", ("celeriac.brokers", "celeriac.store")),
-    ("vocabulary", ("celeriac.states", "celeriac.einfo", "celeriac.context", "celeriac.hooks")),
-    ("services", ("celeriac.routing", "celeriac.config", "celeriac.results", "celeriac.fixups")),
+    (
+        "vocabulary",
+        (
+            "celeriac.states",
+            "celeriac.einfo",
+            "celeriac.context",
+            "celeriac.hooks",
+            "celeriac._compat",
+            "celeriac.exceptions",
+            "celeriac.schedules",
+            "celeriac.utils",
+        ),
+    ),
+    (
+        "services",
+        ("celeriac.routing", "celeriac.config", "celeriac.results", "celeriac.result", "celeriac.fixups"),
+    ),
     ("sending", ("celeriac.task", "celeriac.sending", "celeriac.canvas", "celeriac.signals")),
     ("app", ("celeriac", "celeriac._state", "celeriac.app")),
     ("worker", ("celeriac.worker",)),

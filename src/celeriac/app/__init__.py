@@ -448,5 +448,16 @@ class Celeriac:
         if "store" in self.__dict__:
             self.store.close()
 
+    # Last in the class body, so that ``Task`` in the annotations above means the class.
+    @cached_property
+    def Task(self) -> type[Task]:
+        """This app's task base class (Celery's ``app.Task``).
+
+        Subclass it for behaviour several tasks share (handlers such as ``on_failure``,
+        option defaults) and pass the subclass as ``base=`` to ``@app.task``; its ``app``
+        is this app.
+        """
+        return type("Task", (Task,), {"app": self, "__module__": Task.__module__})
+
 
 Celery = Celeriac

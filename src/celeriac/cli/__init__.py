@@ -4,6 +4,7 @@
 shares (loading the app, logging, argument types, exit codes); the other modules are
 one command group each: ``worker``, ``inspect`` (``inspect``/``status``, ``result``),
 ``queues`` (``purge``, ``deadletters``, ``call``), ``monitor`` (``monitor``, ``top``,
-``status --watch``) and ``munin``. Command modules import ``common`` and the layers
-below, never ``main``. The entry point is :func:`celeriac.cli.main.main`.
+``status --watch``), ``munin`` and ``migrate`` (move a Celery project over). Command
+modules import ``common`` and the layers below, never ``main``. The entry point is
+:func:`celeriac.cli.main.main`.
 """

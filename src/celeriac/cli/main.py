@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from celeriac.cli import inspect, monitor, munin, tasks, worker
+from celeriac.cli import inspect, migrate, monitor, munin, tasks, worker
 from celeriac.cli.common import EXIT_FAILED, EXIT_USAGE, add_global_options, apply_process_options
 from celeriac.errors import CeleriacError, ConfigurationError
 from celeriac.observe.munin import plugin_graph
@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_global_options(p, in_command=True)
         return p
 
-    for group in (worker, inspect, monitor, tasks, munin):  # the order of `celeriac --help`
+    for group in (worker, inspect, monitor, tasks, munin, migrate):  # the order of `celeriac --help`
         group.add_commands(command)
     return parser
 

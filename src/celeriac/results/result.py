@@ -1,10 +1,11 @@
-"""``AsyncResult``: the handle ``delay`` and ``apply_async`` return; ``GroupResult``:
-the handles of several tasks sent together (``Task.chunks``)."""
+"""``AsyncResult``: the handle ``delay`` and ``apply_async`` return; ``ResultSet``: the
+handles of several tasks; ``GroupResult``: those of tasks sent together (``Task.chunks``)."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -213,28 +214,62 @@ class EagerResult(AsyncResult):
         """Nothing is stored for an eager result."""
 
 
-class GroupResult(list[AsyncResult]):
-    """The results of tasks sent together (one per chunk of ``Task.chunks``), in sending order.
+@contextmanager
+def allow_join_result() -> Iterator[None]:
+    """Inside a task, let ``result.get()`` wait in the block (Celery's ``allow_join_result``).
 
-    A list of :class:`AsyncResult`; ``id`` is the group id every message of the
-    group carries in its ``group`` header.
+    The same as passing ``disable_sync_subtasks=False`` to each ``get()``: waiting for
+    another task from a task can deadlock the worker when every child waits.
     """
+    token = in_worker_task.set(False)
+    try:
+        yield
+    finally:
+        in_worker_task.reset(token)
 
-    def __init__(self, id: str, results: Iterable[AsyncResult] = ()) -> None:
+
+class ResultSet(list[AsyncResult]):
+    """Several results handled as one (Celery's ``ResultSet``): a list of :class:`AsyncResult`."""
+
+    def __init__(self, results: Iterable[AsyncResult] = ()) -> None:
         super().__init__(results)
-        self.id = id
 
     def __repr__(self) -> str:
-        return f"<GroupResult: {self.id} [{len(self)} results]>"
+        return f"<{type(self).__name__}: [{', '.join(result.id for result in self)}]>"
 
     @property
     def results(self) -> list[AsyncResult]:
         """The result handles, as a plain list (Celery's attribute)."""
         return list(self)
 
+    def add(self, result: AsyncResult) -> None:
+        """Add ``result`` unless it is in the set already."""
+        if result not in self:
+            self.append(result)
+
+    def discard(self, result: AsyncResult) -> None:
+        """Remove ``result`` if it is in the set."""
+        if result in self:
+            super().remove(result)
+
+    def remove(self, result: AsyncResult) -> None:
+        """Remove ``result``; KeyError if it is not in the set (as Celery)."""
+        if result not in self:
+            raise KeyError(result)
+        super().remove(result)
+
+    def update(self, results: Iterable[AsyncResult]) -> None:
+        """Add each of ``results`` that is not in the set yet."""
+        for result in results:
+            self.add(result)
+
     def ready(self) -> bool:
         """True once every task has finished."""
         return all(result.ready() for result in self)
+
+    def waiting(self) -> bool:
+        """True while any task has not finished."""
+        return not self.ready()
 
     def successful(self) -> bool:
         """True if every task returned a value."""
@@ -275,3 +310,18 @@ class GroupResult(list[AsyncResult]):
         """Delete the stored result of every task."""
         for result in self:
             result.forget()
+
+
+class GroupResult(ResultSet):
+    """The results of tasks sent together (one per chunk of ``Task.chunks``), in sending order.
+
+    A :class:`ResultSet`; ``id`` is the group id every message of the group carries
+    in its ``group`` header.
+    """
+
+    def __init__(self, id: str, results: Iterable[AsyncResult] = ()) -> None:
+        super().__init__(results)
+        self.id = id
+
+    def __repr__(self) -> str:
+        return f"<GroupResult: {self.id} [{len(self)} results]>"
