@@ -111,3 +111,21 @@ def test_a_refused_url_keeps_its_password_out_of_the_error():
     for error in (broker_error, backend_error):
         assert "hunter2" not in str(error.value)
         assert "user:***@host" in str(error.value)
+
+
+def test_kombu_transport_options_rabbitmq_does_not_use_are_named_in_a_warning(caplog):
+    """A Celery config's kombu options load, and each one that does nothing says so."""
+    options = BrokerOptions(transport_options={"confirm_publish": True, "max_retries": 3, "heartbeat": 10})
+    with caplog.at_level("WARNING", logger="celeriac.rabbitmq"):
+        from_url("amqp://guest@localhost//", options)
+    warned = [r.getMessage() for r in caplog.records]
+    assert len(warned) == 2, warned
+    assert warned[0].startswith("broker_transport_options confirm_publish=True has no effect")
+    assert "every publish is confirmed" in warned[0]
+    assert warned[1].startswith("broker_transport_options max_retries=3 has no effect")
+    assert "broker_connection_max_retries" in warned[1]
+
+
+def test_an_unknown_rabbitmq_transport_option_is_refused_with_the_names_it_takes():
+    with pytest.raises(ConfigurationError, match="'confirm_publsh' not known to the RabbitMQ broker; it takes"):
+        from_url("amqp://guest@localhost//", BrokerOptions(transport_options={"confirm_publsh": True}))

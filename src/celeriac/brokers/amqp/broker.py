@@ -146,23 +146,28 @@ CONFIRM_LAG = 10_000
 #: How long a publish waits for the broker's confirms before failing.
 CONFIRM_TIMEOUT_S = 30.0
 
+#: kombu/Celery transport options that have no effect here, each with why and what does the job:
+#: accepted so a Celery configuration loads, and named in a warning so none is ignored silently.
+_IGNORED_OPTIONS = {
+    "max_retries": "a publish is not retried by the transport; broker_connection_max_retries bounds a "
+    "worker's reconnection attempts",
+    "interval_start": "reconnection pacing is celeriac's own (broker_connection_retry)",
+    "interval_step": "reconnection pacing is celeriac's own (broker_connection_retry)",
+    "interval_max": "reconnection pacing is celeriac's own (broker_connection_retry)",
+    "confirm_publish": "every publish is confirmed by RabbitMQ before it returns",
+    "client_properties": "celeriac names its connections itself (product 'celeriac', pid)",
+    "login_method": "the login uses the URL's user and password",
+    "read_timeout": "a dead connection is found by the AMQP heartbeat (option 'heartbeat') and TCP keepalive",
+    "write_timeout": "a dead connection is found by the AMQP heartbeat (option 'heartbeat') and TCP keepalive",
+    "socket_settings": "sockets use TCP keepalive; broker_connection_timeout bounds connecting",
+}
 _ACCEPTED_OPTIONS = frozenset(
     {
         "transient_queues",  # 'auto' (default), 'durable' (always the RabbitMQ 4.3 fallback)
         "transient_message_ttl",  # seconds; x-message-ttl of a transient queue declared durable
         "confirm_timeout",
         "heartbeat",
-        # kombu/Celery options with no meaning here, accepted so a Celery config loads
-        "max_retries",
-        "interval_start",
-        "interval_step",
-        "interval_max",
-        "confirm_publish",
-        "client_properties",
-        "login_method",
-        "read_timeout",
-        "write_timeout",
-        "socket_settings",
+        *_IGNORED_OPTIONS,
     }
 )
 
@@ -202,6 +207,14 @@ class AMQPBroker(Broker):
     def __init__(self, url: str, options: BrokerOptions | None = None) -> None:
         super().__init__(url, options)
         transport = self.transport_options(_ACCEPTED_OPTIONS, "RabbitMQ")
+        for name in sorted(set(transport) & _IGNORED_OPTIONS.keys()):
+            logger.warning(
+                "broker_transport_options %s=%r has no effect on celeriac's RabbitMQ broker: %s; "
+                "remove it to silence this warning",
+                name,
+                transport[name],
+                _IGNORED_OPTIONS[name],
+            )
         mode = transport.get("transient_queues", "auto")
         if mode not in ("auto", "durable"):
             raise ConfigurationError(
