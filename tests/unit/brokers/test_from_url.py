@@ -127,5 +127,7 @@ def test_kombu_transport_options_rabbitmq_does_not_use_are_named_in_a_warning(ca
 
 
 def test_an_unknown_rabbitmq_transport_option_is_refused_with_the_names_it_takes():
-    with pytest.raises(ConfigurationError, match="'confirm_publsh' not known to the RabbitMQ broker; it takes"):
+    with pytest.raises(
+        ConfigurationError, match="'confirm_publsh' not known to the RabbitMQ broker; it takes"
+    ):
         from_url("amqp://guest@localhost//", BrokerOptions(transport_options={"confirm_publsh": True}))

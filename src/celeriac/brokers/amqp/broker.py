@@ -148,6 +148,7 @@ CONFIRM_TIMEOUT_S = 30.0
 
 #: kombu/Celery transport options that have no effect here, each with why and what does the job:
 #: accepted so a Celery configuration loads, and named in a warning so none is ignored silently.
+_DEAD_PEER = "a dead connection is found by the AMQP heartbeat (option 'heartbeat') and TCP keepalive"
 _IGNORED_OPTIONS = {
     "max_retries": "a publish is not retried by the transport; broker_connection_max_retries bounds a "
     "worker's reconnection attempts",
@@ -157,8 +158,8 @@ _IGNORED_OPTIONS = {
     "confirm_publish": "every publish is confirmed by RabbitMQ before it returns",
     "client_properties": "celeriac names its connections itself (product 'celeriac', pid)",
     "login_method": "the login uses the URL's user and password",
-    "read_timeout": "a dead connection is found by the AMQP heartbeat (option 'heartbeat') and TCP keepalive",
-    "write_timeout": "a dead connection is found by the AMQP heartbeat (option 'heartbeat') and TCP keepalive",
+    "read_timeout": _DEAD_PEER,
+    "write_timeout": _DEAD_PEER,
     "socket_settings": "sockets use TCP keepalive; broker_connection_timeout bounds connecting",
 }
 _ACCEPTED_OPTIONS = frozenset(
