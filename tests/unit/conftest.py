@@ -34,9 +34,11 @@ def _no_celeriac_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(autouse=True)
 def _restore_default_app() -> Iterator[None]:
-    """``Celeriac(...)`` becomes the default app (for ``shared_task``); undo that after each test."""
+    """``Celeriac(...)`` becomes the default app (for ``shared_task``): each test starts with none
+    (an app an earlier test module imported must not answer for it), and what was set is put back."""
     saved_app = context.default_app()
     saved_shared = list(_state._shared)
+    context.set_default_app(None)
     yield
     context.set_default_app(saved_app)
     _state._shared[:] = saved_shared
