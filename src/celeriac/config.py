@@ -18,7 +18,11 @@ refuses it; one that gives both names of one setting uses the new one. With
 ``namespace='CELERY'`` (Django settings) both ``CELERY_TASK_ALWAYS_EAGER`` and the
 old ``CELERY_ALWAYS_EAGER`` are read, as Celery reads them.
 
-Environment: ``CELERIAC_<NAME>`` (for example ``CELERIAC_BROKER_URL``)
+Precedence, as in Celery: a configuration source (``config_from_object``, the
+constructor's ``config_source``) is the layer under the app's own settings, so a value
+given to the app's constructor (``Celery('proj', broker=...)``) or set in code
+(``app.conf.update(...)``, ``app.conf.x = ...``) wins over the source's, whichever
+came first. Environment: ``CELERIAC_<NAME>`` (for example ``CELERIAC_BROKER_URL``)
 overrides the values given to the app's constructor and ``config_from_object``;
 ``CELERY_BROKER_URL`` and ``CELERY_RESULT_BACKEND`` are honoured too. Values set
 in code afterwards (``app.conf.x = ...``) win. Values from the environment are
@@ -821,10 +825,13 @@ def parse_env_value(setting: Setting, raw: str) -> Any:
 class Settings:
     """The settings of one app. Attribute and item access for every setting in the table."""
 
-    __slots__ = ("_listener", "_values")
+    __slots__ = ("_explicit", "_listener", "_values")
 
     _values: dict[str, Any]
     _listener: Callable[[frozenset[str]], None] | None
+    #: names set by the app's constructor, in code or from the environment: a configuration
+    #: source (:meth:`load`) does not change them
+    _explicit: set[str]
 
     # One annotation per row of SETTINGS, for type checkers and editors; the
     # properties themselves are made from the table below the class (a unit test
@@ -902,6 +909,7 @@ class Settings:
     ) -> None:
         object.__setattr__(self, "_values", {s.name: s.default for s in SETTINGS})
         object.__setattr__(self, "_listener", listener)
+        object.__setattr__(self, "_explicit", set())
         if values:
             self.update(values)
         self.apply_environment(environ)
@@ -941,6 +949,7 @@ class Settings:
                 return
             raise _unknown(name)
         self._values[name] = setting.validate(name, value)
+        self._explicit.add(name)
         if self._listener is not None:
             self._listener(frozenset((name,)))
 
@@ -965,15 +974,34 @@ class Settings:
         """
         items = dict(values, **kwargs)
         refuse_mixed_names(items, "app.conf.update()")
-        items = rename_old_names(items, "app.conf.update()")
+        self._apply(rename_old_names(items, "app.conf.update()"), explicit=True)
+
+    def load(self, values: Mapping[str, Any]) -> None:
+        """Set the values of a configuration source (``config_from_object``), new names only.
+
+        As in Celery, the source is the layer under the app's own settings: a setting given
+        to the app's constructor, set in code (:meth:`update`, ``conf.x = ...``) or from the
+        environment keeps its value, whether it was set before the source was loaded or after.
+        The source's value is still checked (a bad one raises), so it is right when it comes
+        to be used.
+        """
+        self._apply(values, explicit=False)
+
+    def _apply(self, items: Mapping[str, Any], explicit: bool) -> None:
+        """Check every value first (the first bad one raises before any is applied), then set
+        them; not ``explicit``: only those of names not set explicitly."""
         staged = Settings.__new__(Settings)
         object.__setattr__(staged, "_values", dict(self._values))
         object.__setattr__(staged, "_listener", None)
+        object.__setattr__(staged, "_explicit", set())
         for name, value in items.items():
             staged[name] = value
-        self._values.update(staged._values)
+        applied = staged._explicit if explicit else staged._explicit - self._explicit
+        self._values.update({name: staged._values[name] for name in applied})
+        if explicit:
+            self._explicit.update(applied)
         if self._listener is not None:
-            self._listener(frozenset(items) & frozenset(SETTINGS_BY_NAME))
+            self._listener(frozenset(applied))
 
     def as_dict(self) -> dict[str, Any]:
         """A copy of every setting's current value."""
@@ -1132,6 +1160,10 @@ def settings_markdown() -> str:
         "Set them with `app.conf.update(...)`, `app.config_from_object(...)`, or the environment",
         "(`CELERIAC_<NAME>`, e.g. `CELERIAC_WORKER_CONCURRENCY=4`; lists and dicts as JSON).",
         "An unknown name or a bad value is an error that names the setting and what it expects.",
+        "As in Celery, `config_from_object` is the layer under the app's own settings: what",
+        "`Celery(...)` is given and what code sets (`app.conf.update`, before or after) win over it.",
+        "The environment wins over both, except over code that sets a setting after the last",
+        "`config_from_object`.",
         "",
         "| setting | default | type | unit | meaning | vs Celery |",
         "|---|---|---|---|---|---|",

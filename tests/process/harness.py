@@ -62,9 +62,10 @@ class Runs:
 class Worker:
     """A ``celeriac worker`` subprocess in its own session (process group)."""
 
-    def __init__(self, env: dict[str, str], args: list[str]) -> None:
+    def __init__(self, env: dict[str, str], args: list[str], cwd: Path = ROOT) -> None:
         self.env = env
         self.args = args
+        self.cwd = cwd
         self.lines: list[str] = []
         self._cond = threading.Condition()
         self.proc: subprocess.Popen[str] | None = None
@@ -77,7 +78,7 @@ class Worker:
     def start(self) -> Worker:
         self.proc = subprocess.Popen(
             self.command(),
-            cwd=ROOT,
+            cwd=self.cwd,
             env=self.env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -68,7 +68,7 @@ def test_an_old_name_is_read_as_the_new_one_with_a_warning_naming_it(
     make_app, caplog, old, value, new, stored
 ):
     caplog.set_level(logging.WARNING, logger="celeriac.config")
-    app = make_app()
+    app = make_app(broker=None, backend=None)  # given to the app, they would win
     app.config_from_object({old: value})
     assert app.conf[new] == stored
     (warning,) = warnings_of(caplog)
@@ -114,7 +114,7 @@ def test_an_old_name_in_a_config_module(make_app, tmp_path, monkeypatch):
         "BROKER_URL = 'memory://old-module'\nCELERYD_CONCURRENCY = 2\n"
         "CELERY_ALWAYS_EAGER = True\nTIMEOUT = 5  # a constant, not a setting\n"
     )
-    app = make_app()
+    app = make_app(broker=None, backend=None)  # given to the app, they would win
     app.config_from_object("celeriac_unit_old_cfg")
     assert (app.conf.broker_url, app.conf.worker_concurrency, app.conf.task_always_eager) == (
         "memory://old-module",
@@ -161,7 +161,7 @@ def test_mixing_in_conf_update_is_refused(make_app):
 
 def test_old_and_new_name_of_one_setting_is_not_a_mix_and_the_new_one_wins(make_app, caplog):
     caplog.set_level(logging.WARNING, logger="celeriac.config")
-    app = make_app()
+    app = make_app(broker=None, backend=None)  # given to the app, they would win
     app.config_from_object(
         {"CELERY_ALWAYS_EAGER": True, "task_always_eager": False, "BROKER_URL": "memory://both"}
     )
@@ -233,7 +233,7 @@ def test_upper_case_names_celery_does_not_read_are_ignored_with_a_warning(caplog
 
 def test_django_namespace_reads_new_and_old_names_as_celery_does(make_app, caplog):
     caplog.set_level(logging.WARNING, logger="celeriac.config")
-    app = make_app()
+    app = make_app(broker=None, backend=None)  # given to the app, they would win
     app.config_from_object(
         {
             "CELERY_BROKER_URL": "memory://new",  # the new name, prefixed

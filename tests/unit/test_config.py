@@ -378,7 +378,7 @@ def test_config_from_object_reads_a_dict(make_app):
 
 
 def test_config_from_object_with_celery_namespace(make_app):
-    app = make_app()
+    app = make_app(broker=None, backend=None)  # given to the app, they would win
     app.config_from_object(
         {
             "CELERY_BROKER_URL": "memory://ns",
@@ -406,6 +406,56 @@ def test_a_namespace_reads_only_its_own_attributes():
             raise AssertionError("read a setting outside the CELERY_ namespace")
 
     assert from_object(DjangoLikeSettings(), namespace="CELERY") == {"worker_concurrency": 4}
+
+
+def test_what_the_app_constructor_is_given_wins_over_config_from_object_as_in_celery():
+    # Celery('proj', broker=...) then config_from_object(a module naming another broker):
+    # Celery uses the constructor's, and so must celeriac, or a worker reads another broker
+    app = Celeriac(
+        "proj",
+        broker="memory://constructor",
+        backend="memory://constructor-results",
+        task_default_queue="jobs",
+        set_as_current=False,
+    )
+    app.config_from_object(
+        {
+            "broker_url": "memory://config",
+            "result_backend": "memory://config-results",
+            "task_default_queue": "other",
+            "worker_concurrency": 3,
+        }
+    )
+    conf = app.conf
+    assert (conf.broker_url, conf.result_backend) == ("memory://constructor", "memory://constructor-results")
+    assert (conf.task_default_queue, conf.worker_concurrency) == ("jobs", 3)
+
+
+def test_a_config_source_given_to_the_constructor_is_under_its_keywords():
+    app = Celeriac(
+        "proj",
+        config_source={"task_default_queue": "config", "worker_concurrency": 3},
+        task_default_queue="keyword",
+        set_as_current=False,
+    )
+    assert (app.conf.task_default_queue, app.conf.worker_concurrency) == ("keyword", 3)
+
+
+def test_settings_set_in_code_win_over_config_from_object_before_or_after(make_app):
+    app = make_app()
+    app.conf.update(task_default_queue="updated-before")
+    app.config_from_object({"task_default_queue": "config", "worker_concurrency": 3})
+    assert (app.conf.task_default_queue, app.conf.worker_concurrency) == ("updated-before", 3)
+    app.conf.worker_concurrency = 5
+    app.config_from_object({"worker_concurrency": 7, "task_acks_late": True})  # a later source
+    assert (app.conf.worker_concurrency, app.conf.task_acks_late) == (5, True)
+
+
+def test_a_config_value_the_app_overrides_is_still_checked(make_app):
+    app = make_app()
+    with pytest.raises(ConfigurationError, match="worker_concurrency"):
+        app.config_from_object({"broker_url": "memory://config", "worker_concurrency": 0})
+    assert app.conf.broker_url == "memory://"
 
 
 def test_environment_beats_config_from_object(make_app, monkeypatch):

@@ -121,13 +121,14 @@ class Celeriac:
     # -- configuration ----------------------------------------------------------------------
 
     def config_from_object(self, obj: Any, namespace: str | None = None, silent: bool = False) -> None:
-        """Load settings from a module, import path, class or mapping (environment still wins).
+        """Load settings from a module, import path, class or mapping.
 
-        ``silent=True`` ignores a module that cannot be imported, as in Celery; a configuration
-        that loads but is wrong still raises.
+        As in Celery, they are the layer under the app's own settings: what the constructor was
+        given and what is set in code (``app.conf.update``, before or after) win; the
+        environment wins over all of them. ``silent=True`` ignores a module that cannot be
+        imported, as in Celery; a configuration that loads but is wrong still raises.
         """
-        values = config.from_object(obj, namespace, silent=silent)
-        self.conf.update(values)
+        self.conf.load(config.from_object(obj, namespace, silent=silent))
         self.conf.apply_environment()
 
     def _reset(self, changed: frozenset[str]) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from celeriac import signals
+from celeriac import config, signals
 from celeriac.app import Celeriac
 from celeriac.errors import ConfigurationError
 
@@ -109,8 +109,9 @@ def app_of(args: argparse.Namespace) -> Celeriac:
     ``result_backend``: the command line wins, as it does with Celery.
     """
     app = args.instance if args.app is None and args.instance is not None else load_app(args.app)
-    if args.config:
-        app.config_from_object(args.config)
+    if args.config:  # over the app's own settings, not under them as config_from_object's are
+        app.conf.update(config.from_object(args.config))
+        app.conf.apply_environment()
     if args.broker:
         app.conf.broker_url = args.broker
     if args.result_backend:

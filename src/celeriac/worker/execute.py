@@ -358,6 +358,8 @@ class Executor:
             logger.info(
                 "Task %s[%s] retry %d: %r", request.task, request.id, request.retries + 1, outcome.exc
             )
+        elif outcome.state == IGNORED:  # Celery's line: nothing else says the task chose not to finish
+            logger.info("Task %s[%s] ignored", request.task, request.id)
 
     def _settle(
         self, delivery: Delivery, request: Request, policy: TaskPolicy, outcome: Outcome

@@ -169,11 +169,14 @@ def test_broker_and_result_backend_options_override_the_apps_settings(app_name):
 
 
 def test_config_option_loads_a_settings_module_over_the_apps(write_module, app_name):
-    config = write_module("task_default_queue = 'from_config'\nworker_prefetch_multiplier = 7\n")
+    config = write_module(
+        "task_default_queue = 'from_config'\nworker_prefetch_multiplier = 7\nbroker_url = 'memory://config'\n"
+    )
     args = cli_main.build_parser().parse_args(["--config", config, "inspect", "-A", app_name])
     args.instance = None
     app = app_of(args)
     assert (app.conf.task_default_queue, app.conf.worker_prefetch_multiplier) == ("from_config", 7)
+    assert app.conf.broker_url == "memory://config"  # over the broker the app's constructor was given
 
 
 def test_workdir_changes_directory_before_the_app_is_loaded(capsys, tmp_path, monkeypatch):

@@ -491,6 +491,19 @@ def test_ignore_acks_and_records_nothing(make_app, inline_worker, acks_late):
     assert app.broker.dead_letter_count() == 0
 
 
+def test_ignore_is_logged_as_celery_logs_it(app, inline_worker, caplog):
+    @app.task
+    def skip():
+        raise Ignore()
+
+    result = skip.delay()
+    with caplog.at_level(logging.INFO, logger="celeriac.worker"):
+        inline_worker(app).run_next()
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("celeriac.worker")] == [
+        f"Task {skip.name}[{result.id}] ignored"
+    ]
+
+
 # -- handlers, hooks and the request ----------------------------------------------------------
 
 
