@@ -496,6 +496,7 @@ SETTINGS: tuple[Setting, ...] = (
     _S("worker_proc_alive_timeout", 10.0, "float", "seconds", "How long a new child may take to start before it is killed and replaced.", _seconds(), "default differs: Celery uses 4.0"),
     _S("worker_stats_interval", 2.0, "float", "seconds", "How often the master publishes its heartbeat with per-child statistics.", _seconds(), "celeriac"),
     _S("worker_log_format", "[%(asctime)s: %(levelname)s/%(processName)s] %(message)s", "str", "", "Log line format of the worker.", _str),
+    _S("worker_task_log_format", "[%(asctime)s: %(levelname)s/%(processName)s] %(task_name)s[%(task_id)s]: %(message)s", "str", "", "Log line format of task loggers (`get_task_logger`): also `%(task_name)s` and `%(task_id)s` of the running task.", _str),
     # periodic tasks
     _S("beat_schedule", {}, "dict", "", "Periodic tasks: not implemented yet. A worker whose app has entries here logs a WARNING at start naming each entry that will not run; `celeriac worker -B` is refused.", _mapping, "accepted, not run: periodic tasks are not implemented yet"),
     _S("monitor_interval", 5.0, "float", "seconds", "How often `celeriac monitor` samples every queue and reads the workers' heartbeats.", _seconds(), "celeriac"),
@@ -529,7 +530,6 @@ CELERY_IGNORED: dict[str, str] = {
     "worker_disable_rate_limits": "rate limits are not implemented",
     "result_persistent": "results are always persistent",
     "worker_pool_restarts": "children can be recycled by task count and memory instead",
-    "worker_task_log_format": "worker_log_format applies to task logs too",
 }
 
 #: Celery settings refused (an error), each with what to do instead: ignoring them would
@@ -886,6 +886,7 @@ class Settings:
     worker_proc_alive_timeout: float
     worker_stats_interval: float
     worker_log_format: str
+    worker_task_log_format: str
     beat_schedule: dict[str, Any]
     monitor_interval: float
     monitor_queues: tuple[str, ...]

@@ -140,8 +140,10 @@ def _progress_is_read_before_the_outcome(run: MovedProject, go: Path) -> None:
 
 def _calls_reach_their_queues(run: MovedProject) -> None:
     tasks = run.proj.tasks
-    assert tasks.add.delay(2, 3).get(timeout=20) == 5
-    run.worker.wait_for(r"INFO/[^\]]+\] adding 2 \+ 3$")  # get_task_logger(__name__)
+    added = tasks.add.delay(2, 3)
+    assert added.get(timeout=20) == 5
+    # get_task_logger(__name__), in Celery's worker_task_log_format: the task's name and id
+    run.worker.wait_for(rf"INFO/[^\]]+\] proj\.tasks\.add\[{added.id}\]: adding 2 \+ 3$")
 
     sent = time.time()
     later = tasks.mul.apply_async((6, 7), countdown=1)  # a @shared_task

@@ -22,6 +22,7 @@ import orjson
 
 from celeriac import config, signals
 from celeriac.app import Celeriac
+from celeriac.context import current_request
 from celeriac.errors import ConfigurationError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -178,24 +179,47 @@ def add_global_options(parser: argparse.ArgumentParser, in_command: bool) -> Non
 TASK_LOGGER = "celeriac.task"
 
 
-def setup_logging(level: str, fmt: str, logfile: str | None = None) -> None:
+class TaskFormatter(logging.Formatter):
+    """Celery's task log lines: ``%(task_name)s`` and ``%(task_id)s`` are those of the task
+    running in this process (``???`` outside one)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        request = current_request()
+        if not hasattr(record, "task_id"):
+            record.task_id = (request.id if request else None) or "???"
+        if not hasattr(record, "task_name"):
+            record.task_name = (request.task if request else None) or "???"
+        return super().format(record)
+
+
+def setup_logging(level: str, fmt: str, logfile: str | None = None, task_fmt: str | None = None) -> None:
     """Log to stderr (or ``logfile``) at ``level`` with ``fmt``, as Celery does with its signals.
 
     A ``setup_logging`` receiver takes logging over: celeriac then configures nothing.
     Otherwise the root logger gets the handler, and ``after_setup_logger`` and
-    ``after_setup_task_logger`` receivers may add to it.
+    ``after_setup_task_logger`` receivers may add to it. With ``task_fmt``
+    (``worker_task_log_format``), the task loggers (:data:`TASK_LOGGER` and every
+    ``get_task_logger`` logger under it) write through a handler of their own with that
+    format, to the same place, as Celery's worker does.
     """
     loglevel = logging.getLevelNamesMapping()[level.upper()]
     options: dict[str, Any] = {"loglevel": loglevel, "logfile": logfile, "format": fmt, "colorize": False}
     if signals.setup_logging.send(sender=None, **options):
         return
-    handler: logging.Handler = logging.FileHandler(logfile) if logfile else logging.StreamHandler()
+    handler: logging.StreamHandler[Any] = logging.FileHandler(logfile) if logfile else logging.StreamHandler()
     handler.setFormatter(logging.Formatter(fmt))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(loglevel)
     signals.after_setup_logger.send(sender=None, logger=root, **options)
-    signals.after_setup_task_logger.send(sender=None, logger=logging.getLogger(TASK_LOGGER), **options)
+    task_logger = logging.getLogger(TASK_LOGGER)
+    if task_fmt:
+        task_handler = logging.StreamHandler(handler.stream)  # the same file or stderr
+        task_handler.setFormatter(TaskFormatter(task_fmt))
+        task_logger.handlers[:] = [task_handler]
+        task_logger.propagate = False
+    task_options = {**options, "format": task_fmt or fmt}
+    signals.after_setup_task_logger.send(sender=None, logger=task_logger, **task_options)
 
 
 def confirm(prompt: str, force: bool) -> bool:

@@ -130,7 +130,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         raise ConfigurationError(refusal)
     nodename = expand_nodename(args.hostname or "celeriac@%h")
     logfile = node_format(args.logfile, nodename, "--logfile") if args.logfile else None
-    setup_logging(args.loglevel, app.conf.worker_log_format, logfile)
+    setup_logging(args.loglevel, app.conf.worker_log_format, logfile, app.conf.worker_task_log_format)
     _apply_settings(app, args)
     app.import_task_modules()
     beat_warning = beat_schedule_warning(app)

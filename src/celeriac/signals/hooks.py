@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from celeriac.einfo import ExceptionInfo
-from celeriac.errors import NotRegisteredError, ProtocolError
+from celeriac.errors import NotRegisteredError, ProtocolError, Reject
 from celeriac.hooks import Hooks, LostTask, Outcome
 from celeriac.signals import (
     heartbeat_sent,
@@ -36,7 +36,7 @@ from celeriac.signals import (
     worker_process_init,
     worker_process_shutdown,
 )
-from celeriac.states import FAILURE, RETRY, REVOKED, SUCCESS
+from celeriac.states import FAILURE, REJECTED, RETRY, REVOKED, SUCCESS
 
 if TYPE_CHECKING:
     from celeriac.app import Celeriac
@@ -99,7 +99,10 @@ class SignalHooks(Hooks):
         retval = outcome.result if state == SUCCESS else outcome.exc
         if state == SUCCESS:
             task_success.send(sender=task, result=outcome.result)
-        elif state == FAILURE and outcome.exc is not None:
+        elif (state == FAILURE and outcome.exc is not None) or (
+            # a Reject without requeue ends the task for good: Celery sends task_failure for it
+            state == REJECTED and isinstance(outcome.exc, Reject) and not outcome.exc.requeue
+        ):
             exc = outcome.exc
             task_failure.send(
                 sender=task,

@@ -3,10 +3,10 @@
 Loggers keep the caller's name (``proj.tasks``); only their parent changes, as in
 Celery: a module logger whose parent would be the root logger hangs under
 ``celeriac``, a task logger under ``celeriac.task``. Records still reach the
-handlers the worker sets up on the root logger, and a level or handler set on
-``celeriac.task`` applies to every task module at once. The worker's
-``worker_log_format`` formats task logs too (Celery's ``worker_task_log_format``
-is ignored).
+worker's handler, and a level or handler set on ``celeriac.task`` applies to every
+task module at once. The worker writes them with ``worker_task_log_format``
+(Celery's default: the running task's ``task_name[task_id]`` before the message),
+other loggers with ``worker_log_format``.
 """
 
 from __future__ import annotations

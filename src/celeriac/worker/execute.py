@@ -18,8 +18,9 @@ the run a failure, so the task is never lost silently. ``Task.retry(throw=False)
 runs steps 1 and 2 at once, through ``request.retry_handler``, as Celery sends such
 a retry at once; a failed publish then raises in the task.
 
-``Reject`` (late ack only; under early ack the message is gone already): ``Reject()``
-dead-letters the message with the task's reason; ``Reject(requeue=True)`` puts it back
+``Reject`` (late ack; under early ack the message is gone already, and the run is a
+FAILURE holding the ``Reject``, as Celery records it): ``Reject()`` dead-letters the
+message with the task's reason (FAILURE stored, ``task_failure`` sent); ``Reject(requeue=True)`` puts it back
 as a redelivery, so the next run sees ``delivery_info['redelivered']``, and counts the
 delivery: the run on the ``task_delivery_limit``-th delivery dead-letters it instead
 (logged, and FAILURE stored with the reason), so a task that always requeues itself
@@ -316,7 +317,18 @@ class Executor:
         except Ignore:
             return Outcome(IGNORED)
         except Reject as reject:
-            return Outcome(REJECTED, exc=reject)
+            if request.acks_late:
+                return Outcome(REJECTED, exc=reject)
+            # early ack: the message is gone, nothing is left to dead-letter or requeue; the run
+            # ends as a FAILURE holding the Reject (as Celery records it), never PENDING for ever
+            logger.warning(
+                "Task %s[%s] raised %r, but its message was acked before it ran (task_acks_late is "
+                "off): recorded as a failure; with acks_late=True a Reject dead-letters or requeues it",
+                request.task,
+                request.id,
+                reject,
+            )
+            return Outcome(FAILURE, exc=reject, traceback=user_traceback(reject))
         except (Exception, SystemExit, KeyboardInterrupt) as exc:
             return Outcome(FAILURE, exc=exc, traceback=user_traceback(exc))
 
@@ -365,16 +377,8 @@ class Executor:
         self, delivery: Delivery, request: Request, policy: TaskPolicy, outcome: Outcome
     ) -> Settlement:
         if outcome.state == REJECTED:
-            reject = outcome.exc
+            reject = outcome.exc  # late ack only: under early ack a Reject is a FAILURE (_body)
             assert isinstance(reject, Reject)
-            if not policy.acks_late:
-                logger.warning(
-                    "Task %s[%s] raised Reject, but its message was acked before it ran "
-                    "(task_acks_late is off)",
-                    request.task,
-                    request.id,
-                )
-                return _ACK
             if reject.requeue:
                 # the broker would dead-letter it too; here the log and the result say why
                 refusal = self.broker.requeue_refusal(delivery)

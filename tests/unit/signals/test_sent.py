@@ -197,6 +197,37 @@ def test_ignore_and_reject_send_postrun_with_their_state(make_app, inline_worker
     assert isinstance(postrun[1]["retval"], Reject)
 
 
+@pytest.mark.parametrize("acks_late", [True, False])
+def test_a_reject_without_requeue_sends_task_failure_as_celery_does(
+    make_app, inline_worker, receive, acks_late
+):
+    """It ends the task for good (dead-lettered, or acked already under early ack): error trackers
+    hooked on task_failure see it; a Reject with requeue, which runs again, sends none."""
+    app = make_app(task_acks_late=acks_late)
+
+    @app.task
+    def final():
+        raise Reject("malformed", requeue=False)
+
+    @app.task(bind=True)
+    def again(self):
+        if not self.request.delivery_info.get("redelivered"):
+            raise Reject("later", requeue=True)
+        return "second time"
+
+    failures = receive(task_failure)
+    final.delay()
+    worker = inline_worker(app)
+    worker.run_next()
+    assert [c["exception"].reason for c in failures] == ["malformed"]
+    assert isinstance(failures[0]["exception"], Reject) and failures[0]["sender"] is final
+    if acks_late:
+        again.delay()
+        worker.run_next()
+        worker.run_next()
+        assert len(failures) == 1
+
+
 def test_an_expired_message_sends_task_revoked_and_no_run_signals(app, inline_worker, receive):
     @app.task
     def late():

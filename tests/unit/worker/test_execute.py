@@ -462,17 +462,26 @@ def test_a_task_that_always_requeues_is_dead_lettered_at_the_delivery_limit(make
         result.get(timeout=1)
 
 
-def test_reject_with_early_ack_cannot_dead_letter_and_warns(app, inline_worker, caplog):
+@pytest.mark.parametrize("requeue", [False, True])
+def test_reject_with_early_ack_is_a_failure_holding_the_reject_never_pending(
+    app, inline_worker, caplog, requeue
+):
+    """The message was acked before the task ran: nothing is left to dead-letter or requeue, so
+    the run is recorded as a FAILURE holding the Reject (as Celery 5.7 does), with a warning."""
+
     @app.task
     def picky():
-        raise Reject("too late", requeue=False)
+        raise Reject("too late", requeue=requeue)
 
-    picky.delay()
+    result = picky.delay()
     with caplog.at_level(logging.WARNING, logger="celeriac.worker"):
         inline_worker(app).run_next()
     assert app.broker.dead_letter_count() == 0
     assert app.broker.queue_length("celery").total == 0
     assert any("task_acks_late is off" in r.getMessage() for r in caplog.records)
+    assert result.state == FAILURE
+    with pytest.raises(Reject, match="too late"):
+        result.get(timeout=1)
 
 
 @pytest.mark.parametrize("acks_late", [False, True])
