@@ -24,16 +24,7 @@ from celeriac.worker.master import Master
 from celeriac.worker.options import WorkerOptions
 from celeriac.worker.pidfile import Pidfile
 from celeriac.worker.solo import SoloMaster
-
-
-def run(argv: list[str], capsys) -> tuple[int, str, str]:
-    """``celeriac <argv>``: exit code, stdout, stderr (argparse exits are caught)."""
-    try:
-        code = cli_main.main(argv)
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
+from tests.unit.cli.running import run
 
 
 @pytest.fixture

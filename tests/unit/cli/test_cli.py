@@ -18,16 +18,7 @@ from celeriac.cli import main as cli_main
 from celeriac.cli.worker import cmd_worker
 from celeriac.results.base import PendingResult
 from celeriac.states import FAILURE, SUCCESS
-
-
-def run(argv: list[str], capsys) -> tuple[int, str, str]:
-    """``celeriac <argv>``: exit code, stdout, stderr (argparse exits are caught)."""
-    try:
-        code = cli_main.main(argv)
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
+from tests.unit.cli.running import run
 
 
 @pytest.fixture

@@ -14,17 +14,7 @@ from pathlib import Path
 import pytest
 
 import celeriac
-from celeriac.cli import main as cli_main
-
-
-def run(argv: list[str], capsys) -> tuple[int, str, str]:
-    """``celeriac <argv>``: exit code, stdout, stderr (argparse exits are caught)."""
-    try:
-        code = cli_main.main(argv)
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
+from tests.unit.cli.running import run
 
 
 def write_tree(root: Path, files: dict[str, str]) -> None:
