@@ -1,14 +1,18 @@
 """The producer: every message celeriac sends leaves through here.
 
-``apply_async``, ``send_task``, ``apply_many``, ``Task.chunks``, a retry, and a
-message re-published because it arrived before its ETA all take one path:
+``apply_async``, ``send_task``, ``apply_many``, ``Task.chunks``, the canvas (a group's
+members, a chain's first step, the callbacks and next chain step a worker sends), a retry,
+and a message re-published because it arrived before its ETA all take one path:
 
 1. **check** — the options are known (Celery's names; a Celery option celeriac
    does not implement is an error that says what to do instead), the arguments
    are a list/tuple and a mapping;
 2. **times** — ``countdown``/``eta`` and ``expires`` become aware datetimes;
 3. **route** — queue, delivery mode and priority (:mod:`celeriac.routing`);
-4. **build** — a :class:`~celeriac.protocol.message.TaskMessage`;
+4. **build** — a :class:`~celeriac.protocol.message.TaskMessage`; ``link``,
+   ``link_error`` and ``chain`` go into the body's embed as Celery's protocol 2 lays
+   them out (``callbacks``, ``errbacks``, ``chain``: lists of signature dicts), and
+   ``group_id``/``group_index`` into the ``group``/``group_index`` headers;
 5. **envelope** — encoded, checked against ``task_message_max_bytes``;
 6. **publish** — the queue declared once per producer, then one broker round
    trip per batch.

@@ -78,7 +78,11 @@ def takes_request(task: Task) -> bool:
 
 
 def sendable(sig: Signature) -> Signature:
-    """``sig`` without the options a worker does not send with (see the module docstring)."""
+    """``sig`` (and the members of a group or chain) without the options a worker does not send
+    with (see the module docstring)."""
+    for member in sig.kwargs.get("tasks") or () if sig.subtask_type else ():
+        if isinstance(member, Signature):
+            sendable(member)
     options = sig.options
     kept = {key: value for key, value in options.items() if key in _PASSED_ON and value is not None}
     if len(kept) != len(options):

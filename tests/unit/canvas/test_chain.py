@@ -134,3 +134,26 @@ def test_eager_runs_the_chain_here_with_the_same_results(make_app, calls):
     assert stopped.failed()
     assert calls == [stopped.id]
     assert app.broker.queue_length("celery").total == 0
+
+
+def test_the_rest_of_a_chain_celery_wrote_runs_group_included(app, tasks, inline_worker):
+    import celery
+
+    theirs = celery.Celery("theirs", broker="memory://", set_as_current=False)
+
+    @theirs.task(name="t.add", shared=False)
+    def add(x, y):  # pragma: no cover - only its signatures are used
+        return x + y
+
+    made = celery.chain(add.s(1, 2), add.s(10), celery.group(add.s(100), add.s(200)))
+    last = made.freeze()
+    rest = [orjson.loads(orjson.dumps(step, default=list)) for step in reversed(made.tasks[1:])]
+    rest[0]["kwargs"]["tasks"][0]["options"]["stamped_headers"] = []  # Celery 5.3+ stamps
+    first = made.tasks[0]
+    tasks["add"].apply_async((1, 2), task_id=first.id, chain=rest)
+    drain(inline_worker(app))
+    group_id = rest[0]["options"]["task_id"]
+    assert app.AsyncResult(made.tasks[1].id).get(timeout=1) == 13
+    members = [app.AsyncResult(r.id) for r in last.results]
+    assert [member.get(timeout=1) for member in members] == [113, 213]
+    assert group_id == last.id
