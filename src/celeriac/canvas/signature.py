@@ -58,13 +58,14 @@ class Signature(dict):  # type: ignore[type-arg]
         args: Sequence[Any] | None = None,
         kwargs: Mapping[str, Any] | None = None,
         options: Mapping[str, Any] | None = None,
+        type: Task | None = None,  # Celery's parameter name
         subtask_type: str | None = None,
         immutable: bool = False,
         app: Celeriac | None = None,
         **ex: Any,
     ) -> None:
         self._app = app
-        self._type: Task | None = None
+        self._type: Task | None = type
         if isinstance(task, Mapping):
             dict.__init__(self, task)
             self.setdefault("args", ())

@@ -161,3 +161,8 @@ def test_a_signature_without_an_app_says_so():
 
 def test_repr_reads_like_the_call(add):
     assert repr(add.s(1, y=2)) == "proj.add(1, y=2)"
+
+
+def test_the_constructor_takes_celerys_arguments_in_celerys_order(app, add):
+    sig = Signature("proj.add", (1,), {"y": 2}, {"queue": "q"}, add, None, True, app)
+    assert (sig.type, sig.immutable, sig.options, sig.app) == (add, True, {"queue": "q"}, app)
