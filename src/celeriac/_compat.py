@@ -29,6 +29,7 @@ CELERY_MODULES: dict[str, str] = {
     "celery.utils.log": "celeriac.utils.log",
     "celery.app": "celeriac.app",
     "celery.app.task": "celeriac.app.task",
+    "celery.canvas": "celeriac.canvas",
     "kombu": "celeriac",
 }
 
@@ -36,10 +37,9 @@ CELERY_MODULES: dict[str, str] = {
 KOMBU_NAMES = frozenset({"Exchange", "Queue"})
 
 CANVAS_MISSING = (
-    "canvas is not implemented in celeriac yet (chain, group, chord and signatures "
-    "cannot be built or sent). Call the next task at the end of the task that comes first, "
-    "send many calls in one round trip with task.apply_many([...]), or split work with "
-    "task.chunks(items, n)"
+    "chords are not implemented in celeriac yet (signatures, chain, group and link callbacks "
+    "are: see docs/canvas.md). Wait for the group's results with GroupResult.get() and send the "
+    "next task with them"
 )
 BEAT_MISSING = (
     "periodic tasks (beat) are not implemented in celeriac yet, so there is nothing to run "
@@ -56,7 +56,6 @@ _NO_WARNING = "celeriac never emits this warning: drop the warnings filter or ex
 
 #: Celery's modules celeriac has no counterpart for, with what to do instead.
 MISSING_MODULES: dict[str, str] = {
-    "celery.canvas": CANVAS_MISSING,
     "celery.beat": BEAT_MISSING,
     "celery.task": "Celery 3's celery.task module is gone from Celery 5 too: import Task and "
     "shared_task from celeriac, and see celeriac.schedules for periodic tasks",
@@ -78,17 +77,7 @@ MISSING_MODULES: dict[str, str] = {
 MISSING: dict[str, dict[str, str]] = {
     "celeriac": {
         **dict.fromkeys(
-            (
-                "chain",
-                "chord",
-                "group",
-                "signature",
-                "subtask",
-                "Signature",
-                "maybe_signature",
-                "xmap",
-                "xstarmap",
-            ),
+            ("chord", "xmap", "xstarmap"),
             CANVAS_MISSING,
         ),
         "chunks": "celeriac has chunks as a task method only: task.chunks(items, n) "
@@ -154,6 +143,7 @@ MISSING: dict[str, dict[str, str]] = {
     "celeriac.schedules": dict.fromkeys(
         ("crontab", "schedule", "solar", "crontab_parser", "maybe_schedule", "ParseException"), BEAT_MISSING
     ),
+    "celeriac.canvas": dict.fromkeys(("chord", "xmap", "xstarmap"), CANVAS_MISSING),
     "celeriac.app.task": {
         "Context": "celeriac's request class is celeriac.context.Request "
         "(what self.request is inside a task)",

@@ -71,6 +71,11 @@ class Request:
     #: set by the worker: stores RETRY and publishes a retry at once, for
     #: ``Task.retry(throw=False)`` (see ``worker/execute.py``)
     retry_handler: Callable[[Retry], None] | None = None
+    #: the body's embed (protocol 2): signature dicts to send after a success (``link``), to
+    #: run after a failure (``link_error``), and the rest of the chain, last step first
+    callbacks: list[Any] | None = None
+    errbacks: list[Any] | None = None
+    chain: list[Any] | None = None
 
 
 #: Header names Celery never shows in ``request.headers``: the protocol's own, and the

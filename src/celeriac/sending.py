@@ -1,14 +1,18 @@
 """The producer: every message celeriac sends leaves through here.
 
-``apply_async``, ``send_task``, ``apply_many``, ``Task.chunks``, a retry, and a
-message re-published because it arrived before its ETA all take one path:
+``apply_async``, ``send_task``, ``apply_many``, ``Task.chunks``, the canvas (a group's
+members, a chain's first step, the callbacks and next chain step a worker sends), a retry,
+and a message re-published because it arrived before its ETA all take one path:
 
 1. **check** — the options are known (Celery's names; a Celery option celeriac
    does not implement is an error that says what to do instead), the arguments
    are a list/tuple and a mapping;
 2. **times** — ``countdown``/``eta`` and ``expires`` become aware datetimes;
 3. **route** — queue, delivery mode and priority (:mod:`celeriac.routing`);
-4. **build** — a :class:`~celeriac.protocol.message.TaskMessage`;
+4. **build** — a :class:`~celeriac.protocol.message.TaskMessage`; ``link``,
+   ``link_error`` and ``chain`` go into the body's embed as Celery's protocol 2 lays
+   them out (``callbacks``, ``errbacks``, ``chain``: lists of signature dicts), and
+   ``group_id``/``group_index`` into the ``group``/``group_index`` headers;
 5. **envelope** — encoded, checked against ``task_message_max_bytes``;
 6. **publish** — the queue declared once per producer, then one broker round
    trip per batch.
@@ -67,6 +71,11 @@ SEND_OPTIONS = frozenset(
         "reply_to",
         "parent_id",
         "root_id",
+        "link",
+        "link_error",
+        "chain",
+        "group_id",
+        "group_index",
     }
 )
 #: Celery options that change nothing here (connection handling is the broker's job).
@@ -86,10 +95,8 @@ IGNORED_OPTIONS = frozenset(
 )
 #: Celery options celeriac does not implement, with what to do instead.
 UNSUPPORTED_OPTIONS = {
-    "link": "callbacks (link=) are not supported: call the next task at the end of the first",
-    "link_error": "error callbacks (link_error=) are not supported: use a Task.on_failure handler",
-    "chain": "chains are not supported: call the next task at the end of the first",
-    "chord": "chords are not supported",
+    "chord": "chords are not implemented in celeriac yet: wait for the group's results "
+    "(GroupResult.get()) and send the next task with them",
     "compression": "message compression is not supported",
 }
 
@@ -104,6 +111,41 @@ def _seconds(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ConfigurationError(f"{name}={value!r}: expected a number of seconds")
     return float(value)
+
+
+def _signature_dicts(value: Any, option: str) -> list[dict[str, Any]] | None:
+    """``link=``/``link_error=``/``chain=`` as the embed carries them: a list of plain
+    signature dicts (one signature or a list of them is accepted), None when empty."""
+    if value is None:
+        return None
+    items = [value] if isinstance(value, Mapping) or not isinstance(value, list | tuple) else value
+    found = []
+    for item in items:
+        if not isinstance(item, Mapping) or not isinstance(item.get("task"), str):
+            raise ConfigurationError(
+                f"{option}={item!r:.100}: expected a signature (task.s(...)) or a list of them"
+            )
+        found.append(_plain(item))
+    return found or None
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    return value
+
+
+def embed_of(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The body's embed (protocol 2) for these send options: ``link`` → ``callbacks``,
+    ``link_error`` → ``errbacks``, ``chain`` (the rest of a chain, last step first)."""
+    return {
+        "callbacks": _signature_dicts(options.get("link"), "link"),
+        "errbacks": _signature_dicts(options.get("link_error"), "link_error"),
+        "chain": _signature_dicts(options.get("chain"), "chain"),
+        "chord": None,
+    }
 
 
 def _exchange_and_key(route: Route) -> tuple[str, str]:
@@ -246,6 +288,7 @@ class Producer:
     ) -> None:
         """Run the checks a send runs, without building a message (eager mode)."""
         self._prepare(name, args, kwargs, task, None, options)
+        embed_of(options)
 
     # -- 4. build -------------------------------------------------------------------------
 
@@ -293,7 +336,10 @@ class Producer:
             priority=route.priority,
             delivery_mode=route.delivery_mode,
             content_type=serializers.content_type_of(serializer),
+            group=options.get("group_id"),
+            group_index=options.get("group_index"),
             extra_headers=dict(options.get("headers") or {}),
+            embed=embed_of(options),
         )
         return message, route
 

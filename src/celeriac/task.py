@@ -23,6 +23,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from celeriac.canvas.chunks import Chunks
+from celeriac.canvas.hooks import CanvasHooks
+from celeriac.canvas.signature import Signature
 from celeriac.config import TASK_OPTIONS, rate_limit_refused
 from celeriac.context import Request, _current, current_request, pop_request, push_request
 from celeriac.einfo import ExceptionInfo
@@ -30,6 +32,7 @@ from celeriac.errors import ConfigurationError, Ignore, MaxRetriesExceededError,
 from celeriac.hooks import Outcome
 from celeriac.results.base import PendingResult
 from celeriac.results.result import AsyncResult, EagerResult
+from celeriac.sending import embed_of
 from celeriac.signals.hooks import SignalHooks
 from celeriac.states import EXCEPTION_STATES, FAILURE, READY_STATES, RETRY, SUCCESS
 
@@ -199,6 +202,22 @@ class Task:
         """
         return Chunks(self, it, n)
 
+    def signature(self, args: Sequence[Any] | None = None, *starargs: Any, **starkwargs: Any) -> Signature:
+        """A signature of a call of this task (Celery's ``Task.signature``): ``args``, ``kwargs``,
+        ``options`` and ``immutable`` as :class:`~celeriac.canvas.signature.Signature` takes them."""
+        starkwargs.setdefault("app", self.app)
+        return Signature(self, args, *starargs, **starkwargs)
+
+    subtask = signature
+
+    def s(self, *args: Any, **kwargs: Any) -> Signature:
+        """A signature of ``self(*args, **kwargs)``; arguments given later are put first."""
+        return self.signature(args, kwargs)
+
+    def si(self, *args: Any, **kwargs: Any) -> Signature:
+        """An immutable signature of ``self(*args, **kwargs)``: arguments given later are ignored."""
+        return self.signature(args, kwargs, immutable=True)
+
     def report_name(self, message: TaskMessage) -> str:
         """The name the worker logs and counts a run of ``message`` under (the task's own)."""
         return self.name
@@ -228,6 +247,8 @@ class Task:
         kwargs = dict(kwargs or {})
         task_id = task_id or str(uuid.uuid4())
         signalled = SignalHooks(self.app)
+        canvas = CanvasHooks(self.app)
+        embed = embed_of(options)
         while True:
             request = Request(
                 id=task_id,
@@ -247,6 +268,9 @@ class Task:
                 priority=options.get("priority"),
                 is_eager=True,
                 called_directly=False,
+                callbacks=embed["callbacks"],
+                errbacks=embed["errbacks"],
+                chain=embed["chain"],
             )
             token = push_request(request)
             try:
@@ -265,6 +289,7 @@ class Task:
                 outcome = Outcome(FAILURE, exc=exc, traceback=formatted)
                 self._eager_handlers(request, outcome)
                 signalled.after_task(request, outcome)
+                canvas.after_task(request, outcome)
                 if throw:
                     raise
                 return EagerResult(task_id, FAILURE, exc, formatted, self.name)
@@ -272,6 +297,7 @@ class Task:
                 outcome = Outcome(SUCCESS, value)
                 self._eager_handlers(request, outcome)
                 signalled.after_task(request, outcome)
+                canvas.after_task(request, outcome)
             finally:
                 pop_request(token)
             return EagerResult(task_id, SUCCESS, value, None, self.name)

@@ -213,3 +213,22 @@ class KillChild(Hooks):
 
 app.add_hooks(SlowStart())
 app.add_hooks(KillChild())
+
+
+@app.task(name="add")
+def add(x: int, y: int) -> int:
+    """Record ``add:x:y`` and return the sum (the steps of the canvas tests)."""
+    record(f"add:{x}:{y}")
+    return x + y
+
+
+@app.task(name="errback")
+def errback(task_id: str) -> None:
+    """Celery's old errback form: called with the failed task's id."""
+    record(f"errback:{task_id}")
+
+
+@app.task(name="errback_here")
+def errback_here(request: Request, exc: BaseException, traceback: str) -> None:
+    """Celery's new errback form, called in the worker that ran the failed task."""
+    record(f"errback-here:{request.id}:{type(exc).__name__}")

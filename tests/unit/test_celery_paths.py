@@ -13,6 +13,7 @@ import logging
 
 import celery
 import celery.app.task
+import celery.canvas
 import celery.exceptions
 import celery.result
 import celery.schedules
@@ -35,6 +36,7 @@ FULLY_COVERED = {
     "celery.schedules": (celery.schedules, "celeriac.schedules"),
     "celery.states": (celery.states, "celeriac.states"),
     "celery.app.task": (celery.app.task, "celeriac.app.task"),
+    "celery.canvas": (celery.canvas, "celeriac.canvas"),
 }
 #: ``celery/__init__.py``'s ``__all__`` as written (at run time its lazy module lists every
 #: attribute, version strings included), plus the canvas names it exports lazily.
@@ -77,6 +79,8 @@ def test_every_public_celery_name_is_importable_or_says_what_to_do(celery_module
         "from celeriac.utils.log import get_task_logger, get_logger",
         "from celeriac.app.task import Task",
         "from celeriac import states; states.SUCCESS",
+        "from celeriac import chain, group, signature, Signature, maybe_signature, subtask",
+        "from celeriac.canvas import chain, group, signature, Signature, maybe_signature",
         "import celeriac.result; celeriac.result.AsyncResult",
     ],
 )
@@ -87,16 +91,14 @@ def test_the_import_lines_of_celerys_guides_work(statement):
 @pytest.mark.parametrize(
     ("statement", "feature"),
     [
-        ("from celeriac import chain", "canvas"),
-        ("from celeriac import group", "canvas"),
-        ("from celeriac import chord", "canvas"),
-        ("from celeriac import signature", "canvas"),
-        ("from celeriac.exceptions import ChordError", "canvas"),
+        ("from celeriac import chord", "chord"),
+        ("from celeriac.canvas import chord", "chord"),
+        ("from celeriac.exceptions import ChordError", "chord"),
         ("from celeriac.schedules import crontab", "periodic tasks"),
         ("from celeriac.schedules import schedule", "periodic tasks"),
         ("from celeriac.schedules import solar", "periodic tasks"),
         ("from celeriac import current_app", "proxy"),
-        ("import celeriac; celeriac.chain", "canvas"),
+        ("import celeriac; celeriac.chord", "chord"),
     ],
 )
 def test_a_missing_feature_fails_at_import_naming_it(statement, feature):

@@ -140,10 +140,10 @@ def test_empty_chain_does_nothing():
         getattr(chain, name)(*args)
 
 
-def test_app_hook_chain_holds_signal_and_result_hooks_then_added_hooks(app):
+def test_app_hook_chain_holds_signal_result_and_canvas_hooks_then_added_hooks(app):
     log: list[tuple[str, str]] = []
     app.add_hooks(Recorder("mine", log))
     chain = app.hooks
-    assert len(chain) == 3  # signals, results (a backend is configured), then mine
+    assert len(chain) == 4  # signals, results (a backend is configured), canvas, then mine
     chain.before_task(Request(id="t", task="x"))
     assert log == [("mine", "before_task")]

@@ -84,7 +84,7 @@ def test_a_message_early_for_its_eta_is_deferred_through_the_producer(app, inlin
         ({"countdown": "soon"}, "countdown='soon': expected a number of seconds"),
         ({"priority": 300}, "priority=300 is invalid: expected an integer from 0 to 255"),
         ({"time_limit": -1}, "time_limit=-1 is invalid"),
-        ({"link": "x"}, "callbacks (link=) are not supported"),
+        ({"link": "x"}, "link='x': expected a signature"),
         ({"contdown": 1}, "did you mean 'countdown'"),
     ],
 )

@@ -217,14 +217,16 @@ class Celeriac:
 
     @cached_property
     def hooks(self) -> HookChain:
-        """Hooks the worker runs: Celery's signals, results (when a backend is configured), then
-        added ones."""
+        """Hooks the worker runs: Celery's signals, results (when a backend is configured), the
+        canvas (callbacks, chain steps, errbacks), then added ones."""
+        from celeriac.canvas.hooks import CanvasHooks
         from celeriac.results.hooks import ResultHooks
         from celeriac.signals.hooks import SignalHooks
 
         chain = HookChain([SignalHooks(self)])
         if self.backend is not None:
             chain.add(ResultHooks(self))
+        chain.add(CanvasHooks(self))
         for hooks in self._extra_hooks:
             chain.add(hooks)
         return chain

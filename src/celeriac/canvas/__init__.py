@@ -1,6 +1,21 @@
-"""Canvas: work made of several task messages (``Task.chunks`` today).
+"""Canvas: work made of several task messages, with Celery's names and wire form.
 
-Each primitive only builds messages and hands them to the producer
-(``celeriac.sending``); ``canvas/builtins.py`` registers the builtin ``celery.*``
-tasks that Celery producers send, so every app (and so every worker) has them.
+``canvas/signature.py`` describes one call as data (:class:`Signature`, ``task.s()``);
+``canvas/primitives.py`` builds ``chain`` and ``group`` into messages; ``canvas/chunks.py``
+is ``Task.chunks``. Each primitive only builds messages and hands them to the producer
+(``celeriac.sending``); what runs after a task (callbacks, errbacks, the next step of a
+chain) is ``canvas/hooks.py``, which every app adds to its worker hooks.
+``canvas/builtins.py`` registers the builtin ``celery.*`` tasks that Celery producers
+send, so every app (and so every worker) has them.
+
+Chords (``chord``, ``group | task``) are not implemented yet: building one raises
+ConfigurationError.
 """
+
+from celeriac import _compat
+from celeriac.canvas.primitives import chain, group
+from celeriac.canvas.signature import Signature, maybe_signature, signature, subtask
+
+__getattr__ = _compat.missing_names(__name__)
+
+__all__ = ["Signature", "chain", "group", "maybe_signature", "signature", "subtask"]

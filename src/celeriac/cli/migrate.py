@@ -764,9 +764,7 @@ class _Scanner(ast.NodeVisitor):
 
     def _method_call(self, node: ast.Call, func: ast.Attribute) -> None:
         attr = func.attr
-        if attr in ("s", "si"):
-            self.report(node, "canvas", f".{attr}() builds a signature", _compat.CANVAS_MISSING)
-        elif attr == "revoke":
+        if attr == "revoke":
             self.report(node, "remote control", ".revoke()", _compat.REMOTE_CONTROL_MISSING)
         elif attr == "add_periodic_task":
             self.report(node, "beat", "add_periodic_task()", _compat.BEAT_MISSING)
@@ -776,7 +774,7 @@ class _Scanner(ast.NodeVisitor):
             self._settings_call(ast.Call(func, [node.args[0]], []))
         if attr in ("apply_async", "send_task", "s", "si", "signature", "retry"):
             for keyword in node.keywords:
-                if keyword.arg in ("link", "link_error", "chain", "chord"):
+                if keyword.arg == "chord":
                     self.report(keyword, "canvas", f"{keyword.arg}=...", _compat.CANVAS_MISSING)
 
     def _app_call(self, node: ast.Call) -> None:

@@ -1,5 +1,6 @@
 """``AsyncResult``: the handle ``delay`` and ``apply_async`` return; ``ResultSet``: the
-handles of several tasks; ``GroupResult``: those of tasks sent together (``Task.chunks``)."""
+handles of several tasks; ``GroupResult``: those of tasks sent together (``group``,
+``Task.chunks``)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from celeriac.context import default_app, in_worker_task
 from celeriac.errors import ConfigurationError, TimeoutError
+from celeriac.protocol import serializers
 from celeriac.results.base import ResultBackend, ResultRecord
 from celeriac.states import EXCEPTION_STATES, FAILURE, PENDING, READY_STATES, SUCCESS
 
@@ -312,16 +314,68 @@ class ResultSet(list[AsyncResult]):
             result.forget()
 
 
+#: Where :meth:`GroupResult.save` keeps a group's member ids (Celery's key for a saved group).
+GROUP_KEY = "celery-taskset-meta-{}"
+
+
 class GroupResult(ResultSet):
-    """The results of tasks sent together (one per chunk of ``Task.chunks``), in sending order.
+    """The results of tasks sent together (a ``group``, or one per chunk of ``Task.chunks``), in
+    sending order.
 
     A :class:`ResultSet`; ``id`` is the group id every message of the group carries
-    in its ``group`` header.
+    in its ``group`` header. :meth:`save` keeps the member ids in the app's store, so
+    ``GroupResult.restore(group_id)`` finds the group again from another process.
     """
 
-    def __init__(self, id: str, results: Iterable[AsyncResult] = ()) -> None:
+    def __init__(
+        self,
+        id: str,
+        results: Iterable[AsyncResult] = (),
+        parent: AsyncResult | None = None,
+        app: Celeriac | None = None,
+    ) -> None:
         super().__init__(results)
         self.id = id
+        self.parent = parent
+        self.app = app
 
     def __repr__(self) -> str:
-        return f"<GroupResult: {self.id} [{len(self)} results]>"
+        return f"<GroupResult: {self.id} [{', '.join(result.id for result in self)}]>"
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, GroupResult):
+            return other.id == self.id and list.__eq__(self, other)
+        return list.__eq__(self, other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def _app(self) -> Celeriac:
+        app = self.app or next((r.app for r in self if r.app is not None), None) or default_app()
+        if app is None:
+            raise ConfigurationError(f"GroupResult({self.id!r}) has no app: pass app=")
+        return app
+
+    def save(self) -> GroupResult:
+        """Keep the member ids under the group id (for ``result_expires``), so :meth:`restore`
+        can find them; returns the group."""
+        app = self._app()
+        members = [[result.id, result.task_name] for result in self]
+        ttl = app.conf.result_expires
+        app.store.set(GROUP_KEY.format(self.id), serializers.json_dumps(members), ttl=ttl or None)
+        return self
+
+    def delete(self) -> None:
+        """Forget what :meth:`save` kept."""
+        self._app().store.delete(GROUP_KEY.format(self.id))
+
+    @classmethod
+    def restore(cls, id: str, backend: Any = None, app: Celeriac | None = None) -> GroupResult | None:
+        """The group :meth:`save` kept under ``id`` (None if none was saved, or it expired)."""
+        app = app or default_app()
+        if app is None:
+            raise ConfigurationError(f"GroupResult.restore({id!r}) has no app: pass app=")
+        raw = app.store.get(GROUP_KEY.format(id))
+        if raw is None:
+            return None
+        members = serializers.json_loads(raw)
+        return cls(id, [AsyncResult(task_id, task_name=name, app=app) for task_id, name in members], app=app)

@@ -77,10 +77,6 @@ if TYPE_CHECKING:
     from celeriac.worker.slots import Slot
 
 
-#: Parts of a protocol 2 body celeriac does not run.
-_CANVAS = ("callbacks", "errbacks", "chain", "chord")
-
-
 class NotStarted(BrokerError):
     """The early ack failed, so the task did not start: the child keeps the message."""
 
@@ -281,6 +277,9 @@ class Executor:
             ignore_result=message.ignore_result or policy.ignore_result,
             track_started=policy.track_started,
             retry_handler=self._retry_handler,
+            callbacks=message.embed.get("callbacks") or None,
+            errbacks=message.embed.get("errbacks") or None,
+            chain=message.embed.get("chain") or None,
         )
 
     def _call(self, task: Task, request: Request) -> Outcome:
@@ -475,11 +474,11 @@ class Executor:
             return Executed(settled)
         message, task = resolved
         name = task.report_name(message)
-        if message.task not in self._canvas_warned and any(message.embed.get(k) for k in _CANVAS):
+        if message.task not in self._canvas_warned and message.embed.get("chord"):
             self._canvas_warned.add(message.task)
             logger.warning(
-                "%s[%s] carries a chain, callbacks or a chord from its producer: celeriac runs the "
-                "task but not what is linked to it (canvas is not implemented)",
+                "%s[%s] is a member of a chord from its producer: celeriac runs the task, its "
+                "callbacks and chain, but not the chord's body (chords are not implemented yet)",
                 message.task,
                 message.id,
             )

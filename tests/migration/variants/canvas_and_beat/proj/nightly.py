@@ -1,4 +1,4 @@
-from celery import chain, group
+from celery import chain, chord, group
 from celery.schedules import crontab
 
 from .celery import app
@@ -19,3 +19,7 @@ def totals(x, y):
 
 def monthly_reports(months):
     return group(report_sales.s(month) for month in months)()
+
+
+def yearly_report(months):
+    return chord(report_sales.s(month) for month in months)(report_sales.s())
