@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: all demo test chaos check lint docs bench bench-redis bench-rabbitmq bench-memory bench-monitor clean
+.PHONY: all demo test chaos check lint docs bench bench-redis bench-rabbitmq bench-memory bench-monitor bench-canvas clean
 
 all: test
 
@@ -78,6 +78,13 @@ bench-memory:
 bench-monitor:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "the benchmark needs Python 3.11 or newer: run make bench-monitor PYTHON=python3.11")'
 	$(PYTHON) benchmarks/bench_monitor.py $(BENCH_ARGS)
+
+# Canvas (group and chord of 10,000, chain of 1,000) in celeriac and Celery, 2 workers each, on two
+# private redis-servers, broker and result backend, started on free ports and stopped by the script
+# (the backend's INFO counters are its alone). Same venv. BENCH_ARGS: --only group,chord,chain.
+bench-canvas:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "the benchmark needs Python 3.11 or newer: run make bench-canvas PYTHON=python3.11")'
+	$(PYTHON) benchmarks/bench_canvas.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .coverage htmlcov demo-output test-artifacts
