@@ -229,15 +229,10 @@ class RedisResultBackend(ResultBackend):
         writes = [(task_key(item.task_id), self.encode(item)[1]) for item in items]
         ex = self._ex or 0
 
-        script = self.conn.script(_STORE)
-
-        def write(client: Any) -> None:
-            with client.pipeline() as pipe:
-                for key, raw in writes:
-                    script(keys=[key], args=[raw, ex], client=pipe)
-                pipe.execute()
-
-        self.conn.call(f"storing {len(writes)} result(s)", write)
+        # _STORE is safe to repeat (a SUCCESS is never overwritten), as run_many asks
+        self.conn.run_many(
+            f"storing {len(writes)} result(s)", _STORE, [([key], [raw, ex]) for key, raw in writes]
+        )
 
     def get(self, task_id: str) -> ResultRecord | None:
         key = task_key(task_id)

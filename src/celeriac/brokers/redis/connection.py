@@ -296,6 +296,33 @@ class RedisConnector:
         script = self.script(source)
         return self.call(what, lambda client: script(keys=list(keys), args=list(args), client=client))
 
+    def run_many(
+        self, what: str, source: str, calls: Sequence[tuple[Sequence[Any], Sequence[Any]]]
+    ) -> list[Any]:
+        """Run the Lua ``source`` once per ``(keys, args)`` of ``calls``, in one pipeline: one round trip.
+
+        The pipeline carries ``EVALSHA`` itself: a redis-py ``Script`` in a pipeline would first
+        ask ``SCRIPT EXISTS`` (a second round trip per batch). When Redis lacks the script (it
+        restarted, or ``SCRIPT FLUSH``), it is loaded and the batch sent once more: each script
+        run here must be safe to repeat.
+        """
+        sha = self.script(source).sha
+
+        def batch(client: Any) -> list[Any]:
+            for attempt in range(2):
+                with client.pipeline(transaction=False) as pipe:
+                    for keys, args in calls:
+                        pipe.evalsha(sha, len(keys), *keys, *args)
+                    try:
+                        return pipe.execute()
+                    except redis_errors.NoScriptError:
+                        if attempt:
+                            raise
+                        client.script_load(source)
+            raise AssertionError("unreachable")
+
+        return self.call(what, batch)
+
     def call(self, what: str, fn: Callable[[Any], T]) -> T:
         """Run ``fn(client)``; turn Redis failures into celeriac errors naming ``what``:
         :class:`~celeriac.errors.BrokerConnectionError` for a connection refused, lost or
