@@ -173,7 +173,6 @@ class Executor:
         conf = app.conf
         self.accept = serializers.accepted(conf.accept_content)
         self.max_bytes: int = conf.task_message_max_bytes
-        self._canvas_warned: set[str] = set()
         self._policies: dict[str, TaskPolicy] = {}
         self._routes: dict[str, tuple[str, str]] = {}
         #: True only while task code runs (the soft time limit fires only then).
@@ -280,6 +279,8 @@ class Executor:
             callbacks=message.embed.get("callbacks") or None,
             errbacks=message.embed.get("errbacks") or None,
             chain=message.embed.get("chain") or None,
+            chord=message.embed.get("chord") or None,
+            group_index=message.group_index,
         )
 
     def _call(self, task: Task, request: Request) -> Outcome:
@@ -474,14 +475,6 @@ class Executor:
             return Executed(settled)
         message, task = resolved
         name = task.report_name(message)
-        if message.task not in self._canvas_warned and message.embed.get("chord"):
-            self._canvas_warned.add(message.task)
-            logger.warning(
-                "%s[%s] is a member of a chord from its producer: celeriac runs the task, its "
-                "callbacks and chain, but not the chord's body (chords are not implemented yet)",
-                message.task,
-                message.id,
-            )
         policy = self.policy(task)
         request = self._request(message, task, policy, delivery)
         admission = self.admit(message, request)
