@@ -173,8 +173,14 @@ def chord_part_done(app: Celeriac, request: Request, outcome: Outcome) -> None:
     store.set_add(ids, f"{request.group_index or 0}:{request.id}", ttl)
     count = store.record_once(parts, request.id, ttl)
     size = request.chord.get("chord_size")
+    if not isinstance(size, int) and app.backend is not None:  # a Celery producer on Redis results
+        size = app.backend.chord_size(request.group)
     if not isinstance(size, int):
-        logger.error("chord %s: its body carries no chord_size: the body cannot be sent", request.group)
+        logger.error(
+            "chord %s: neither its body (chord_size) nor the result backend gives the header's "
+            "size: the body cannot be sent; send chords with a producer that sets chord_size",
+            request.group,
+        )
         return
     if count >= size and store.add(done, b"fired", ttl, owner=request.id):
         fire_body(app, request.group, request.chord, request.root_id)
