@@ -158,6 +158,15 @@ def user_traceback(exc: BaseException) -> str:
     return "".join(traceback.format_exception(type(exc), exc, tb))
 
 
+#: Celery's fallback for chords on result backends that cannot count their members.
+CHORD_UNLOCK = "celery.chord_unlock"
+CHORD_UNLOCK_ADVICE = (
+    "celery.chord_unlock is how a Celery producer completes a chord on a result backend that "
+    "cannot count chord members; celeriac does not run it (its workers count chord members "
+    "themselves): send the chord from celeriac, or from Celery with a Redis result backend"
+)
+
+
 class Executor:
     """Runs deliveries for one child process."""
 
@@ -224,6 +233,8 @@ class Executor:
         if task is None:
             known = ", ".join(self.app.task_names()[:10]) or "none"
             reason = f"unknown task {message.task!r}: not registered in this worker (it knows: {known})"
+            if message.task == CHORD_UNLOCK:
+                reason += f"; {CHORD_UNLOCK_ADVICE}"
             return InvalidMessage(reason, message.id, message.task)
         return message, task
 
