@@ -294,7 +294,7 @@ def test_migrate_finds_nothing_that_blocks_the_move_of_the_project(tmp_path):
     assert project_files(project) == project_files(TEMPLATE)  # without --write, nothing is written
 
 
-def test_migrate_lists_the_canvas_and_beat_that_block_the_move_and_exits_1(tmp_path):
+def test_migrate_lets_the_canvas_move_and_lists_the_beat_that_blocks_it_and_exits_1(tmp_path):
     project = copy_project(tmp_path / "project", "canvas_and_beat")
     before = project_files(project)
     checked = migrate(project)
