@@ -4,6 +4,8 @@ body with ChordError and its errbacks run once, chords in chains, eager mode."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
 from celeriac import chain, chord, group
@@ -143,3 +145,13 @@ def test_eager_runs_the_chord_here_with_the_same_results(make_app, calls):
     assert failed.failed() and isinstance(failed.result, ChordError)
     assert calls == [failed.id]
     assert app.broker.queue_length("celery").total == 0
+
+
+def test_a_member_revoked_before_it_runs_fails_the_body(app, tasks, calls, inline_worker):
+    add, record = tasks["add"], tasks["record"]
+    expired = add.s(1, 1).set(expires=datetime.now(UTC) - timedelta(seconds=5))
+    result = chord([expired, add.s(2, 2)], record.s()).apply_async()
+    drain(inline_worker(app))
+    with pytest.raises(ChordError, match="expired"):
+        result.get(timeout=1)
+    assert not [c for c in calls if c[0] == "record"]
