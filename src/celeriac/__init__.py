@@ -1,7 +1,7 @@
 """celeriac: a distributed task queue for Python that speaks Celery's settings and protocol.
 
 ``from celery import X`` becomes ``from celeriac import X``. The names of Celery's that
-celeriac lacks (``chord`` and the rest of the canvas not built yet; the
+celeriac lacks (``xmap``/``xstarmap``; the
 ``current_app`` and ``current_task`` proxies) raise ImportError naming the feature and
 what to do instead, rather than Python's bare "cannot import name".
 """
@@ -9,7 +9,7 @@ what to do instead, rather than Python's bare "cannot import name".
 from celeriac import _compat
 from celeriac._state import shared_task
 from celeriac.app import Celeriac, Celery
-from celeriac.canvas import Signature, chain, group, maybe_signature, signature, subtask
+from celeriac.canvas import Signature, chain, chord, group, maybe_signature, signature, subtask
 from celeriac.errors import (
     CeleriacError,
     ConfigurationError,
@@ -52,6 +52,7 @@ __all__ = [
     "WorkerLostError",
     "__version__",
     "chain",
+    "chord",
     "group",
     "maybe_signature",
     "shared_task",

@@ -37,9 +37,8 @@ CELERY_MODULES: dict[str, str] = {
 KOMBU_NAMES = frozenset({"Exchange", "Queue"})
 
 CANVAS_MISSING = (
-    "chords are not implemented in celeriac yet (signatures, chain, group and link callbacks "
-    "are: see docs/canvas.md). Wait for the group's results with GroupResult.get() and send the "
-    "next task with them"
+    "xmap and xstarmap are not implemented in celeriac (signatures, chain, group, chord, link "
+    "callbacks and task.chunks are: see docs/canvas.md). Use a group of task.s(...) calls instead"
 )
 BEAT_MISSING = (
     "periodic tasks (beat) are not implemented in celeriac yet, so there is nothing to run "
@@ -77,7 +76,7 @@ MISSING_MODULES: dict[str, str] = {
 MISSING: dict[str, dict[str, str]] = {
     "celeriac": {
         **dict.fromkeys(
-            ("chord", "xmap", "xstarmap"),
+            ("xmap", "xstarmap"),
             CANVAS_MISSING,
         ),
         "chunks": "celeriac has chunks as a task method only: task.chunks(items, n) "
@@ -98,7 +97,6 @@ MISSING: dict[str, dict[str, str]] = {
         "AlreadyRegistered": "registering a task name again replaces the task in celeriac; nothing raises it",
         "InvalidTaskError": "a message that cannot be decoded or validated goes to the dead letters "
         "(`celeriac deadletters` lists it with the reason); no exception reaches your code",
-        "ChordError": CANVAS_MISSING,
         "SecurityError": "message signing (Celery's auth serializer) is not implemented in celeriac",
         "BackendError": "a failing result backend raises celeriac.errors.BrokerError "
         "(BrokerConnectionError when it cannot be reached): catch that",
@@ -143,7 +141,7 @@ MISSING: dict[str, dict[str, str]] = {
     "celeriac.schedules": dict.fromkeys(
         ("crontab", "schedule", "solar", "crontab_parser", "maybe_schedule", "ParseException"), BEAT_MISSING
     ),
-    "celeriac.canvas": dict.fromkeys(("chord", "xmap", "xstarmap"), CANVAS_MISSING),
+    "celeriac.canvas": dict.fromkeys(("xmap", "xstarmap"), CANVAS_MISSING),
     "celeriac.app.task": {
         "Context": "celeriac's request class is celeriac.context.Request "
         "(what self.request is inside a task)",

@@ -76,6 +76,9 @@ class Request:
     callbacks: list[Any] | None = None
     errbacks: list[Any] | None = None
     chain: list[Any] | None = None
+    #: a chord member's body (the embed's ``chord``: a signature dict) and its place in the header
+    chord: dict[str, Any] | None = None
+    group_index: int | None = None
 
 
 #: Header names Celery never shows in ``request.headers``: the protocol's own, and the

@@ -130,6 +130,10 @@ class TaskRevokedError(CeleriacError):
     """The task was not run: it expired before a worker could start it."""
 
 
+class ChordError(CeleriacError):
+    """A member of a chord's header failed, so its body does not run (Celery's name)."""
+
+
 class DeadLetteredError(CeleriacError):
     """The message was sent to the dead letters (bad message or too many deliveries)."""
 
@@ -189,6 +193,7 @@ __all__ = [
     "BrokerConnectionError",
     "BrokerError",
     "CeleriacError",
+    "ChordError",
     "ConfigurationError",
     "ContentDisallowedError",
     "DeadLetteredError",

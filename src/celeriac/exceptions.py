@@ -16,6 +16,7 @@ from celeriac import _compat
 from celeriac.errors import (
     BrokerConnectionError,
     CeleriacError,
+    ChordError,
     ConfigurationError,
     Ignore,
     MaxRetriesExceededError,
@@ -40,6 +41,7 @@ __getattr__ = _compat.missing_names(__name__)
 
 __all__ = [
     "CeleryError",
+    "ChordError",
     "Ignore",
     "ImproperlyConfigured",
     "MaxRetriesExceededError",

@@ -74,6 +74,7 @@ SEND_OPTIONS = frozenset(
         "link",
         "link_error",
         "chain",
+        "chord",
         "group_id",
         "group_index",
     }
@@ -95,8 +96,6 @@ IGNORED_OPTIONS = frozenset(
 )
 #: Celery options celeriac does not implement, with what to do instead.
 UNSUPPORTED_OPTIONS = {
-    "chord": "chords are not implemented in celeriac yet: wait for the group's results "
-    "(GroupResult.get()) and send the next task with them",
     "compression": "message compression is not supported",
 }
 
@@ -144,7 +143,7 @@ def embed_of(options: Mapping[str, Any]) -> dict[str, Any]:
         "callbacks": _signature_dicts(options.get("link"), "link"),
         "errbacks": _signature_dicts(options.get("link_error"), "link_error"),
         "chain": _signature_dicts(options.get("chain"), "chain"),
-        "chord": None,
+        "chord": _plain(options["chord"]) if options.get("chord") else None,
     }
 
 

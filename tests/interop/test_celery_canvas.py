@@ -85,3 +85,18 @@ def test_celeriac_chain_and_links_run_on_a_stock_celery_worker(apps, workers, ru
     # as in Celery, a chain's options apply to its first step: the others go by their own routes
     workers.celery("-c", "2", "-P", "prefork", "-Q", "to-celery,celery", INTEROP_RESULT_BACKEND=redis_url)
     _check(steps, linked, failed, runs, "celery")
+
+
+def test_a_celery_producers_chord_runs_once_on_a_celeriac_worker(apps, workers, runs, redis_url, result_keys):
+    import celery
+
+    celery_app, _ = apps
+    add, record = celery_app.tasks[ADD], celery_app.tasks[RECORD]
+    result = celery.chord(add.s(i, i) for i in range(5))(record.s("body"))
+    result_keys.extend([result.id, *(member.id for member in result.parent.results)])
+    workers.celeriac("-c", "2", "-Q", "celery", INTEROP_RESULT_BACKEND=redis_url)
+    assert result.get(timeout=20) == [0, 2, 4, 6, 8]  # record returns its first argument
+    entries = runs.wait(6)
+    assert {entry["side"] for entry in entries} == {"celeriac"}
+    bodies = [entry for entry in entries if entry["label"] != "add"]
+    assert [(entry["label"], entry["args"]) for entry in bodies] == [([0, 2, 4, 6, 8], ["body"])]

@@ -294,7 +294,7 @@ def test_migrate_finds_nothing_that_blocks_the_move_of_the_project(tmp_path):
     assert project_files(project) == project_files(TEMPLATE)  # without --write, nothing is written
 
 
-def test_migrate_lists_the_canvas_and_beat_that_block_the_move_and_exits_1(tmp_path):
+def test_migrate_lets_the_canvas_move_and_lists_the_beat_that_blocks_it_and_exits_1(tmp_path):
     project = copy_project(tmp_path / "project", "canvas_and_beat")
     before = project_files(project)
     checked = migrate(project)
@@ -303,17 +303,14 @@ def test_migrate_lists_the_canvas_and_beat_that_block_the_move_and_exits_1(tmp_p
     assert {(path, feature) for path, _, feature, _ in found} == {
         ("Procfile", "beat"),
         ("proj/nightly.py", "beat"),
-        ("proj/nightly.py", "canvas"),
     }
     for where in (
         ("Procfile", "2", "beat", "celery beat"),
-        ("proj/nightly.py", "1", "canvas", "celery.chord is not in celeriac"),
         ("proj/nightly.py", "2", "beat", "celery.schedules.crontab is not in celeriac"),
         ("proj/nightly.py", "7", "beat", "setting beat_schedule"),
     ):
         assert where in found
-    # signatures, chain and group move as they are: only the chord blocks
-    assert not [f for f in found if f[2] == "canvas" and "chord" not in f[3]], found
+    # signatures, chain, group and chord move as they are: only beat blocks
+    assert not [f for f in found if f[2] == "canvas"], found
     assert "periodic tasks (beat) are not implemented in celeriac yet" in checked.stdout
-    assert "chords are not implemented in celeriac yet" in checked.stdout
     assert project_files(project) == before

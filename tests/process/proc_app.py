@@ -222,6 +222,19 @@ def add(x: int, y: int) -> int:
     return x + y
 
 
+@app.task(name="double", acks_late=True)
+def double(x: int) -> int:
+    """A chord member acked after its result is stored (no record: 1,000 of them run)."""
+    return 2 * x
+
+
+@app.task(name="total")
+def total(values: list[int]) -> int:
+    """A chord body: record ``total:<sum>`` and return the sum."""
+    record(f"total:{sum(values)}")
+    return sum(values)
+
+
 @app.task(name="errback")
 def errback(task_id: str) -> None:
     """Celery's old errback form: called with the failed task's id."""

@@ -1,11 +1,13 @@
-"""Canvas on real worker processes: a chain of 3, a group of 10, link and link_error, on the
-embedded SQLite broker and on Redis."""
+"""Canvas on real worker processes: a chain of 3, a group of 10, link and link_error, chords of
+100 and 1,000 acks_late members, on the embedded SQLite broker and on Redis."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
-from celeriac import chain, group
+from celeriac import chain, chord, group
 from tests.process.conftest import _redis, _sqlite
 
 pytestmark = pytest.mark.process
@@ -54,3 +56,18 @@ def test_chain_group_and_links_on_a_real_worker(on_store, workers, runs):
     counted = runs.per_label()
     assert counted[f"errback:{failed.id}"] == 1
     assert counted[f"errback:{failing_step.id}"] == 1
+
+
+@pytest.mark.parametrize("size", [100, 1000])
+def test_a_chord_body_runs_once_with_every_result(on_store, workers, runs, size):
+    app = on_store
+    double, total = app.tasks["double"], app.tasks["total"]
+    started = time.monotonic()
+    result = chord(double.s(i) for i in range(size))(total.s())
+    workers("-c", "2").wait_ready(2)
+    expected = sum(2 * i for i in range(size))
+    assert result.get(timeout=60) == expected
+    runs.wait(1, f"total:{expected}")
+    assert runs.per_label()[f"total:{expected}"] == 1
+    assert result.parent.completed_count() == size
+    assert time.monotonic() - started < 30

@@ -252,10 +252,10 @@ def test_bad_option_value_is_refused_at_send_naming_the_option(app, add, option,
     assert app.broker.queue_length("celery").total == 0
 
 
-def test_chord_option_is_refused_with_what_to_do_instead(app, add):
-    with pytest.raises(ConfigurationError, match="chords are not implemented"):
-        add.apply_async((1, 2), chord=object())
-    assert app.broker.queue_length("celery").total == 0
+def test_the_chord_option_goes_into_the_embed_as_celery_sends_it(app, add):
+    add.apply_async((1, 2), chord=add.s(1), group_id="g", group_index=0)
+    [delivery] = app.broker.fetch(["celery"], 10, 0, "inspector")
+    assert orjson.loads(delivery.envelope.body)[2]["chord"]["task"] == add.name
 
 
 @pytest.mark.parametrize("option", ["link", "link_error", "chain"])

@@ -91,14 +91,13 @@ def test_the_import_lines_of_celerys_guides_work(statement):
 @pytest.mark.parametrize(
     ("statement", "feature"),
     [
-        ("from celeriac import chord", "chord"),
-        ("from celeriac.canvas import chord", "chord"),
-        ("from celeriac.exceptions import ChordError", "chord"),
+        ("from celeriac import xmap", "xmap"),
+        ("from celeriac.canvas import xstarmap", "xstarmap"),
         ("from celeriac.schedules import crontab", "periodic tasks"),
         ("from celeriac.schedules import schedule", "periodic tasks"),
         ("from celeriac.schedules import solar", "periodic tasks"),
         ("from celeriac import current_app", "proxy"),
-        ("import celeriac; celeriac.chord", "chord"),
+        ("import celeriac; celeriac.xmap", "xmap"),
     ],
 )
 def test_a_missing_feature_fails_at_import_naming_it(statement, feature):

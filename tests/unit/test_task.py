@@ -214,8 +214,6 @@ def test_always_eager_rejects_the_options_a_worker_would_reject(make_app):
         mul.apply_async((3, 4), countdwn=5)
     with pytest.raises(ConfigurationError, match="expected a signature"):
         mul.apply_async((3, 4), link=mul)
-    with pytest.raises(ConfigurationError, match="chords are not implemented"):
-        mul.apply_async((3, 4), chord=mul.s())
 
 
 def test_eager_failure_propagates_only_when_asked(make_app):

@@ -8,14 +8,14 @@ chain) is ``canvas/hooks.py``, which every app adds to its worker hooks.
 ``canvas/builtins.py`` registers the builtin ``celery.*`` tasks that Celery producers
 send, so every app (and so every worker) has them.
 
-Chords (``chord``, ``group | task``) are not implemented yet: building one raises
-ConfigurationError.
+``chord`` (also ``group | task``) is built in ``canvas/primitives.py``; its members are
+counted and its body sent once in ``canvas/hooks.py``.
 """
 
 from celeriac import _compat
-from celeriac.canvas.primitives import chain, group
+from celeriac.canvas.primitives import chain, chord, group
 from celeriac.canvas.signature import Signature, maybe_signature, signature, subtask
 
 __getattr__ = _compat.missing_names(__name__)
 
-__all__ = ["Signature", "chain", "group", "maybe_signature", "signature", "subtask"]
+__all__ = ["Signature", "chain", "chord", "group", "maybe_signature", "signature", "subtask"]

@@ -15,9 +15,12 @@ group
     carries the group id in its ``group`` header and its position in
     ``group_index``, and ``apply_async`` returns a :class:`GroupResult` in that order.
 
-A group followed by another step is a chord in Celery (``group | task``,
-``chain(group, task)``): chords are not implemented yet, so building one raises
-:class:`~celeriac.errors.ConfigurationError` instead of running something else.
+chord
+    ``chord(header, body)`` (also ``group | task``, ``chain(..., group, task, ...)``,
+    ``chord(header)(body)``) sends every header member as a group does, each with the
+    body (a signature dict with Celery's ``chord_size``) in its embed's ``chord``;
+    the worker sends the body once every member is counted (``canvas/hooks.py``).
+    Steps after a chord in a chain join its body.
 """
 
 from __future__ import annotations
@@ -26,10 +29,11 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from celeriac.canvas.signature import CHORD_MISSING, SIGNATURE_TYPES, Signature, maybe_signature, plain
+from celeriac.canvas.signature import SIGNATURE_TYPES, Signature, maybe_signature, plain
 from celeriac.context import current_request
-from celeriac.errors import ConfigurationError
+from celeriac.errors import ChordError, ConfigurationError
 from celeriac.results.result import AsyncResult, GroupResult
+from celeriac.states import FAILURE
 
 if TYPE_CHECKING:
     from celeriac.app import Celeriac
@@ -49,10 +53,22 @@ def _flatten(tasks: Iterable[Any], app: Celeriac | None) -> list[Signature]:
     return found
 
 
-def _refuse_chords(steps: Sequence[Signature]) -> None:
-    for step in steps[:-1]:
-        if isinstance(step, group):
-            raise ConfigurationError(f"chain({', '.join(map(repr, steps))}): {CHORD_MISSING}")
+def _upgrade_chords(steps: list[Signature], app: Celeriac | None) -> list[Signature]:
+    """A group followed by a step is a chord (Celery's rule); the steps after a chord run after
+    its body, so they join the body: ``chain(a, group, b, c)`` is ``chain(a, chord(group, b | c))``."""
+    out: list[Signature] = []
+    for index, step in enumerate(steps):
+        rest = steps[index + 1 :]
+        if isinstance(step, group) and rest:
+            body = rest[0] if len(rest) == 1 else chain(*rest, app=app)
+            out.append(chord(step, body, app=app))
+            return out
+        if isinstance(step, chord) and rest:
+            body = chain(step.body, *rest, app=app)
+            out.append(chord(step.header, body, app=app, **step.options))
+            return out
+        out.append(step)
+    return out
 
 
 def _tasks_of(tasks: tuple[Any, ...]) -> list[Any]:
@@ -70,8 +86,7 @@ class chain(Signature):  # Celery's name
             Signature.__init__(self, tasks[0], app=app)
             self["kwargs"]["tasks"] = _flatten(self["kwargs"].get("tasks") or (), app)
             return
-        steps = _flatten(_tasks_of(tasks), app)
-        _refuse_chords(steps)
+        steps = _upgrade_chords(_flatten(_tasks_of(tasks), app), app)
         if app is None:
             app = next((step._app for step in steps if step._app is not None), None)
         Signature.__init__(self, "celery.chain", (), {"tasks": steps}, options, subtask_type="chain", app=app)
@@ -114,7 +129,6 @@ class chain(Signature):  # Celery's name
         if not self.tasks:
             raise ValueError("chain() has no tasks")
         steps = [step.clone() for step in self.tasks]
-        _refuse_chords(steps)
         if args or kwargs:
             steps[0] = steps[0].clone(args, kwargs)
         for errback in _as_sigs(options.pop("link_error", None)):
@@ -133,7 +147,7 @@ class chain(Signature):  # Celery's name
         root_id = root_id or first_id
         result: AsyncResult | None = None
         for index, step in enumerate(steps):
-            if isinstance(step, group):
+            if isinstance(step, group | chord):
                 step.set(root_id=root_id)
                 handle: AsyncResult = step.freeze(first_id if index == 0 else None)
             else:
@@ -253,9 +267,12 @@ class group(Signature):  # Celery's name
         self, args: Sequence[Any] | None, kwargs: Mapping[str, Any] | None, options: dict[str, Any]
     ) -> tuple[str, list[tuple[Signature, dict[str, Any]]]]:
         group_id = options.pop("task_id", None) or self.options.get("task_id") or str(uuid.uuid4())
-        for key in ("group_id", "group_index", "chord", "chain"):
-            if options.pop(key, None) and key in ("chord", "chain"):
-                raise ConfigurationError(f"group().apply_async({key}=...): {CHORD_MISSING}")
+        for key in ("group_id", "group_index", "chain"):
+            if options.pop(key, None) and key == "chain":
+                raise ConfigurationError(
+                    "group().apply_async(chain=...): a group followed by a task is a chord: "
+                    "use chord(group, task) or group | task"
+                )
         links = _as_sigs(options.pop("link", None))
         errbacks = _as_sigs(options.pop("link_error", None))
         members = []
@@ -324,6 +341,195 @@ class group(Signature):  # Celery's name
         return result
 
 
+#: How long a chord's counters live in the store when ``result_expires`` is not set (seconds).
+CHORD_TTL = 86400.0
+
+
+def chord_ttl(app: Celeriac) -> float:
+    """How long a chord's counters and once-only keys live in the store."""
+    expires = app.conf.result_expires
+    seconds = expires.total_seconds() if hasattr(expires, "total_seconds") else expires
+    return float(seconds) if seconds else CHORD_TTL
+
+
+class chord(Signature):  # Celery's name
+    """A group (the header) whose results, in order, are the first argument of one more task
+    (the body), sent once every member succeeded. See ``docs/canvas.md`` ("Chords")."""
+
+    def __init__(
+        self,
+        header: Any,
+        body: Any = None,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        app: Celeriac | None = None,
+        **options: Any,
+    ) -> None:
+        if isinstance(header, Mapping) and header.get("subtask_type") == "chord":
+            Signature.__init__(self, header, app=app)
+            data = self["kwargs"]
+        else:
+            Signature.__init__(
+                self,
+                "celery.chord",
+                args or (),
+                {"header": header, "body": body, "kwargs": dict(kwargs or {})},
+                options,
+                subtask_type="chord",
+                app=app,
+            )
+            data = self["kwargs"]
+        head = data["header"]
+        head = group(head, app=app) if isinstance(head, Mapping) else group(list(head), app=app)
+        data["header"] = head
+        data["body"] = maybe_signature(data.get("body"), app=app)
+        if self._app is None:
+            self._app = head._app or (data["body"]._app if data["body"] is not None else None)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], app: Celeriac | None = None) -> chord:
+        return cls(data, app=app)
+
+    @property
+    def header(self) -> group:
+        return self["kwargs"]["header"]  # type: ignore[no-any-return]
+
+    @property
+    def body(self) -> Signature | None:
+        return self["kwargs"]["body"]  # type: ignore[no-any-return]
+
+    def __repr__(self) -> str:
+        return f"chord({self.header!r}, {self.body!r})"
+
+    def __len__(self) -> int:
+        return len(self.header)
+
+    def __bool__(self) -> bool:
+        return True
+
+    def clone(
+        self, args: Sequence[Any] | None = None, kwargs: Mapping[str, Any] | None = None, **opts: Any
+    ) -> chord:
+        body = self.body.clone() if self.body is not None else None
+        copy = chord(self.header.clone(), body, app=self._app, **{**self.options, **opts})
+        if (args or kwargs) and not self.immutable:  # partial arguments go to every member
+            members = [member.clone(args, kwargs) for member in copy.header.tasks]
+            copy["kwargs"]["header"] = group(members, app=self._app, **copy.header.options)
+        return copy
+
+    def link(self, callback: Mapping[str, Any]) -> Mapping[str, Any]:
+        """Call ``callback`` with the body's return value."""
+        return self._need_body().link(callback)
+
+    def link_error(self, errback: Mapping[str, Any]) -> Mapping[str, Any]:
+        """Run ``errback`` once when the body fails (a failed member fails the body)."""
+        return self._need_body().link_error(errback)
+
+    def _need_body(self) -> Signature:
+        if self.body is None:
+            raise ValueError("chord(header) has no body yet: call it with the body, chord(header)(body)")
+        return self.body
+
+    def _check(self, app: Celeriac) -> None:
+        if app.backend is None:
+            raise ConfigurationError(
+                f"{self!r}: a chord needs a result backend to collect its header's results: "
+                'set result_backend, e.g. result_backend = "redis://localhost:6379/0"'
+            )
+        app.store  # noqa: B018  (raises ConfigurationError when no store can be had)
+        for member in self.header.tasks:
+            if type(member) is not Signature:
+                raise ConfigurationError(
+                    f"{self!r}: a chord's header holds task signatures only here (found {member!r}); "
+                    "make that member its own chord or chain outside the header"
+                )
+
+    def freeze(self, _id: str | None = None, **kwargs: Any) -> AsyncResult:
+        """Give the header its group id, every member and the body its task id; return the
+        body's handle (its ``parent`` the header's GroupResult)."""
+        body = self._need_body()
+        root_id = kwargs.get("root_id") or self.options.get("root_id")
+        group_id = self.header.options.get("task_id") or str(uuid.uuid4())
+        header = self.header.freeze(group_id)
+        for member in self.header.tasks:
+            if root_id:
+                member.set(root_id=root_id)
+        if isinstance(body, chain | chord | group):
+            if root_id:
+                body.set(root_id=root_id)
+            result = body.freeze(_id)
+        else:
+            result = body.freeze(_id, root_id=root_id)
+        if _id:
+            self["options"]["task_id"] = _id
+        result.parent = header
+        return result
+
+    def __call__(self, body: Any = None, **options: Any) -> Any:  # type: ignore[override]
+        """``chord(header)(body)``: send it with ``body``; ``chord(header, body)()``: send it."""
+        if body is not None and isinstance(body, Mapping) and "task" in body:
+            return chord(self.header, body, app=self._app, **{**self.options, **options}).apply_async()
+        return self.apply_async((body,) if body is not None else None, **options)
+
+    def apply_async(
+        self, args: Sequence[Any] | None = None, kwargs: Mapping[str, Any] | None = None, **options: Any
+    ) -> AsyncResult:
+        """Send every header member with the body in its embed's ``chord`` (Celery's layout);
+        return the body's handle. Eager (``task_always_eager``): run it here."""
+        options = {**self.options, **options}
+        app = self.app
+        if app.conf.task_always_eager:
+            return self.apply(args, kwargs, **options)
+        self._check(app)
+        work = self.clone(args, kwargs)
+        options.pop("chain", None)
+        body_id = options.pop("task_id", None)
+        root_id = options.pop("root_id", None)
+        parent_id = options.pop("parent_id", None)
+        for errback in _as_sigs(options.pop("link_error", None)):
+            work._need_body().link_error(errback)
+        for callback in _as_sigs(options.pop("link", None)):
+            work._need_body().link(callback)
+        if root_id:
+            work.set(root_id=root_id)
+        result = work.freeze(body_id, root_id=root_id)
+        body = plain(work.body)
+        body["chord_size"] = len(work.header)
+        header = work.header
+        header_options = {k: v for k, v in options.items() if k not in ("group_id", "group_index")}
+        if parent_id:
+            header_options["parent_id"] = parent_id
+        if root_id:
+            header_options["root_id"] = root_id
+        header.apply_async(task_id=header.options["task_id"], chord=body, **header_options)
+        return result
+
+    def apply(
+        self, args: Sequence[Any] | None = None, kwargs: Mapping[str, Any] | None = None, **options: Any
+    ) -> AsyncResult:
+        """Run the header here, then the body with its results (in order); a failed member makes
+        the body's result a FAILURE with ChordError (its errbacks run once)."""
+        from celeriac.results.result import EagerResult
+
+        work = self.clone(args, kwargs)
+        body = work._need_body()
+        for key in ("task_id", "chain", "root_id", "parent_id", "group_id", "group_index", "chord"):
+            options.pop(key, None)
+        header = work.header.apply(**options)
+        failed = [(index, r) for index, r in enumerate(header.results) if not r.successful()]
+        if failed:
+            index, member = failed[0]
+            exc = ChordError(f"Dependency {member.id} raised {member.result!r} (chord member {index})")
+            body_id = body.options.get("task_id") or str(uuid.uuid4())
+            for errback in _as_sigs(body.options.get("link_error")):
+                errback.apply_async((body_id,))
+            result: AsyncResult = EagerResult(body_id, FAILURE, exc, None, str(body.task))
+        else:
+            result = body.apply(([r.get() for r in header.results],))
+        result.parent = header
+        return result
+
+
 def _as_sigs(value: Any) -> list[Signature]:
     if value is None:
         return []
@@ -343,3 +549,4 @@ def _build(app: Celeriac, sig: Signature, options: Mapping[str, Any]) -> Outboun
 
 SIGNATURE_TYPES["chain"] = chain
 SIGNATURE_TYPES["group"] = group
+SIGNATURE_TYPES["chord"] = chord

@@ -31,12 +31,6 @@ if TYPE_CHECKING:
     from celeriac.canvas.primitives import chain
     from celeriac.task import Task
 
-CHORD_MISSING = (
-    "a group followed by another task is a chord, and chords are not implemented in celeriac yet: "
-    "wait for the group's results (GroupResult.get()) and send the next task with them, or let "
-    "each member of the group call the next task itself"
-)
-
 #: subtask_type → the class that stands for it (filled in by ``canvas/primitives.py``).
 SIGNATURE_TYPES: dict[str, type[Signature]] = {}
 
@@ -219,10 +213,10 @@ class Signature(dict):  # type: ignore[type-arg]
     ) -> AsyncResult:
         """Give the signature its task id now (``_id``, else the one it has, else a new one) and
         return the result handle its send will have."""
-        if chord is not None:
-            raise ConfigurationError("freeze(chord=...): chords are not implemented in celeriac yet")
         options = self["options"]
-        task_id = _id or options.get("task_id") or str(uuid.uuid4())
+        if chord is not None:
+            options["chord"] = chord
+        task_id = _id or self["options"].get("task_id") or str(uuid.uuid4())
         options["task_id"] = task_id
         for key, value in (
             ("group_id", group_id),
@@ -276,7 +270,7 @@ class Signature(dict):  # type: ignore[type-arg]
         if not isinstance(other, Signature):
             return NotImplemented
         if self.subtask_type == "group":
-            raise ConfigurationError(f"{self!r} | {other!r}: {CHORD_MISSING}")
+            return SIGNATURE_TYPES["chord"](self, other)  # type: ignore[return-value]
         return SIGNATURE_TYPES["chain"](self, other)  # type: ignore[return-value]
 
 

@@ -169,6 +169,11 @@ class ResultBackend(abc.ABC):
     def get(self, task_id: str) -> ResultRecord | None:
         """The stored state of ``task_id``, or None (PENDING: unknown or not started)."""
 
+    def chord_size(self, group_id: str) -> int | None:
+        """The header size a Celery producer stored for chord ``group_id`` outside its messages
+        (Celery's Redis backend does), or None."""
+        return None
+
     @abc.abstractmethod
     def forget(self, task_id: str) -> None:
         """Delete the stored state of ``task_id``."""

@@ -76,6 +76,8 @@ return 1
 
 #: Celery's key prefix for task results; the key is also the PUBLISH channel.
 TASK_KEY_PREFIX = "celery-task-meta-"
+#: Celery's key prefix for group (chord) state.
+GROUP_KEY_PREFIX = "celery-taskset-meta-"
 #: Celery marks a payload compressed with ``result_compression`` with these bytes.
 _CELERY_COMPRESSED = b"\x00celery-compressed\x00"
 #: While waiting, the key is read again this often (seconds) in case a
@@ -238,6 +240,13 @@ class RedisResultBackend(ResultBackend):
         key = task_key(task_id)
         raw = self.conn.call(f"reading {key}", lambda client: client.get(key))
         return None if raw is None else self.decode_document(task_id, raw)
+
+    def chord_size(self, group_id: str) -> int | None:
+        """Celery's producer on a Redis result backend keeps a chord's size in
+        ``celery-taskset-meta-<group id>.s`` instead of the body's ``chord_size``."""
+        key = f"{GROUP_KEY_PREFIX}{group_id}.s"
+        raw = self.conn.call(f"reading {key}", lambda client: client.get(key))
+        return int(raw) if raw is not None else None
 
     def forget(self, task_id: str) -> None:
         key = task_key(task_id)

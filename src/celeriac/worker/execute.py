@@ -158,6 +158,15 @@ def user_traceback(exc: BaseException) -> str:
     return "".join(traceback.format_exception(type(exc), exc, tb))
 
 
+#: Celery's fallback for chords on result backends that cannot count their members.
+CHORD_UNLOCK = "celery.chord_unlock"
+CHORD_UNLOCK_ADVICE = (
+    "celery.chord_unlock is how a Celery producer completes a chord on a result backend that "
+    "cannot count chord members; celeriac does not run it (its workers count chord members "
+    "themselves): send the chord from celeriac, or from Celery with a Redis result backend"
+)
+
+
 class Executor:
     """Runs deliveries for one child process."""
 
@@ -173,7 +182,6 @@ class Executor:
         conf = app.conf
         self.accept = serializers.accepted(conf.accept_content)
         self.max_bytes: int = conf.task_message_max_bytes
-        self._canvas_warned: set[str] = set()
         self._policies: dict[str, TaskPolicy] = {}
         self._routes: dict[str, tuple[str, str]] = {}
         #: True only while task code runs (the soft time limit fires only then).
@@ -225,6 +233,8 @@ class Executor:
         if task is None:
             known = ", ".join(self.app.task_names()[:10]) or "none"
             reason = f"unknown task {message.task!r}: not registered in this worker (it knows: {known})"
+            if message.task == CHORD_UNLOCK:
+                reason += f"; {CHORD_UNLOCK_ADVICE}"
             return InvalidMessage(reason, message.id, message.task)
         return message, task
 
@@ -280,6 +290,8 @@ class Executor:
             callbacks=message.embed.get("callbacks") or None,
             errbacks=message.embed.get("errbacks") or None,
             chain=message.embed.get("chain") or None,
+            chord=message.embed.get("chord") or None,
+            group_index=message.group_index,
         )
 
     def _call(self, task: Task, request: Request) -> Outcome:
@@ -474,14 +486,6 @@ class Executor:
             return Executed(settled)
         message, task = resolved
         name = task.report_name(message)
-        if message.task not in self._canvas_warned and message.embed.get("chord"):
-            self._canvas_warned.add(message.task)
-            logger.warning(
-                "%s[%s] is a member of a chord from its producer: celeriac runs the task, its "
-                "callbacks and chain, but not the chord's body (chords are not implemented yet)",
-                message.task,
-                message.id,
-            )
         policy = self.policy(task)
         request = self._request(message, task, policy, delivery)
         admission = self.admit(message, request)

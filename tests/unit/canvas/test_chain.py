@@ -4,10 +4,8 @@ embed), each step's result passed on, parents, failures stopping the chain, eage
 from __future__ import annotations
 
 import orjson
-import pytest
 
-from celeriac import chain, group
-from celeriac.errors import ConfigurationError
+from celeriac import chain, chord, group
 from tests.unit.canvas.conftest import drain, peek
 
 
@@ -96,12 +94,11 @@ def test_a_chain_dict_comes_back_as_a_chain(app, tasks):
     assert [step.args for step in back.tasks] == [(1, 1), (2,)]
 
 
-def test_a_group_followed_by_a_task_is_a_chord_and_refused(tasks):
+def test_a_group_followed_by_a_task_is_a_chord(tasks):
     add = tasks["add"]
-    with pytest.raises(ConfigurationError, match="chord"):
-        chain(group(add.s(1, 1), add.s(2, 2)), add.s(3))
-    with pytest.raises(ConfigurationError, match="chord"):
-        group(add.s(1, 1)) | add.s(3)
+    [step] = chain(group(add.s(1, 1), add.s(2, 2)), add.s(3)).tasks
+    assert isinstance(step, chord) and step.body.args == (3,)
+    assert isinstance(group(add.s(1, 1)) | add.s(3), chord)
 
 
 def test_a_group_as_the_last_step_gets_the_previous_result(app, tasks, inline_worker):

@@ -250,7 +250,7 @@ BLOCKED_PROJECT = {
         DEBUG = True
         """,
     "proj/tasks.py": """
-        from celery import chord, shared_task
+        from celery import shared_task, xmap
         from celery.contrib.testing.worker import start_worker
         from celery.signals import task_prerun, task_received
 
@@ -268,7 +268,7 @@ BLOCKED_PROJECT = {
 
 
         def pipeline():
-            chord([add.s(1, 2)], add.si(3)).apply_async(link=add.s())
+            xmap(add.s(), [(1, 2)]).apply_async(link=add.s())
             app.control.revoke("some-id")
         """,
     "celeryconfig.py": """
@@ -336,8 +336,8 @@ EXPECTED_FINDINGS = [
     "proj/settings.py:4: blocks: setting: unknown setting CELERY_NOT_A_SETTING",
     "proj/settings.py:5: note: setting: old setting name CELERY_ALWAYS_EAGER, read as task_always_eager",
     "proj/settings.py:6: note: setting: old setting name BROKER_POOL_LIMIT, read as broker_pool_limit",
-    "proj/tasks.py:1: blocks: canvas: celery.chord is not in celeriac",
-    "proj/tasks.py:19: blocks: canvas: celery.chord is not in celeriac",
+    "proj/tasks.py:1: blocks: canvas: celery.xmap is not in celeriac",
+    "proj/tasks.py:19: blocks: canvas: celery.xmap is not in celeriac",
     "proj/tasks.py:2: blocks: import: celery.contrib.testing.worker has no celeriac counterpart",
     "proj/tasks.py:3: blocks: signals: celery.signals.task_received is never sent by celeriac",
     "proj/tasks.py:9: blocks: rate limit: DbTask.rate_limit",
@@ -366,7 +366,7 @@ def test_reports_each_difference_with_file_line_and_what_to_do(tmp_path, capsys)
     beat = next(line for line in out.splitlines() if line.startswith("Procfile:2: blocks: beat"))
     assert "periodic tasks (beat) are not implemented" in advice[beat.rsplit(" ", 1)[1]]
     canvas = next(line for line in out.splitlines() if line.startswith("proj/tasks.py:1: blocks: canvas"))
-    assert "chords are not implemented" in advice[canvas.rsplit(" ", 1)[1]]
+    assert "xmap and xstarmap are not implemented" in advice[canvas.rsplit(" ", 1)[1]]
     assert len(advice) == len(set(advice.values()))
     assert "block the move" in out.splitlines()[-1]
 
@@ -385,7 +385,7 @@ def test_lines_it_cannot_move_are_left_alone(tmp_path, capsys):
     assert after["deploy/celery.service"] == before["deploy/celery.service"]
     assert after["deploy/celeryd.conf"] == before["deploy/celeryd.conf"]
     tasks = after["proj/tasks.py"].decode()
-    assert "from celery import chord, shared_task" in tasks  # chord has no counterpart yet
+    assert "from celery import shared_task, xmap" in tasks  # xmap has no counterpart
     assert "from celeriac.signals import task_prerun, task_received" in tasks  # both exist
     assert "from celery.contrib.testing.worker import start_worker" in tasks
     assert "from celery.schedules import crontab" in after["proj/celery.py"].decode()
@@ -529,13 +529,13 @@ def test_python_rewrites_keep_everything_else_byte_for_byte(tmp_path, capsys):
 
 def test_a_name_celeriac_lacks_keeps_its_import_line_and_is_reported(tmp_path, capsys):
     (tmp_path / "mod.py").write_text(
-        "from celery import Celery, chord\nfrom celery.states import precedence\n"
+        "from celery import Celery, xmap\nfrom celery.states import precedence\n"
     )
     code, out, _ = run(["migrate", str(tmp_path)], capsys)
     assert code == 1
     assert "---" not in out
     reported = findings(out)
-    assert "mod.py:1: blocks: canvas: celery.chord is not in celeriac" in reported
+    assert "mod.py:1: blocks: canvas: celery.xmap is not in celeriac" in reported
     assert "mod.py:2: blocks: import: celery.states.precedence is not in celeriac" in reported
     assert "test membership of READY_STATES" in out
 

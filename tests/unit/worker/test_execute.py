@@ -220,6 +220,14 @@ def test_system_exit_in_a_task_is_a_failure_not_a_dead_worker(app, inline_worker
 # -- bad input --------------------------------------------------------------------------------
 
 
+def test_a_celery_chord_unlock_is_dead_lettered_saying_why_and_what_to_do(app, inline_worker):
+    app.send_task("celery.chord_unlock", ["group-id"], {"result": [], "interval": 1})
+    inline_worker(app).run_next()
+    [letter] = app.broker.dead_letters()
+    assert letter.reason.startswith("unknown task 'celery.chord_unlock'")
+    assert "send the chord from celeriac, or from Celery with a Redis result backend" in letter.reason
+
+
 def test_unknown_task_is_dead_lettered_and_recorded_as_not_registered(app, inline_worker):
     @app.task
     def known():
