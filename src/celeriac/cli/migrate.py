@@ -772,10 +772,6 @@ class _Scanner(ast.NodeVisitor):
             self._settings_call(node)
         elif attr == "config_from_object" and node.args and isinstance(node.args[0], ast.Dict):
             self._settings_call(ast.Call(func, [node.args[0]], []))
-        if attr in ("apply_async", "send_task", "s", "si", "signature", "retry"):
-            for keyword in node.keywords:
-                if keyword.arg == "chord":
-                    self.report(keyword, "canvas", f"{keyword.arg}=...", _compat.CANVAS_MISSING)
 
     def _app_call(self, node: ast.Call) -> None:
         for keyword in node.keywords:
