@@ -41,6 +41,7 @@ from celeriac.canvas.signature import Signature, signature
 from celeriac.context import Request as _Request
 from celeriac.errors import ChordError
 from celeriac.hooks import Hooks, Outcome
+from celeriac.sending import SEND_OPTIONS
 from celeriac.states import FAILURE, REVOKED, SUCCESS
 
 if TYPE_CHECKING:
@@ -50,30 +51,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("celeriac.canvas")
 
-#: Signature options passed on when a worker sends a callback or a chain step.
-_PASSED_ON = frozenset(
-    {
-        "task_id",
-        "countdown",
-        "eta",
-        "expires",
-        "queue",
-        "routing_key",
-        "exchange",
-        "priority",
-        "delivery_mode",
-        "time_limit",
-        "soft_time_limit",
-        "serializer",
-        "ignore_result",
-        "headers",
-        "shadow",
-        "link",
-        "link_error",
-        "group_id",
-        "group_index",
-    }
-)
+#: Signature options passed on when a worker sends a callback or a chain step: what a send
+#: takes, but the lineage and canvas fields the worker sets itself, plus the signature's id.
+_PASSED_ON = (SEND_OPTIONS - {"chain", "chord", "parent_id", "root_id", "reply_to", "retries"}) | {"task_id"}
 
 
 def takes_request(task: Task) -> bool:
