@@ -515,7 +515,9 @@ def test_cli_modules_import_downward_only():
 
     cli = sorted(name for name in MODULES if name == "celeriac.cli" or name.startswith("celeriac.cli."))
     graph = {name: {i.target for i in imports_of(name)} & set(cli) for name in cli}
-    commands = set(cli) - {"celeriac.cli", "celeriac.cli.common", "celeriac.cli.main"}
+    # a command is a module or package right under celeriac.cli (migrate's parts are migrate's)
+    top = {name for name in cli if name.count(".") == 2}
+    commands = top - {"celeriac.cli", "celeriac.cli.common", "celeriac.cli.main"}
     assert {
         "celeriac.cli.worker",
         "celeriac.cli.inspect",
